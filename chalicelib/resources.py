@@ -1,0 +1,113 @@
+"""The AWS resources siyu runs on, described once.
+
+`infra/` deploys exactly these and the local stack (`siyu_dev.stack`) creates exactly these on the
+emulator, so a table, queue or wiring cannot exist in one place and be missing in the other.
+Runtime code finds each resource through the environment variable named here; nothing else in
+the code names a table, a queue or an ARN.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    pk: str
+    sk: str
+
+
+@dataclass(frozen=True)
+class Table:
+    key: str            # short name, also the local physical name suffix
+    env: str            # environment variable carrying the physical table name
+    pk: str = "pk"
+    sk: str = "sk"
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+    stream: str | None = None  # StreamViewType, or None for no stream
+
+
+@dataclass(frozen=True)
+class Queue:
+    key: str
+    env: str                     # environment variable carrying the queue URL
+    handler: str                 # "module.function" consuming it
+    visibility_timeout: int      # seconds; >= 6x the consumer's timeout, as AWS advises
+    max_receive_count: int       # then the message goes to the queue's DLQ
+    batch_size: int = 10
+    max_batching_window: int = 0
+    consumer_timeout: int = 10   # Lambda timeout of the consumer, seconds
+    consumer_memory: int = 256
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A DynamoDB stream consumer, with the Lambda event filter that selects its records."""
+    key: str
+    table: str
+    handler: str
+    filter_pattern: dict = field(default_factory=dict)
+    batch_size: int = 100
+    max_retry_attempts: int = 10
+    consumer_timeout: int = 30
+    consumer_memory: int = 256
+
+
+@dataclass(frozen=True)
+class Bus:
+    env: str = "SIYU_EVENT_BUS"
+    source: str = "siyu"
+
+
+@dataclass(frozen=True)
+class ScheduleGroup:
+    env: str = "SIYU_SCHEDULE_GROUP"
+    role_env: str = "SIYU_SCHEDULER_ROLE_ARN"
+    target_queue: str = "plan"   # schedules deliver to this queue
+
+
+MAIN = Table(
+    key="main",
+    env="SIYU_TABLE",
+    indexes=(Index("gsi1", "gsi1pk", "gsi1sk"),),
+    ttl_attribute="expires_at",
+    stream="NEW_IMAGE",
+)
+
+TABLES: tuple[Table, ...] = (MAIN,)
+
+QUEUES: tuple[Queue, ...] = (
+    # Slow follow-ups of a callback: welcome messages, unionid lookups, welcome coupons.
+    Queue(key="followups", env="SIYU_FOLLOWUPS_QUEUE_URL", handler="handlers.followups.handler",
+          visibility_timeout=60, max_receive_count=5, consumer_timeout=10),
+)
+
+STREAMS: tuple[Stream, ...] = (
+    # Transactional outbox: items written with kind=outbox in the same transaction as the change
+    # they announce are published to the bus (domain events) or the follow-up queue (tasks).
+    Stream(key="outbox", table="main", handler="handlers.outbox.handler",
+           filter_pattern={"eventName": ["INSERT"],
+                           "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}}}}),
+)
+
+BUS = Bus()
+SCHEDULES = ScheduleGroup()
+
+# Per-brand WeChat secrets live in SSM SecureString parameters below this prefix
+# (`{prefix}/{brand_id}`); the stage is part of the prefix so stages never share secrets.
+SECRETS_PREFIX_ENV = "SIYU_SECRETS_PREFIX"
+# WeChat API base URLs (Official Account / mini-program, and WeCom); the local stack points both at
+# the simulator. Defaults are the public endpoints.
+WECHAT_BASE_URL_ENV = "SIYU_WECHAT_BASE_URL"
+WECOM_BASE_URL_ENV = "SIYU_WECOM_BASE_URL"
+WECHAT_BASE_URL_DEFAULT = "https://api.weixin.qq.com"
+WECOM_BASE_URL_DEFAULT = "https://qyapi.weixin.qq.com"
+
+
+def queue(key: str) -> Queue:
+    return next(q for q in QUEUES if q.key == key)
+
+
+def table(key: str) -> Table:
+    return next(t for t in TABLES if t.key == key)
