@@ -1,0 +1,42 @@
+# siyu — two commands from a fresh clone: `make run` and `make test`. Only python3.11 and make needed.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
+
+.PHONY: run test unit integration bench layer synth deploy clean
+
+# The stamps make a second run skip installs; they depend on the requirement files they installed.
+$(VENV)/.stamp-venv:
+	$(PYTHON) -m venv $(VENV)
+	@touch $@
+
+$(VENV)/.stamp-local: $(VENV)/.stamp-venv requirements.txt requirements-local.txt
+	$(PIP) install -r requirements-local.txt
+	@touch $@
+
+$(VENV)/.stamp-test: $(VENV)/.stamp-local requirements-test.txt requirements-deploy.txt
+	$(PIP) install -r requirements-test.txt
+	@touch $@
+
+run: $(VENV)/.stamp-local          ## the whole stack on 127.0.0.1, seeded with a demo brand
+	$(PY) -m siyu_dev run
+
+test: $(VENV)/.stamp-test          ## every test: unit (pure), then integration (local stack, simulator, CDK synth)
+	$(PY) -m pytest -q tests/unit
+	$(PY) -m pytest -q tests/integration tests/e2e
+
+unit: $(VENV)/.stamp-test
+	$(PY) -m pytest -q tests/unit
+
+bench: $(VENV)/.stamp-test         ## figures for the README
+	$(PY) -m bench
+
+layer: $(VENV)/.stamp-test         ## Lambda layer with the pinned runtime dependencies (arm64, py3.11)
+	bash infra/build_layer.sh
+
+synth: layer
+	cd infra && ../$(PY) app.py
+
+clean:
+	rm -rf $(VENV) build infra/cdk.out .siyu-local

@@ -1,0 +1,160 @@
+"""siyu's HTTP API: a table of contents. Each route parses, authorizes, calls a service, shapes the reply."""
+from __future__ import annotations
+
+import functools
+import json
+
+from chalice import Chalice, Response
+
+from chalicelib.errors import ApiError, BadRequest
+from chalicelib.observability import logger, metrics
+from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
+
+app = Chalice(app_name="siyu")
+
+WECHAT_CONTENT_TYPES = ["text/xml", "application/xml", "application/json", "text/plain",
+                        "application/octet-stream", "application/x-www-form-urlencoded"]
+
+
+def api(path: str, methods=("GET",), content_types=None):
+    """Register a route whose ApiErrors become `{"error": {"code", "message"}}` with their 4xx status.
+    Anything else is a bug: logged with its stack and answered 500 in the same shape."""
+    def register(view):
+        @functools.wraps(view)
+        def guarded(**params):
+            try:
+                return view(**params)
+            except ApiError as err:
+                return Response(err.body(), status_code=err.status)
+            except Exception:  # noqa: BLE001 - the one place a bug becomes a 500
+                logger.exception("unhandled error", extra={"path": path})
+                return Response({"error": {"code": "internal", "message": "internal error; it has been logged"}},
+                                status_code=500)
+        options = {"methods": list(methods)}
+        if content_types:
+            options["content_types"] = content_types
+        return app.route(path, **options)(guarded)
+    return register
+
+
+@app.middleware("http")
+def observe(event, get_response):
+    logger.clear_state()
+    logger.append_keys(request_id=event.context.get("requestId"), path=event.path)
+    try:
+        return get_response(event)
+    finally:
+        metrics.flush_metrics(raise_on_empty_metrics=False)
+
+
+def body() -> dict:
+    raw = app.current_request.raw_body or b""
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        raise BadRequest("body is not valid JSON", code="malformed_json") from None
+    if not isinstance(value, dict):
+        raise BadRequest("body must be a JSON object", code="malformed_json")
+    return value
+
+
+def caller() -> auth.Principal:
+    return auth.authenticate(app.current_request.headers)
+
+
+def created(payload: dict) -> Response:
+    return Response(payload, status_code=201)
+
+
+# ---- health ----------------------------------------------------------------------------------
+
+@api("/health")
+def health():
+    return {"ok": True}
+
+
+# ---- tenancy ---------------------------------------------------------------------------------
+
+@api("/admin/brands", methods=["POST"])
+def create_brand():
+    auth.require_platform(caller())
+    return created(admin.create_brand(body()))
+
+
+@api("/admin/{brand_id}", methods=["GET"])
+def get_brand(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return admin.get_brand(brand_id)
+
+
+@api("/admin/{brand_id}/stores", methods=["POST", "GET"])
+def stores(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    if app.current_request.method == "GET":
+        return {"stores": admin.list_config(brand_id, "stores")}
+    return created(admin.create_store(brand_id, body()))
+
+
+@api("/admin/{brand_id}/guides", methods=["POST", "GET"])
+def guides(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    if app.current_request.method == "GET":
+        return {"guides": admin.list_config(brand_id, "guides")}
+    return created(admin.create_guide(brand_id, body()))
+
+
+@api("/admin/{brand_id}/channels", methods=["POST", "GET"])
+def channels(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    if app.current_request.method == "GET":
+        return {"channels": admin.list_config(brand_id, "channels")}
+    return created(admin.create_channel(brand_id, body()))
+
+
+@api("/admin/{brand_id}/members", methods=["GET"])
+def find_member(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return admin.find_member(brand_id, app.current_request.query_params or {})
+
+
+# ---- WeChat callbacks ------------------------------------------------------------------------
+
+def _wechat(brand_id: str, kind: str):
+    request = app.current_request
+    query = request.query_params or {}
+    if request.method == "GET":
+        reply = callbacks.verify_url(brand_id, kind, query)
+    else:
+        reply = callbacks.receive(brand_id, kind, query, request.raw_body or b"")
+    return Response(reply.body, status_code=reply.status, headers={"Content-Type": reply.content_type})
+
+
+@api("/wechat/{brand_id}/oa", methods=["GET", "POST"], content_types=WECHAT_CONTENT_TYPES)
+def wechat_oa(brand_id):
+    return _wechat(brand_id, "oa")
+
+
+@api("/wechat/{brand_id}/mp", methods=["GET", "POST"], content_types=WECHAT_CONTENT_TYPES)
+def wechat_mp(brand_id):
+    return _wechat(brand_id, "mp")
+
+
+@api("/wechat/{brand_id}/wecom", methods=["GET", "POST"], content_types=WECHAT_CONTENT_TYPES)
+def wechat_wecom(brand_id):
+    return _wechat(brand_id, "wecom")
+
+
+# ---- mini-program ----------------------------------------------------------------------------
+
+@api("/mp/{brand_id}/login", methods=["POST"])
+def mp_login(brand_id):
+    code = body().get("code")
+    if not isinstance(code, str) or not code.strip() or len(code) > 128:
+        raise BadRequest("code (from wx.login) is required", code="missing_code")
+    return mp_sessions.login(brand_id, code.strip())
+
+
+@api("/mp/{brand_id}/scan", methods=["POST"])
+def mp_scan(brand_id):
+    session = mp_sessions.verify(brand_id, app.current_request.headers)
+    return onboarding.scan_from_mini_program(brand_id, session, body())

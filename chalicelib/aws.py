@@ -1,0 +1,65 @@
+"""AWS clients for everything that is not PynamoDB (SQS, EventBridge, SSM, Scheduler).
+
+Plain botocore, not boto3: boto3's resource layer is import time we never use. One session per
+process, one client per service, created on first use. The endpoint comes from botocore's own
+`AWS_ENDPOINT_URL` handling, so the same code talks to AWS or to the local emulator.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable
+
+import botocore.session
+from botocore.config import Config
+
+_lock = threading.Lock()
+_session: botocore.session.Session | None = None
+_clients: dict[str, Any] = {}
+_client_hooks: list[Callable[[Any], None]] = []
+
+
+def region() -> str:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "cn-north-1"
+
+
+def client(service: str):
+    """The process-wide botocore client for `service` (thread-safe once created)."""
+    found = _clients.get(service)
+    if found is not None:
+        return found
+    global _session
+    with _lock:
+        if service not in _clients:
+            if _session is None:
+                _session = botocore.session.get_session()
+            made = _session.create_client(
+                service, region_name=region(),
+                config=Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3},
+                              max_pool_connections=32))
+            for hook in _client_hooks:
+                hook(made)
+            _clients[service] = made
+        return _clients[service]
+
+
+def on_new_client(hook: Callable[[Any], None]) -> None:
+    """Run `hook(client)` for every client made from now on (benchmarks count requests this way)."""
+    _client_hooks.append(hook)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (the local stack calls this after it moves the endpoint)."""
+    global _session
+    with _lock:
+        _clients.clear()
+        _session = None
+
+
+def partition() -> str:
+    """aws, aws-cn, ... for the current region: ARNs are built from this, never from a literal."""
+    global _session
+    with _lock:
+        if _session is None:
+            _session = botocore.session.get_session()
+    return _session.get_partition_for_region(region())

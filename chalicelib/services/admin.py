@@ -1,0 +1,101 @@
+"""Tenancy administration: brands (platform key), and a brand's stores, guides and channel codes."""
+from __future__ import annotations
+
+import secrets as random
+from datetime import datetime, timezone
+
+from chalicelib import secrets
+from chalicelib.domain import tenancy as rules
+from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.services.auth import new_key
+from chalicelib.storage import members, tenancy
+from chalicelib.storage.models import Channel, Guide, Store
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def brand_view(brand) -> dict:
+    """A brand as the API shows it: public ids only; secrets never leave SSM."""
+    return {"brand_id": brand.brand_id, "name": brand.name, "timezone": brand.timezone,
+            "created_at": brand.created_at, "auto_reply": brand.auto_reply,
+            "wechat": {k: v for k, v in (("oa_app_id", brand.oa_app_id), ("mp_app_id", brand.mp_app_id),
+                                         ("wecom_corp_id", brand.wecom_corp_id)) if v}}
+
+
+def create_brand(body: dict) -> dict:
+    fields = rules.brand(body)
+    if tenancy.get_brand(fields["brand_id"]) is not None:
+        raise Conflict(f"brand {fields['brand_id']} already exists", code="brand_exists")
+    ref = secrets.put_brand_secrets(fields["brand_id"], {**fields["secret"],
+                                                         "session_secret": random.token_urlsafe(32)})
+    admin_key = new_key("brand_admin")
+    brand = tenancy.create_brand(fields, ref, admin_key, _now())
+    return {**brand_view(brand), "admin_key": admin_key}
+
+
+def get_brand(brand_id: str) -> dict:
+    return brand_view(tenancy.require_brand(brand_id))
+
+
+def create_store(brand_id: str, body: dict) -> dict:
+    fields = rules.store(body)
+    pos_key = new_key("store_pos")
+    store = tenancy.create_store(brand_id, fields, pos_key, _now())
+    return {**store_view(store), "pos_key": pos_key}
+
+
+def store_view(s: Store) -> dict:
+    return {"store_id": s.store_id, "name": s.name, "city": s.city, "created_at": s.created_at}
+
+
+def guide_view(g: Guide) -> dict:
+    return {"guide_id": g.guide_id, "store_id": g.store_id, "name": g.name, "wecom_user_id": g.wecom_user_id,
+            "created_at": g.created_at}
+
+
+def channel_view(c: Channel) -> dict:
+    return {"scene": c.scene, "store_id": c.store_id, "guide_id": c.guide_id, "source": c.source,
+            "tags": list(c.tags or []), "welcome_coupon_template_id": c.welcome_coupon_template_id,
+            "welcome_message": c.welcome_message, "created_at": c.created_at,
+            # what to print: the OA QR scene and the mini-program code's scene carry this value
+            "oa_qr_scene": c.scene, "mp_scene": c.scene}
+
+
+def create_guide(brand_id: str, body: dict) -> dict:
+    return guide_view(tenancy.create_guide(brand_id, rules.guide(body), _now()))
+
+
+def create_channel(brand_id: str, body: dict, *, extra_checks=None) -> dict:
+    fields = rules.channel(body)
+    if fields["guide_id"] and not fields["store_id"]:
+        raise BadRequest("a channel code naming a guide must name the guide's store too", code="missing_store_id")
+    return channel_view(tenancy.create_channel(brand_id, fields, _now(), extra_checks=extra_checks))
+
+
+def list_config(brand_id: str, what: str) -> list[dict]:
+    model, prefix, view = {"stores": (Store, "STORE#", store_view), "guides": (Guide, "GUIDE#", guide_view),
+                           "channels": (Channel, "CHANNEL#", channel_view)}[what]
+    return [view(item) for item in tenancy.list_items(brand_id, model, prefix)]
+
+
+LOOKUPS = {"openid": ("oa", "mp"), "unionid": ("unionid",), "external_userid": ("wecom",),
+           "oa_openid": ("oa",), "mp_openid": ("mp",)}
+
+
+def find_member(brand_id: str, query: dict, *, extend=None) -> dict:
+    """The member behind one identity (?openid=, ?unionid=, ?external_userid=); 404 when none."""
+    given = [(name, query[name]) for name in LOOKUPS if query.get(name)]
+    if len(given) != 1:
+        raise BadRequest("give exactly one of " + ", ".join(LOOKUPS), code="missing_identity")
+    name, value = given[0]
+    for ns in LOOKUPS[name]:
+        member_id = members.find_member_id(brand_id, ns, value)
+        if member_id:
+            member = members.get_member(brand_id, member_id)
+            if member is not None:
+                view = members.member_view(member)
+                view["coupons"] = extend(brand_id, member_id) if extend else []
+                return view
+    raise NotFound(f"no member with {name} {value}", code="unknown_member")

@@ -1,0 +1,55 @@
+"""Follow-ups of a touch that may be slow or may fail at WeChat: run from the follow-up queue.
+
+Each task runs at most once per outbox event (a marker claims it before WeChat is called; a
+transient failure releases the claim so SQS's redelivery retries it). A welcome message sent twice
+is worse than a welcome message retried a little later.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from chalicelib.observability import logger, metrics
+from chalicelib.services.wechat_apps import api_for, app_for
+from chalicelib.storage import members, tenancy
+from chalicelib.wechat.client import WeChatError
+
+# Other parts of siyu register extra steps of the welcome flow here (e.g. issuing a welcome coupon).
+WELCOME_STEPS: list = []
+
+
+def run(name: str, detail: dict) -> None:
+    task = TASKS.get(name)
+    if task is None:
+        raise ValueError(f"unknown follow-up task {name!r}")
+    task(detail)
+
+
+def welcome(detail: dict) -> None:
+    brand = tenancy.require_brand(detail["brand_id"])
+    for step in WELCOME_STEPS:
+        step(brand, detail)
+    text = detail.get("message")
+    if not text:
+        return
+    claim = f"task:{detail['event_id']}:welcome"
+    if not members.record_inbound(brand.brand_id, claim, "welcome", datetime.now(timezone.utc)):
+        return
+    via = detail["via"]
+    try:
+        api = api_for(app_for(brand, via))
+        if via == "wecom":
+            api.send_welcome_msg(detail["welcome_code"], text)
+        elif via == "oa":
+            api.custom_send_text(detail["openid"], text)
+    except WeChatError as err:
+        if err.permanent:
+            # e.g. the 20-second WeCom welcome code expired: retrying cannot help
+            logger.warning("welcome message refused", extra={"brand_id": brand.brand_id, "errcode": err.errcode,
+                                                              "member_id": detail.get("member_id")})
+            return
+        members.forget_inbound(brand.brand_id, claim)
+        raise
+    metrics.add_metric(name="WelcomeMessagesSent", unit="Count", value=1)
+
+
+TASKS = {"welcome": welcome}

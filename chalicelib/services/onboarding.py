@@ -1,0 +1,79 @@
+"""Onboarding: a shopper touches a channel code (QR scan, mini-program scene, WeCom add) and
+becomes, or stays, one member of the brand, attributed to the store, guide and channel.
+
+AWS cost per touch: one BatchGetItem (channel code + identity links + guide) and one
+TransactWriteItems (member, identity links, inbound marker, outbox) — plus one more BatchGetItem
+when the shopper is new to an OA or WeCom app and WeChat has to be asked for their unionid.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+from chalicelib.domain.members import Shopper, attribute, plan_touch
+from chalicelib.ids import new_id, scene as valid_scene
+from chalicelib.observability import logger, metrics
+from chalicelib.storage import members as store
+
+MAX_ATTEMPTS = 4
+
+
+@dataclass(frozen=True)
+class TouchResult:
+    member_id: str | None
+    created: bool
+    duplicate: bool
+
+
+def iso(now: datetime) -> str:
+    return now.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: datetime,
+          inbound: str | None = None, event: str = "", subscribed: bool | None = None,
+          wecom_user_id: str | None = None, welcome_code: str | None = None,
+          find_unionid=None) -> TouchResult:
+    """Find or create the member and record the touch, exactly once per `inbound` key.
+
+    `find_unionid()` (optional) asks WeChat for the shopper's unionid; it is called only when no
+    identity the shopper brought resolves yet, so a known member costs WeChat nothing.
+    Concurrent first touches by one shopper create one member: the identity links are conditional
+    puts, and the loser of the race re-resolves and becomes a repeat touch.
+    """
+    for _attempt in range(MAX_ATTEMPTS):
+        ctx = store.load_touch_context(brand_id, scene=scene, identities=shopper.identities(),
+                                       wecom_user_id=wecom_user_id)
+        if not ctx.found and find_unionid is not None and shopper.unionid is None:
+            unionid = find_unionid()
+            find_unionid = None
+            if unionid:
+                shopper = replace(shopper, unionid=unionid)
+                continue                    # resolve again, now with the unionid
+        at = iso(now)
+        plan = plan_touch(brand_id=brand_id, shopper=shopper, found=ctx.found,
+                          touch=attribute(ctx.channel, scene=scene, via=via, at=at, guide=ctx.guide),
+                          channel=ctx.channel, new_member_id=new_id("m"), subscribed=subscribed,
+                          wecom_guide=wecom_user_id, welcome_code=welcome_code)
+        try:
+            store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now)
+        except store.Duplicate:
+            metrics.add_metric(name="DuplicateCallbacks", unit="Count", value=1)
+            return TouchResult(None, False, True)
+        except store.IdentityRace:
+            logger.info("identity race, resolving again", extra={"brand_id": brand_id})
+            continue
+        logger.info("member touched", extra={"brand_id": brand_id, "member_id": plan.member_id,
+                                             "created": plan.create, "scene": scene, "via": via,
+                                             "source": plan.touch.source})
+        if plan.create:
+            metrics.add_metric(name="MembersJoined", unit="Count", value=1)
+        return TouchResult(plan.member_id, plan.create, False)
+    raise RuntimeError(f"could not settle member identity for brand {brand_id} after {MAX_ATTEMPTS} attempts")
+
+
+def scan_from_mini_program(brand_id: str, session: dict, body: dict, *, now: datetime | None = None) -> dict:
+    """A shopper opened the mini-program from a code carrying `scene` (their session says who they are)."""
+    scene = valid_scene(body.get("scene"))
+    at = now or datetime.now(timezone.utc)
+    result = touch(brand_id, Shopper(mp=session["o"], unionid=session.get("u")), scene=scene, via="mp", now=at)
+    return {"member_id": result.member_id, "created": result.created, "scene": scene, "at": iso(at)}

@@ -1,0 +1,62 @@
+"""A brand's WeChat apps: their callback credentials and API clients, resolved from the brand item
+(public ids) and its SSM secrets, cached per container."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from chalicelib import secrets
+from chalicelib.errors import NotFound
+from chalicelib.resources import (WECHAT_BASE_URL_DEFAULT, WECHAT_BASE_URL_ENV, WECOM_BASE_URL_DEFAULT,
+                                  WECOM_BASE_URL_ENV)
+from chalicelib.storage.models import Brand
+
+APPS = ("oa", "mp", "wecom")
+
+
+@dataclass(frozen=True)
+class App:
+    brand_id: str
+    kind: str                      # oa | mp | wecom
+    app_id: str                    # appid, or corpid for WeCom (the receive id of encrypted callbacks)
+    secret: str
+    token: str
+    encoding_aes_key: str | None
+
+
+def app_for(brand: Brand, kind: str) -> App:
+    """The brand's `kind` app, or 404 app_not_configured."""
+    app_id = {"oa": brand.oa_app_id, "mp": brand.mp_app_id, "wecom": brand.wecom_corp_id}.get(kind)
+    section = secrets.brand_secrets(brand.secret_ref).get(kind) if app_id else None
+    if not app_id or not section:
+        raise NotFound(f"brand {brand.brand_id} has no {kind} app configured", code="app_not_configured")
+    return App(brand.brand_id, kind, app_id, section.get("app_secret") or section.get("secret"),
+               section["token"], section.get("encoding_aes_key"))
+
+
+def base_url(kind: str) -> str:
+    if kind == "wecom":
+        return os.environ.get(WECOM_BASE_URL_ENV, WECOM_BASE_URL_DEFAULT)
+    return os.environ.get(WECHAT_BASE_URL_ENV, WECHAT_BASE_URL_DEFAULT)
+
+
+_apis: dict[tuple[str, str, str], object] = {}
+_lock = threading.Lock()
+
+
+def api_for(app: App, *, timeout: float = 4.0):
+    """The WeChat API client for this app, sharing one token source per app and container."""
+    from chalicelib.wechat.client import (MemoryTokenSource, WeChatApi, fetch_stable_token,
+                                          fetch_wecom_token)
+    key = (app.brand_id, app.kind, app.app_id)
+    with _lock:
+        tokens = _apis.get(key)
+        if tokens is None:
+            url = base_url(app.kind)
+            if app.kind == "wecom":
+                tokens = MemoryTokenSource(lambda: fetch_wecom_token(url, app.app_id, app.secret))
+            else:
+                tokens = MemoryTokenSource(lambda: fetch_stable_token(url, app.app_id, app.secret))
+            _apis[key] = tokens
+    return WeChatApi(base_url(app.kind), tokens, timeout=timeout)

@@ -1,0 +1,167 @@
+"""PynamoDB models: every item siyu stores, in one table.
+
+Keys put the brand first (`B#<brand>#...`) so no query can wander across tenants, and so an IAM
+leading-key condition could fence a brand in. Items that are looked up one at a time and written at
+high rates (identities, members, inbound markers) get a partition of their own; a brand's small
+configuration (stores, guides, channel codes) shares the brand's partition so it can be listed.
+
+| item            | pk                         | sk                 |
+|-----------------|----------------------------|--------------------|
+| brand           | B#<brand>                  | BRAND              |
+| store           | B#<brand>                  | STORE#<store>      |
+| guide           | B#<brand>                  | GUIDE#<guide>      |
+| guide by WeCom  | B#<brand>                  | WECOMUSER#<userid> |
+| channel code    | B#<brand>                  | CHANNEL#<scene>    |
+| api key         | KEY#<sha256 of key>        | KEY                |
+| identity        | B#<brand>#ID#<ns>:<value>  | ID                 |
+| member          | B#<brand>#M#<member>       | MEMBER             |
+| inbound marker  | B#<brand>#IN#<dedupe key>  | IN                 |
+| message         | B#<brand>#MSG#<openid>     | <time>#<msgid>     |
+| outbox          | OUT#<event id>             | OUT                |
+"""
+from __future__ import annotations
+
+import os
+
+from pynamodb.attributes import (BooleanAttribute, DiscriminatorAttribute, ListAttribute, MapAttribute,
+                                 NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute)
+from pynamodb.models import Model
+
+from chalicelib.resources import MAIN
+
+
+class Item(Model):
+    """Base of every item in the main table; `kind` tells them apart (and filters the outbox stream)."""
+
+    class Meta:
+        table_name = os.environ.get(MAIN.env, "siyu-local-main")
+        # A callback must be answered inside WeChat's 5 s; a DynamoDB call that takes seconds is
+        # better failed fast (WeChat retries, the dedupe marker keeps that safe) than waited for.
+        connect_timeout_seconds = 2
+        read_timeout_seconds = 3
+        max_retry_attempts = 2
+
+    pk = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    kind = DiscriminatorAttribute()
+    expires_at = TTLAttribute(null=True)
+
+
+# ---- tenancy -------------------------------------------------------------------------------
+
+class Brand(Item, discriminator="brand"):
+    brand_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    timezone = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+    secret_ref = UnicodeAttribute()               # SSM parameter holding this brand's WeChat secrets
+    oa_app_id = UnicodeAttribute(null=True)
+    mp_app_id = UnicodeAttribute(null=True)
+    wecom_corp_id = UnicodeAttribute(null=True)
+    auto_reply = UnicodeAttribute(null=True)      # answer to a shopper's text message in the OA
+
+
+class Store(Item, discriminator="store"):
+    brand_id = UnicodeAttribute()
+    store_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    city = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
+class Guide(Item, discriminator="guide"):
+    brand_id = UnicodeAttribute()
+    guide_id = UnicodeAttribute()
+    store_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    wecom_user_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
+class GuideByWecomUser(Item, discriminator="guide_wecom"):
+    """WeCom drops the `State` when a customer re-adds a guide; the guide's UserID still attributes."""
+    guide_id = UnicodeAttribute()
+    store_id = UnicodeAttribute()
+
+
+class Channel(Item, discriminator="channel"):
+    brand_id = UnicodeAttribute()
+    scene = UnicodeAttribute()
+    store_id = UnicodeAttribute(null=True)
+    guide_id = UnicodeAttribute(null=True)
+    source = UnicodeAttribute()
+    tags = ListAttribute(of=UnicodeAttribute, default=list)
+    welcome_coupon_template_id = UnicodeAttribute(null=True)
+    welcome_message = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
+class ApiKey(Item, discriminator="api_key"):
+    role = UnicodeAttribute()                     # platform | brand_admin | store_pos
+    brand_id = UnicodeAttribute(null=True)
+    store_id = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute()
+
+
+# ---- members -------------------------------------------------------------------------------
+
+class Touch(MapAttribute):
+    """Where a member was met: the attribution that first_touch keeps forever and last_touch tracks."""
+    store_id = UnicodeAttribute(null=True)
+    guide_id = UnicodeAttribute(null=True)
+    scene = UnicodeAttribute(null=True)
+    source = UnicodeAttribute()
+    via = UnicodeAttribute()                      # oa | mp | wecom
+    at = UnicodeAttribute()
+
+
+class Identity(Item, discriminator="identity"):
+    member_id = UnicodeAttribute()
+    created_at = UnicodeAttribute()
+
+
+class Member(Item, discriminator="member"):
+    brand_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    joined_at = UnicodeAttribute()
+    unionid = UnicodeAttribute(null=True)
+    oa_openid = UnicodeAttribute(null=True)
+    mp_openid = UnicodeAttribute(null=True)
+    external_userid = UnicodeAttribute(null=True)
+    oa_subscribed = BooleanAttribute(null=True)
+    wecom_guides = UnicodeSetAttribute(null=True)  # guides (WeCom UserIDs) the member is a contact of
+    first_touch = Touch()
+    last_touch = Touch()
+    tags = UnicodeSetAttribute(null=True)
+    touches = NumberAttribute(default=1)
+    # Audience index (campaigns page members of a brand without scanning the table); sharded so one
+    # brand's joins never concentrate on a single index partition.
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+
+
+class Inbound(Item, discriminator="inbound"):
+    """Marks a WeChat callback as handled; written in the same transaction as its effect."""
+    event = UnicodeAttribute()
+
+
+class Message(Item, discriminator="message"):
+    brand_id = UnicodeAttribute()
+    openid = UnicodeAttribute()
+    via = UnicodeAttribute()
+    msg_type = UnicodeAttribute()
+    content = UnicodeAttribute(null=True)
+    received_at = UnicodeAttribute()
+
+
+class Outbox(Item, discriminator="outbox"):
+    """A domain event or follow-up task, committed with the change it announces.
+
+    The stream consumer (handlers/outbox.py) publishes it; nothing is announced that did not happen,
+    and nothing that happened goes unannounced.
+    """
+    topic = UnicodeAttribute()                    # event (to the bus) | task (to the follow-up queue)
+    name = UnicodeAttribute()                     # member.joined, welcome, ...
+    brand_id = UnicodeAttribute()
+    detail = UnicodeAttribute()                   # JSON
+    created_at = UnicodeAttribute()

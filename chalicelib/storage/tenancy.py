@@ -1,0 +1,141 @@
+"""Brands, stores, guides, channel codes and API keys. Writes are single transactions whose
+conditions say what must (not) exist, so a refused write changes nothing."""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.cache import TTLCache
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.storage.models import ApiKey, Brand, Channel, Guide, GuideByWecomUser, Item, Store
+from chalicelib.storage.tx import Tx
+
+_brands = TTLCache(ttl_seconds=60)
+_keys = TTLCache(ttl_seconds=60)
+
+
+def brand_pk(brand_id: str) -> str:
+    return f"B#{brand_id}"
+
+
+def key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_brand(fields: dict, secret_ref: str, admin_key: str, now: datetime) -> Brand:
+    brand = Brand(brand_pk(fields["brand_id"]), "BRAND", brand_id=fields["brand_id"], name=fields["name"],
+                  timezone=fields["timezone"], created_at=now.isoformat(), secret_ref=secret_ref,
+                  auto_reply=fields.get("auto_reply"), **fields["public"])
+    tx = Tx()
+    tx.save("brand", brand, condition=Brand.pk.does_not_exist())
+    tx.save("key", _key(admin_key, "brand_admin", now, brand_id=fields["brand_id"]),
+            condition=ApiKey.pk.does_not_exist())
+    tx.commit({"brand": Conflict(f"brand {fields['brand_id']} already exists", code="brand_exists")})
+    _brands.invalidate(fields["brand_id"])
+    return brand
+
+
+def _key(key: str, role: str, now: datetime, *, brand_id: str | None = None, store_id: str | None = None) -> ApiKey:
+    return ApiKey(f"KEY#{key_hash(key)}", "KEY", role=role, brand_id=brand_id, store_id=store_id,
+                  created_at=now.isoformat())
+
+
+def get_brand(brand_id: str) -> Brand | None:
+    def load():
+        try:
+            return Brand.get(brand_pk(brand_id), "BRAND")
+        except DoesNotExist:
+            return None
+    return _brands.get_or_load(brand_id, load)
+
+
+def require_brand(brand_id: str) -> Brand:
+    brand = get_brand(brand_id)
+    if brand is None:
+        raise NotFound(f"no brand {brand_id}", code="unknown_brand")
+    return brand
+
+
+def _must_exist(tx: Tx, label: str, model_cls, brand_id: str, sk: str) -> None:
+    tx.check(label, model_cls, brand_pk(brand_id), sk, condition=model_cls.pk.exists())
+
+
+def create_store(brand_id: str, fields: dict, pos_key: str, now: datetime) -> Store:
+    store = Store(brand_pk(brand_id), f"STORE#{fields['store_id']}", brand_id=brand_id, created_at=now.isoformat(),
+                  **fields)
+    tx = Tx()
+    _must_exist(tx, "brand", Brand, brand_id, "BRAND")
+    tx.save("store", store, condition=Store.pk.does_not_exist())
+    tx.save("key", _key(pos_key, "store_pos", now, brand_id=brand_id, store_id=fields["store_id"]),
+            condition=ApiKey.pk.does_not_exist())
+    tx.commit({"brand": NotFound(f"no brand {brand_id}", code="unknown_brand"),
+               "store": Conflict(f"store {fields['store_id']} already exists", code="store_exists")})
+    return store
+
+
+def create_guide(brand_id: str, fields: dict, now: datetime) -> Guide:
+    guide = Guide(brand_pk(brand_id), f"GUIDE#{fields['guide_id']}", brand_id=brand_id, created_at=now.isoformat(),
+                  **fields)
+    tx = Tx()
+    _must_exist(tx, "store", Store, brand_id, f"STORE#{fields['store_id']}")
+    tx.save("guide", guide, condition=Guide.pk.does_not_exist())
+    if fields.get("wecom_user_id"):
+        tx.save("wecom", GuideByWecomUser(brand_pk(brand_id), f"WECOMUSER#{fields['wecom_user_id']}",
+                                          guide_id=fields["guide_id"], store_id=fields["store_id"]),
+                condition=GuideByWecomUser.pk.does_not_exist())
+    tx.commit({"store": NotFound(f"no store {fields['store_id']} in brand {brand_id}", code="unknown_store"),
+               "guide": Conflict(f"guide {fields['guide_id']} already exists", code="guide_exists"),
+               "wecom": Conflict(f"WeCom user {fields.get('wecom_user_id')} is already another guide",
+                                 code="wecom_user_taken")})
+    return guide
+
+
+def create_channel(brand_id: str, fields: dict, now: datetime, *, extra_checks=None) -> Channel:
+    """Create a channel code; store, guide (and whatever `extra_checks(tx)` adds, labelled with its
+    own refusal) must exist in the same transaction."""
+    channel = Channel(brand_pk(brand_id), f"CHANNEL#{fields['scene']}", brand_id=brand_id,
+                      created_at=now.isoformat(), **fields)
+    tx = Tx()
+    refusals: dict[str, Exception] = {}
+    if fields.get("store_id"):
+        _must_exist(tx, "store", Store, brand_id, f"STORE#{fields['store_id']}")
+        refusals["store"] = NotFound(f"no store {fields['store_id']}", code="unknown_store")
+    if fields.get("guide_id"):
+        _must_exist(tx, "guide", Guide, brand_id, f"GUIDE#{fields['guide_id']}")
+        refusals["guide"] = NotFound(f"no guide {fields['guide_id']}", code="unknown_guide")
+    if extra_checks is not None:
+        refusals.update(extra_checks(tx))
+    tx.save("channel", channel, condition=Channel.pk.does_not_exist())
+    refusals["channel"] = Conflict(f"channel code for scene {fields['scene']} already exists",
+                                   code="channel_exists")
+    tx.commit(refusals)
+    return channel
+
+
+def list_items(brand_id: str, model_cls, prefix: str) -> list:
+    return list(model_cls.query(brand_pk(brand_id), Item.sk.startswith(prefix)))
+
+
+def get_store(brand_id: str, store_id: str) -> Store | None:
+    try:
+        return Store.get(brand_pk(brand_id), f"STORE#{store_id}")
+    except DoesNotExist:
+        return None
+
+
+def create_platform_key(key: str, now: datetime) -> None:
+    """Register a platform key (bootstrap of a deployment or of the local stack); idempotent."""
+    _key(key, "platform", now).save()
+
+
+def principal_for_key(key: str) -> ApiKey | None:
+    digest = key_hash(key)
+
+    def load():
+        try:
+            return ApiKey.get(f"KEY#{digest}", "KEY")
+        except DoesNotExist:
+            return None
+    return _keys.get_or_load(digest, load)

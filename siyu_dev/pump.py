@@ -1,0 +1,208 @@
+"""The local event pump: does on the emulator what Lambda's event source mappings do on AWS.
+
+- each queue in chalicelib.resources.QUEUES is long-polled and its handler called with a
+  Lambda-shaped SQS event; only the messages the handler did not report as failed are deleted, so
+  failures come back after a short delay and end in the DLQ after maxReceiveCount, as on AWS;
+- each stream in resources.STREAMS is read from the emulator's DynamoDB stream, filtered with the
+  same pattern the event source mapping uses, and handed to its handler in batches, retrying the
+  records it reports as failed;
+- hooks (e.g. firing due EventBridge Scheduler schedules, which moto stores but never fires) run
+  every `tick` seconds.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import threading
+import time
+import uuid
+from types import SimpleNamespace
+from typing import Callable
+
+from chalicelib import aws, resources
+
+log = logging.getLogger("siyu.pump")
+
+
+def lambda_context(function_name: str, timeout_s: int = 30, memory: int = 256) -> SimpleNamespace:
+    deadline = time.monotonic() + timeout_s
+    return SimpleNamespace(
+        function_name=function_name, function_version="$LATEST", memory_limit_in_mb=memory,
+        invoked_function_arn=f"arn:{aws.partition()}:lambda:{aws.region()}:000000000000:function:{function_name}",
+        aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{function_name}",
+        get_remaining_time_in_millis=lambda: max(0, int((deadline - time.monotonic()) * 1000)))
+
+
+def resolve(handler: str) -> Callable:
+    module, _, func = handler.rpartition(".")
+    return getattr(importlib.import_module(module), func)
+
+
+def matches(pattern, value) -> bool:
+    """EventBridge-style pattern match, the subset Lambda event filters use here (nested keys, value lists)."""
+    if isinstance(pattern, dict):
+        return isinstance(value, dict) and all(k in value and matches(p, value[k]) for k, p in pattern.items())
+    if isinstance(pattern, list):
+        return value in pattern
+    return pattern == value
+
+
+class Pump:
+    def __init__(self, *, poll_wait: int = 1, redelivery_delay: int = 1, tick: float = 0.2,
+                 queues=resources.QUEUES, streams=resources.STREAMS):
+        self.poll_wait = poll_wait
+        self.redelivery_delay = redelivery_delay
+        self.tick = tick
+        self.queues = queues
+        self.streams = streams
+        self.hooks: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.invocations: dict[str, int] = {}
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> None:
+        import os
+        for spec in self.queues:
+            self._spawn(f"sqs:{spec.key}", self._queue_loop, spec, os.environ[spec.env])
+        for spec in self.streams:
+            table_spec = resources.table(spec.table)
+            self._spawn(f"stream:{spec.key}", self._stream_loop, spec, os.environ[table_spec.env])
+        if self.hooks:
+            self._spawn("hooks", self._hook_loop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self.poll_wait + 5)
+
+    def _spawn(self, label: str, target, *args) -> None:
+        thread = threading.Thread(target=self._guard, args=(label, target, *args), name=f"pump-{label}", daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _guard(self, label, target, *args) -> None:
+        while not self._stop.is_set():
+            try:
+                target(*args)
+            except Exception:  # noqa: BLE001 - keep pumping; a crash here is what Lambda would retry
+                log.exception("pump %s failed; continuing", label)
+                self._stop.wait(1)
+
+    def _invoke(self, name: str, handler: str, event: dict, timeout: int, memory: int) -> dict | None:
+        with self._lock:
+            self._busy += 1
+            self.invocations[name] = self.invocations.get(name, 0) + 1
+        try:
+            return resolve(handler)(event, lambda_context(f"siyu-local-{name}", timeout, memory))
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    @property
+    def busy(self) -> bool:
+        return self._busy > 0
+
+    # -- SQS ------------------------------------------------------------------------------------
+    def _queue_loop(self, spec: resources.Queue, url: str) -> None:
+        sqs = aws.client("sqs")
+        while not self._stop.is_set():
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(spec.batch_size, 10),
+                                      WaitTimeSeconds=self.poll_wait, AttributeNames=["All"],
+                                      MessageAttributeNames=["All"]).get("Messages", [])
+            if got:
+                self.deliver(spec, url, got)
+
+    def deliver(self, spec: resources.Queue, url: str, messages: list[dict]) -> None:
+        sqs = aws.client("sqs")
+        arn = f"arn:{aws.partition()}:sqs:{aws.region()}:000000000000:{url.rsplit('/', 1)[-1]}"
+        event = {"Records": [{
+            "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+            "attributes": m.get("Attributes", {}), "messageAttributes": m.get("MessageAttributes", {}),
+            "md5OfBody": m.get("MD5OfBody"), "eventSource": "aws:sqs", "eventSourceARN": arn,
+            "awsRegion": aws.region()} for m in messages]}
+        try:
+            result = self._invoke(spec.key, spec.handler, event, spec.consumer_timeout, spec.consumer_memory) or {}
+            failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+        except Exception:  # noqa: BLE001 - as on Lambda: the whole batch becomes visible again
+            log.exception("handler %s raised; the batch will be redelivered", spec.handler)
+            failed = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
+        for m in messages:
+            if m["MessageId"] in failed:
+                # Lambda waits out the visibility timeout; locally a short delay keeps demos and tests brisk.
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"],
+                                              VisibilityTimeout=self.redelivery_delay)
+
+    # -- DynamoDB streams -----------------------------------------------------------------------
+    def _stream_loop(self, spec: resources.Stream, table_name: str) -> None:
+        ddb, streams = aws.client("dynamodb"), aws.client("dynamodbstreams")
+        stream_arn = ddb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
+        iterators: dict[str, str] = {}
+        while not self._stop.is_set():
+            for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
+                shard_id = shard["ShardId"]
+                if shard_id not in iterators:
+                    iterators[shard_id] = streams.get_shard_iterator(
+                        StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+                page = streams.get_records(ShardIterator=iterators[shard_id], Limit=spec.batch_size)
+                iterators[shard_id] = page.get("NextShardIterator") or iterators[shard_id]
+                records = [dict(r, eventSourceARN=stream_arn) for r in page.get("Records", [])
+                           if matches(spec.filter_pattern, _jsonable(r))]
+                if records:
+                    self._deliver_stream(spec, records)
+            self._stop.wait(self.tick)
+
+    def _deliver_stream(self, spec: resources.Stream, records: list[dict]) -> None:
+        pending = [_jsonable(r) for r in records]
+        for attempt in range(spec.max_retry_attempts + 1):
+            try:
+                result = self._invoke(spec.key, spec.handler, {"Records": pending}, spec.consumer_timeout,
+                                      spec.consumer_memory) or {}
+                failed = {f["itemIdentifier"] for f in result.get("batchItemFailures", [])}
+            except Exception:  # noqa: BLE001
+                log.exception("stream handler %s raised", spec.handler)
+                failed = {r["dynamodb"]["SequenceNumber"] for r in pending}
+            if not failed:
+                return
+            # Lambda retries from the first failed record (bisecting); the same ordering is kept here.
+            first = min(i for i, r in enumerate(pending) if r["dynamodb"]["SequenceNumber"] in failed)
+            pending = pending[first:]
+            self._stop.wait(min(2 ** attempt * 0.1, 2))
+        log.error("stream records dropped after %d attempts (an on-failure destination would get them): %s",
+                  spec.max_retry_attempts, [r["dynamodb"]["SequenceNumber"] for r in pending])
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def _hook_loop(self) -> None:
+        while not self._stop.is_set():
+            for hook in self.hooks:
+                hook()
+            self._stop.wait(self.tick)
+
+    def idle(self, timeout: float = 10.0, settle: float = 0.6) -> bool:
+        """Wait until no handler is running and nothing new arrived for `settle` seconds (tests use this)."""
+        deadline = time.monotonic() + timeout
+        quiet_since = None
+        last = None
+        while time.monotonic() < deadline:
+            snapshot = (dict(self.invocations), self.busy)
+            if not self.busy and snapshot == last:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle:
+                    return True
+            else:
+                quiet_since = None
+            last = snapshot
+            time.sleep(0.05)
+        return False
+
+
+def _jsonable(record: dict) -> dict:
+    """Stream records as Lambda delivers them: JSON types (botocore gives datetimes)."""
+    return json.loads(json.dumps(record, default=lambda v: v.timestamp() if hasattr(v, "timestamp") else str(v)))
