@@ -27,6 +27,8 @@ class LocalStack:
     wechat_port: int = 8900
     platform_key: str | None = None
     quiet: bool = True
+    serve_api: bool = True      # benchmarks that call services in-process turn the API and pump off
+    run_pump: bool = True
     env: dict = field(default_factory=dict)
 
     def start(self) -> "LocalStack":
@@ -64,10 +66,12 @@ class LocalStack:
         self.platform_key = self.platform_key or new_key("platform")
         tenancy.create_platform_key(self.platform_key, datetime.now(timezone.utc))
 
-        self._start_api()
+        if self.serve_api:
+            self._start_api()
         from siyu_dev.pump import Pump
         self.pump = Pump()
-        self.pump.start()
+        if self.run_pump:
+            self.pump.start()
         return self
 
     def _start_api(self) -> None:
@@ -86,8 +90,10 @@ class LocalStack:
         self._api_thread.start()
 
     def stop(self) -> None:
-        for step in (lambda: self.pump.stop(), lambda: self._api.server.shutdown(),
-                     lambda: self._api.server.server_close(), lambda: self.sim.stop(), lambda: self._moto.stop()):
+        steps = [self.pump.stop]
+        if self.serve_api:
+            steps += [self._api.server.shutdown, self._api.server.server_close]
+        for step in steps + [self.sim.stop, self._moto.stop]:
             try:
                 step()
             except Exception:  # noqa: BLE001 - stop everything we can

@@ -8,7 +8,7 @@ dedupe key, so WeChat's retries (3x when it hears nothing in 5 s) change nothing
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from chalicelib.domain.members import Shopper
@@ -57,79 +57,136 @@ def verify_url(brand_id: str, kind: str, query: dict, *, now: float | None = Non
         raise _callback_error(err) from None
 
 
+@dataclass(frozen=True)
+class Opened:
+    """A verified, decrypted, parsed callback; `box` is set when it came encrypted (so must the reply)."""
+    msg: dict
+    box: "crypto.MessageCrypto | None"
+    nonce: str
+
+
+def open_callback(app: App, query: dict, body: bytes, now: float) -> Opened:
+    """Verify and read a callback: signature, then timestamp window, then decryption with the
+    receive-id check, then the safe parse. Raises CallbackError (a 4xx) on the first failure."""
+    messages.check_size(body)
+    timestamp, nonce = query.get("timestamp"), query.get("nonce", "")
+    box = None
+    if app.kind == "wecom" or query.get("encrypt_type") == "aes":
+        if not app.encoding_aes_key:
+            raise BadRequest(f"an encrypted callback arrived but the brand's {app.kind} app has no EncodingAESKey",
+                             code="encryption_not_configured")
+        box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id)
+    if app.kind != "wecom":
+        crypto.verify_signature(query.get("signature"), app.token, timestamp or "", nonce)
+    if box is None:
+        crypto.check_timestamp(timestamp, now)
+        return Opened(messages.parse_body(body), None, nonce)
+    # WeCom signs only the ciphertext, which sits in the body: the (defused) outer parse must come first.
+    encrypted = messages.parse_body(body).get("Encrypt")
+    if not isinstance(encrypted, str) or not encrypted:
+        raise BadRequest("an encrypted callback must carry Encrypt", code="missing_encrypt")
+    box.verify(query.get("msg_signature"), timestamp or "", nonce, encrypted)
+    crypto.check_timestamp(timestamp, now)
+    return Opened(messages.parse_body(box.decrypt(encrypted)), box, nonce)
+
+
 def receive(brand_id: str, kind: str, query: dict, body: bytes, *, now: float | None = None) -> Reply:
     """Handle one POSTed callback; returns `success` or a passive reply (encrypted when the callback was)."""
     now = now or time.time()
     brand = tenancy.require_brand(brand_id)
     app = app_for(brand, kind)
     try:
-        messages.check_size(body)
-        timestamp, nonce = query.get("timestamp"), query.get("nonce", "")
-        box = None
-        if kind == "wecom" or query.get("encrypt_type") == "aes":
-            if not app.encoding_aes_key:
-                raise BadRequest(f"an encrypted callback arrived but the brand's {kind} app has no EncodingAESKey",
-                                 code="encryption_not_configured")
-            box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id)
-        if kind != "wecom":
-            crypto.verify_signature(query.get("signature"), app.token, timestamp or "", nonce)
-        if box is not None:
-            outer = messages.parse_body(body)
-            encrypted = outer.get("Encrypt")
-            if not isinstance(encrypted, str) or not encrypted:
-                raise BadRequest("an encrypted callback must carry Encrypt", code="missing_encrypt")
-            box.verify(query.get("msg_signature"), timestamp or "", nonce, encrypted)
-            crypto.check_timestamp(timestamp, now)
-            msg = messages.parse_body(box.decrypt(encrypted))
-        else:
-            crypto.check_timestamp(timestamp, now)
-            msg = messages.parse_body(body)
+        opened = open_callback(app, query, body, now)
     except crypto.CallbackError as err:
         logger.warning("callback refused", extra={"brand_id": brand_id, "app": kind, "reason": err.code})
         raise _callback_error(err) from None
-
-    answer = _dispatch(brand, app, msg, datetime.fromtimestamp(now, timezone.utc))
+    msg = opened.msg
+    action = route(app.kind, msg)
+    logger.append_keys(brand_id=brand.brand_id, app=app.kind, action=action.name)
+    answer = execute(brand, app, action, datetime.fromtimestamp(now, timezone.utc))
     if answer is None:
         return SUCCESS
     reply_xml = messages.text_reply(msg.get("FromUserName", ""), msg.get("ToUserName", ""), answer, int(now))
-    if box is None:
+    if opened.box is None:
         return Reply(reply_xml, "application/xml")
-    return Reply(messages.encrypted_reply(box, reply_xml, str(int(now)), nonce), "application/xml")
+    return Reply(messages.encrypted_reply(opened.box, reply_xml, str(int(now)), opened.nonce), "application/xml")
 
 
-def _dispatch(brand, app: App, msg: dict, now: datetime) -> str | None:
-    """Act on a verified message; returns the text of a passive reply, if any."""
+@dataclass(frozen=True)
+class Action:
+    """What a callback asks of siyu, decided from the message alone (pure; unit-testable)."""
+    name: str                 # touch | unsubscribe | wecom_removed | text | ignore
+    key: str = ""             # the dedupe key every resulting write carries
+    args: dict = field(default_factory=dict)
+
+
+IGNORE = Action("ignore")
+
+
+def route(kind: str, msg: dict) -> Action:
     msg_type = str(msg.get("MsgType", "")).lower()
     event = str(msg.get("Event", "")).lower() if msg_type == "event" else ""
-    key = messages.dedupe_key(msg)
-    logger.append_keys(brand_id=brand.brand_id, app=app.kind, msg_type=msg_type, event=event or None)
     openid = msg.get("FromUserName") or None
-    if app.kind == "wecom":
-        return _wecom(brand, app, msg, event, key, now)
-    if msg_type == "event" and event in ("subscribe", "scan"):
+    key = messages.dedupe_key(msg)
+    if kind == "wecom":
+        if event != "change_external_contact" or not msg.get("ExternalUserID"):
+            return IGNORE
+        change = str(msg.get("ChangeType", ""))
+        if change in ("add_external_contact", "add_half_external_contact"):
+            return Action("touch", key, {"shopper": Shopper(wecom=msg["ExternalUserID"]),
+                                         "scene": msg.get("State") or None, "event": change,
+                                         "wecom_user_id": msg.get("UserID") or None,
+                                         "welcome_code": msg.get("WelcomeCode") or None})
+        if change in ("del_external_contact", "del_follow_user") and msg.get("UserID"):
+            return Action("wecom_removed", key, {"external_userid": msg["ExternalUserID"],
+                                                 "user_id": msg["UserID"], "event": change})
+        return IGNORE
+    if not openid:
+        return IGNORE
+    if event in ("subscribe", "scan"):
         event_key = str(msg.get("EventKey") or "")
         scene = event_key[len(QRSCENE_PREFIX):] if event_key.startswith(QRSCENE_PREFIX) else event_key
-        shopper = Shopper(**{app.kind: openid})
-        onboarding.touch(brand.brand_id, shopper, scene=scene or None, via=app.kind, now=now, inbound=key,
-                         event=event, subscribed=True if app.kind == "oa" else None,
-                         find_unionid=_unionid_lookup(app, lambda api: api.user_info(openid)))
-        return None
-    if msg_type == "event" and event == "unsubscribe" and app.kind == "oa":
-        member_id = store.find_member_id(brand.brand_id, "oa", openid)
-        if member_id:
-            try:
-                store.update_member(brand.brand_id, member_id, [store.Member.oa_subscribed.set(False)],
-                                    inbound=key, event=event, now=now)
-            except store.Duplicate:
-                pass
-        return None
+        return Action("touch", key, {"shopper": Shopper(**{kind: openid}), "scene": scene or None, "event": event,
+                                     "subscribed": True if kind == "oa" else None})
+    if event == "unsubscribe" and kind == "oa":
+        return Action("unsubscribe", key, {"openid": openid, "event": event})
     if msg_type == "text":
-        store.save_message(brand.brand_id, openid=openid, via=app.kind, msg_type="text",
-                           content=msg.get("Content"), msg_id=str(msg.get("MsgId") or key),
-                           create_time=_int(msg.get("CreateTime")), received_at=now)
+        return Action("text", key, {"openid": openid, "content": msg.get("Content"),
+                                    "msg_id": str(msg.get("MsgId") or key), "create_time": _int(msg.get("CreateTime"))})
+    return IGNORE
+
+
+def execute(brand, app: App, action: Action, now: datetime) -> str | None:
+    """Carry out a routed action; returns the text of a passive reply, if any."""
+    args = action.args
+    if action.name == "touch":
+        shopper: Shopper = args["shopper"]
+        onboarding.touch(brand.brand_id, shopper, scene=args["scene"], via=app.kind, now=now, inbound=action.key,
+                         event=args["event"], subscribed=args.get("subscribed"),
+                         wecom_user_id=args.get("wecom_user_id"), welcome_code=args.get("welcome_code"),
+                         find_unionid=_unionid_lookup(app, shopper))
+    elif action.name == "unsubscribe":
+        _update_known(brand.brand_id, "oa", args["openid"], [store.Member.oa_subscribed.set(False)], action, now)
+    elif action.name == "wecom_removed":
+        _update_known(brand.brand_id, "wecom", args["external_userid"],
+                      [store.Member.wecom_guides.delete({args["user_id"]})], action, now)
+    elif action.name == "text":
+        store.save_message(brand.brand_id, openid=args["openid"], via=app.kind, msg_type="text",
+                           content=args["content"], msg_id=args["msg_id"], create_time=args["create_time"],
+                           received_at=now)
         # A retried message gets the same answer again: WeChat shows whichever reply arrives in time.
         return brand.auto_reply if app.kind == "oa" else None
     return None
+
+
+def _update_known(brand_id: str, ns: str, value: str, actions: list, action: Action, now: datetime) -> None:
+    """Change a member we know by this identity; a shopper we never met has nothing to change."""
+    member_id = store.find_member_id(brand_id, ns, value)
+    if member_id:
+        try:
+            store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"], now=now)
+        except store.Duplicate:
+            pass
 
 
 def _int(value) -> int:
@@ -139,40 +196,19 @@ def _int(value) -> int:
         return 0
 
 
-def _wecom(brand, app: App, msg: dict, event: str, key: str, now: datetime) -> str | None:
-    change = str(msg.get("ChangeType", ""))
-    if event != "change_external_contact":
-        return None
-    external_userid = msg.get("ExternalUserID")
-    user_id = msg.get("UserID")
-    if not external_userid:
-        return None
-    if change in ("add_external_contact", "add_half_external_contact"):
-        state = msg.get("State") or None
-        onboarding.touch(brand.brand_id, Shopper(wecom=external_userid), scene=state, via="wecom", now=now,
-                         inbound=key, event=change, wecom_user_id=user_id,
-                         welcome_code=msg.get("WelcomeCode") or None,
-                         find_unionid=_unionid_lookup(
-                             app, lambda api: (api.external_contact(external_userid).get("external_contact") or {})))
-    elif change in ("del_external_contact", "del_follow_user") and user_id:
-        member_id = store.find_member_id(brand.brand_id, "wecom", external_userid)
-        if member_id:
-            try:
-                store.update_member(brand.brand_id, member_id, [store.Member.wecom_guides.delete({user_id})],
-                                    inbound=key, event=change, now=now)
-            except store.Duplicate:
-                pass
-    return None
-
-
-def _unionid_lookup(app: App, fetch):
-    """A callable asking WeChat for a unionid; a failure or timeout is logged and yields None, so a
-    slow WeChat API never costs the shopper their membership (the openid still identifies them)."""
+def _unionid_lookup(app: App, shopper: Shopper):
+    """A callable asking WeChat for the shopper's unionid (OA user/info, WeCom externalcontact/get).
+    A failure or timeout is logged and yields None: a slow WeChat API never costs the shopper their
+    membership, the openid still identifies them."""
     def lookup() -> str | None:
         from chalicelib.wechat.client import WeChatError
+        api = api_for(app, timeout=UNIONID_TIMEOUT)
         try:
-            return fetch(api_for(app, timeout=UNIONID_TIMEOUT)).get("unionid") or None
+            if app.kind == "oa" and shopper.oa:
+                return api.user_info(shopper.oa).get("unionid") or None
+            if app.kind == "wecom" and shopper.wecom:
+                return (api.external_contact(shopper.wecom).get("external_contact") or {}).get("unionid") or None
         except WeChatError as err:
             logger.warning("unionid lookup failed", extra={"errcode": err.errcode, "errmsg": err.errmsg})
-            return None
+        return None
     return lookup

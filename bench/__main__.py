@@ -1,0 +1,62 @@
+"""`make bench`: every figure the README quotes, measured in one run on this machine.
+
+Each bench module exposes `run() -> [(label, figure)]`. Results are printed and written into README.md
+between the bench markers, with the command and the date, so the README never quotes a stale guess.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib
+import platform
+import sys
+import time
+from pathlib import Path
+
+MODULES = ["bench.onboarding", "bench.coupons", "bench.campaigns"]
+README = Path(__file__).resolve().parents[1] / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def main(argv: list[str]) -> int:
+    wanted = [m for m in MODULES if not argv or any(a in m for a in argv)]
+    sections = []
+    for name in wanted:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            if err.name == name:
+                continue
+            raise
+        started = time.monotonic()
+        rows = module.run()
+        print(f"\n## {name.split('.')[-1]}  ({time.monotonic() - started:.0f} s)")
+        for label, figure in rows:
+            print(f"  {label}: {figure}")
+        sections.append((name.split(".")[-1], rows))
+    if not argv:
+        _write_readme(sections)
+    return 0
+
+
+def _write_readme(sections) -> None:
+    if not README.exists():
+        return
+    text = README.read_text()
+    if START not in text or END not in text:
+        return
+    lines = [START, "",
+             f"Measured by `make bench` on {datetime.date.today()} ({platform.machine()}, {platform.python_version()},"
+             " 2 shared cores; the local emulator stands in for AWS, so absolute times are pessimistic — ratios are"
+             " what to compare).", ""]
+    for title, rows in sections:
+        lines += [f"**{title}**", "", "| measure | figure |", "|---|---|"]
+        lines += [f"| {label} | {figure} |" for label, figure in rows]
+        lines.append("")
+    lines.append(END)
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    README.write_text(head + "\n".join(lines) + tail)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,134 @@
+"""Foundation figures: cold start, callback CPU, AWS requests per onboarding."""
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_REGION": "cn-north-1",
+       "AWS_DEFAULT_REGION": "cn-north-1", "POWERTOOLS_TRACE_DISABLED": "true", "PYTHONPATH": str(ROOT)}
+
+BASELINE = ("import time; t = time.perf_counter(); import boto3; boto3.client('dynamodb'); "
+            "print(time.perf_counter() - t)")
+# What a cold API container does before its first callback can touch storage: import the app, then
+# make the clients that request needs (DynamoDB through PynamoDB, SSM for the brand's secrets).
+OURS = ("import time; t = time.perf_counter(); import app; from chalicelib.storage.models import Item; "
+        "Item._get_connection().connection.client; from chalicelib import aws; aws.client('ssm'); "
+        "print(time.perf_counter() - t)")
+
+
+def _time(code: str) -> float:
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def cold_start(rounds: int = 9) -> tuple[float, float]:
+    _time(BASELINE), _time(OURS)                  # warm the OS file cache and .pyc files for both
+    base, ours = [], []
+    for _ in range(rounds):                        # interleaved, so machine noise hits both alike
+        base.append(_time(BASELINE))
+        ours.append(_time(OURS))
+    return statistics.median(base), statistics.median(ours)
+
+
+def callback_cpu(iterations: int = 3000) -> float:
+    """µs per safe-mode subscribe: verify signatures + timestamp, decrypt, parse, dedupe key, route."""
+    from chalicelib.services.callbacks import open_callback, route
+    from chalicelib.services.wechat_apps import App
+    from siyu_dev import phone
+    app = App("bench", "oa", "wxbench000000001", "secret", "benchToken", "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+    now = int(time.time())
+    msg = phone.oa_subscribe(app_username="gh_bench", openid="o_bench_shopper", scene="S1", create_time=now)
+    cb = phone.build_callback(msg, token=app.token, receive_id=app.app_id, encoding_aes_key=app.encoding_aes_key,
+                              mode="safe", openid="o_bench_shopper", timestamp=now)
+    for _ in range(200):
+        route("oa", open_callback(app, cb.query, cb.body, now).msg)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        action = route("oa", open_callback(app, cb.query, cb.body, now).msg)
+    elapsed = time.perf_counter() - start
+    assert action.name == "touch" and action.args["scene"] == "S1"
+    return elapsed / iterations * 1e6
+
+
+def requests_per_onboarding() -> dict[str, tuple[int, dict]]:
+    """AWS requests made while answering one callback, in a warm container (brand, secrets and the
+    WeChat token already cached); the outbox publish that follows on the stream is counted apart."""
+    from bench import counting
+    counting.install()
+    from siyu_dev.stack import LocalStack
+    stack = LocalStack(api_port=0, aws_port=0, wechat_port=0, serve_api=False, run_pump=False).start()
+    try:
+        import requests
+        from chalicelib.services import admin, callbacks, mp_sessions, onboarding
+        from siyu_dev import phone
+        from siyu_dev.__main__ import DEMO_BRAND, DEMO_CHANNELS, DEMO_STORES, DEMO_GUIDES
+        admin.create_brand(DEMO_BRAND)
+        for store in DEMO_STORES:
+            admin.create_store("demo", store)
+        for guide in DEMO_GUIDES:
+            admin.create_guide("demo", guide)
+        for channel in DEMO_CHANNELS:
+            admin.create_channel("demo", channel)
+        oa = DEMO_BRAND["wechat"]["oa"]
+
+        def post(openid: str, event: str, t: int):
+            build = phone.oa_subscribe if event == "subscribe" else phone.oa_scan
+            msg = build(app_username="gh_demo", openid=openid, scene="S1", create_time=t)
+            cb = phone.build_callback(msg, token=oa["token"], receive_id=oa["app_id"],
+                                      encoding_aes_key=oa["encoding_aes_key"], mode="safe", openid=openid,
+                                      timestamp=t)
+            return callbacks.receive("demo", "oa", cb.query, cb.body, now=t)
+
+        t = int(time.time())
+        post("o_warmup", "subscribe", t)          # warm caches: brand, secrets, WeChat token
+        figures = {}
+        for label, openid, unionid in (("OA first scan (unionid known to WeChat)", "o_new_1", "u_new_1"),
+                                       ("OA first scan (no unionid)", "o_new_2", None)):
+            requests.post(f"{stack.wechat_url}/__sim/users", json={"app_id": oa["app_id"], "openid": openid,
+                                                                  "unionid": unionid}, timeout=5)
+            with counting.Window() as w:
+                post(openid, "subscribe", t + 1)
+            figures[label] = (w.total, dict(w.by_operation))
+        with counting.Window() as w:
+            post("o_new_1", "SCAN", t + 2)
+        figures["OA repeat scan"] = (w.total, dict(w.by_operation))
+        with counting.Window() as w:
+            post("o_new_1", "SCAN", t + 2)
+        figures["WeChat retry of a handled callback"] = (w.total, dict(w.by_operation))
+
+        mp = DEMO_BRAND["wechat"]["mp"]
+        code = requests.post(f"{stack.wechat_url}/__sim/codes", json={"openid": "o_mp_1", "unionid": "u_mp_1",
+                                                                    "app_id": mp["app_id"]}, timeout=5).json()["code"]
+        session = mp_sessions.verify("demo", {"authorization": "Bearer " + mp_sessions.login("demo", code)["session"]})
+        with counting.Window() as w:
+            onboarding.scan_from_mini_program("demo", session, {"scene": "S2"})
+        figures["mini-program first scan"] = (w.total, dict(w.by_operation))
+        with counting.Window() as w:
+            onboarding.scan_from_mini_program("demo", session, {"scene": "S2"})
+        figures["mini-program repeat scan"] = (w.total, dict(w.by_operation))
+        from siyu_dev.pump import Pump
+        pump = Pump()
+        with counting.Window() as w:
+            pump.start()
+            pump.idle(timeout=20)
+            pump.stop()
+        figures["outbox publish, all of the above (async)"] = (w.total, dict(w.by_operation))
+        return figures
+    finally:
+        stack.stop()
+
+
+def run() -> list[tuple[str, str]]:
+    base, ours = cold_start()
+    rows = [("cold start: import app + first request's clients (DynamoDB, SSM)",
+             f"{ours * 1000:.0f} ms = {ours / base:.2f}x `import boto3` + one client ({base * 1000:.0f} ms); goal <= 1.5x"),
+            ("callback CPU: safe-mode subscribe, verify + decrypt + parse + route", f"{callback_cpu():.0f} µs/event")]
+    for label, (total, ops) in requests_per_onboarding().items():
+        detail = ", ".join(f"{op.split('.', 1)[1]} {n}" for op, n in sorted(ops.items()))
+        rows.append((f"AWS requests: {label}", f"{total} ({detail})"))
+    return rows
