@@ -135,8 +135,9 @@ def _welcome_task(brand_id: str, member_id: str, created: bool, channel: Channel
         # WeCom's welcome code is valid for 20 s and only this event carries it.
         return {"brand_id": brand_id, "member_id": member_id, "via": "wecom", "welcome_code": welcome_code,
                 "message": message, "coupon_template_id": coupon}
+    # Only the OA can message a new follower unprompted (customer-service message within 48 h).
+    message = message if shopper.oa else None
     if not created or not (message or coupon):
         return None
     return {"brand_id": brand_id, "member_id": member_id, "via": "oa" if shopper.oa else "mp",
-            "openid": shopper.oa or shopper.mp, "message": message if shopper.oa else None,
-            "coupon_template_id": coupon}
+            "openid": shopper.oa or shopper.mp, "message": message, "coupon_template_id": coupon}

@@ -184,6 +184,10 @@ def get_member(brand_id: str, member_id: str) -> Member | None:
         return None
 
 
+def _touch_view(touch: Touch) -> dict:
+    return {name: getattr(touch, name) for name in ("store_id", "guide_id", "scene", "source", "via", "at")}
+
+
 def member_view(member: Member) -> dict:
     return {
         "member_id": member.member_id,
@@ -195,8 +199,8 @@ def member_view(member: Member) -> dict:
         "external_userid": member.external_userid,
         "oa_subscribed": member.oa_subscribed,
         "wecom_guides": sorted(member.wecom_guides or ()),
-        "first_touch": member.first_touch.as_dict(),
-        "last_touch": member.last_touch.as_dict(),
+        "first_touch": _touch_view(member.first_touch),
+        "last_touch": _touch_view(member.last_touch),
         "touches": int(member.touches or 0),
         "tags": sorted(member.tags or ()),
     }

@@ -75,3 +75,11 @@ def test_a_touch_without_identity_is_refused():
 def test_audience_key_spreads_members_over_shards():
     shards = {audience_key("b", f"m_{i}", AT)[0] for i in range(200)}
     assert len(shards) == 16 and all(s.startswith("B#b#AUD#") for s in shards)
+
+
+def test_mini_program_join_without_coupon_needs_no_follow_up():
+    plan = plan_touch(brand_id="b", shopper=Shopper(mp="p1"), found={},
+                      touch=attribute(S1, scene="S1", via="mp", at=AT),
+                      channel=ChannelCode(scene="S1", store_id="sz", guide_id=None, source="x", welcome_message="hi"),
+                      new_member_id="m")
+    assert plan.create and plan.tasks == []
