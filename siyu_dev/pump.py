@@ -62,6 +62,10 @@ class Pump:
         self.invocations: dict[str, int] = {}
         self._busy = 0
         self._lock = threading.Lock()
+        # For idle(): when each loop last started a poll that came back empty, and when the last
+        # handler finished. Quiet means every loop has looked again since the last handler ran.
+        self._empty_since: dict[str, float] = {}
+        self._last_activity = 0.0
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -101,6 +105,13 @@ class Pump:
         finally:
             with self._lock:
                 self._busy -= 1
+                self._last_activity = time.monotonic()
+
+    def _polled(self, label: str, started: float, found: bool) -> None:
+        if found:
+            self._empty_since.pop(label, None)
+        else:
+            self._empty_since[label] = started
 
     @property
     def busy(self) -> bool:
@@ -110,11 +121,13 @@ class Pump:
     def _queue_loop(self, spec: resources.Queue, url: str) -> None:
         sqs = aws.client("sqs")
         while not self._stop.is_set():
+            started = time.monotonic()
             got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=min(spec.batch_size, 10),
                                       WaitTimeSeconds=self.poll_wait, AttributeNames=["All"],
                                       MessageAttributeNames=["All"]).get("Messages", [])
             if got:
                 self.deliver(spec, url, got)
+            self._polled(f"sqs:{spec.key}", started, bool(got))
 
     def deliver(self, spec: resources.Queue, url: str, messages: list[dict]) -> None:
         sqs = aws.client("sqs")
@@ -144,19 +157,27 @@ class Pump:
     def _stream_loop(self, spec: resources.Stream, table_name: str) -> None:
         ddb, streams = aws.client("dynamodb"), aws.client("dynamodbstreams")
         stream_arn = ddb.describe_table(TableName=table_name)["Table"]["LatestStreamArn"]
-        iterators: dict[str, str] = {}
+        last_seen: dict[str, str] = {}      # shard -> sequence number of the last record handled
         while not self._stop.is_set():
+            started, found = time.monotonic(), False
             for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
                 shard_id = shard["ShardId"]
-                if shard_id not in iterators:
-                    iterators[shard_id] = streams.get_shard_iterator(
-                        StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-                page = streams.get_records(ShardIterator=iterators[shard_id], Limit=spec.batch_size)
-                iterators[shard_id] = page.get("NextShardIterator") or iterators[shard_id]
-                records = [dict(r, eventSourceARN=stream_arn) for r in page.get("Records", [])
+                # A fresh iterator each poll, positioned after the last record handled: moto swaps its
+                # table object when it rolls back a cancelled transaction, stranding older iterators.
+                position = ({"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last_seen[shard_id]}
+                            if shard_id in last_seen else {"ShardIteratorType": "TRIM_HORIZON"})
+                iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id,
+                                                      **position)["ShardIterator"]
+                page = streams.get_records(ShardIterator=iterator, Limit=spec.batch_size)
+                got = page.get("Records", [])
+                if got:
+                    last_seen[shard_id] = got[-1]["dynamodb"]["SequenceNumber"]
+                records = [dict(r, eventSourceARN=stream_arn) for r in got
                            if matches(spec.filter_pattern, _jsonable(r))]
                 if records:
+                    found = True
                     self._deliver_stream(spec, records)
+            self._polled(f"stream:{spec.key}", started, found)
             self._stop.wait(self.tick)
 
     def _deliver_stream(self, spec: resources.Stream, records: list[dict]) -> None:
@@ -185,20 +206,18 @@ class Pump:
                 hook()
             self._stop.wait(self.tick)
 
-    def idle(self, timeout: float = 10.0, settle: float = 0.6) -> bool:
-        """Wait until no handler is running and nothing new arrived for `settle` seconds (tests use this)."""
-        deadline = time.monotonic() + timeout
-        quiet_since = None
-        last = None
+    def idle(self, timeout: float = 15.0) -> bool:
+        """Wait until no handler runs and every queue and stream has been polled empty since the
+        last handler finished (tests call this before reading what the workers did)."""
+        since = time.monotonic()
+        labels = [f"sqs:{q.key}" for q in self.queues] + [f"stream:{s.key}" for s in self.streams]
+        deadline = since + timeout
         while time.monotonic() < deadline:
-            snapshot = (dict(self.invocations), self.busy)
-            if not self.busy and snapshot == last:
-                quiet_since = quiet_since or time.monotonic()
-                if time.monotonic() - quiet_since >= settle:
-                    return True
-            else:
-                quiet_since = None
-            last = snapshot
+            with self._lock:
+                mark = max(since, self._last_activity)
+                quiet = not self._busy and all(self._empty_since.get(label, 0) > mark for label in labels)
+            if quiet:
+                return True
             time.sleep(0.05)
         return False
 

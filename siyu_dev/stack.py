@@ -39,8 +39,8 @@ class LocalStack:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
             os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
             os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        from moto.server import ThreadedMotoServer
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+        from siyu_dev.emulator import EmulatorServer
+        self._moto = EmulatorServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
         self._moto.start()
         self.aws_port = self._moto.get_host_and_port()[1]
         self.aws_url = f"http://127.0.0.1:{self.aws_port}"
