@@ -129,6 +129,7 @@ def route(kind: str, msg: dict) -> Action:
     openid = msg.get("FromUserName") or None
     key = messages.dedupe_key(msg)
     if kind == "wecom":
+        event = event or str(msg.get("InfoType", "")).lower()      # third-party (suite) callbacks
         if event != "change_external_contact" or not msg.get("ExternalUserID"):
             return IGNORE
         change = str(msg.get("ChangeType", ""))

@@ -95,7 +95,11 @@ def dedupe_key(msg: dict) -> str:
     if msg_id:
         parts = ["id", str(msg_id)]
     else:
-        parts = ["ev", *(str(msg.get(f, "")) for f in ("FromUserName", "CreateTime", "Event", "EventKey"))]
+        # Third-party (suite) WeCom callbacks say InfoType/TimeStamp/AuthCorpId where others say
+        # Event/CreateTime/FromUserName.
+        parts = ["ev", str(msg.get("FromUserName") or msg.get("AuthCorpId") or ""),
+                 str(msg.get("CreateTime") or msg.get("TimeStamp") or ""),
+                 str(msg.get("Event") or msg.get("InfoType") or ""), str(msg.get("EventKey", ""))]
         if "ChangeType" in msg:
             parts += [str(msg.get(f, "")) for f in _WECOM_FIELDS]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]

@@ -39,6 +39,8 @@ def test_tenant_isolation_matrix(make_brand, api, route, method):
     a, b = make_brand("iso"), make_brand("iso")
     path = route.format(b=b.brand_id)
     payload = {"store_id": "new" if route.endswith("stores") else "sz", "name": "n", "guide_id": "g9", "scene": "Z9"}
+    if route.endswith("channels"):
+        payload.pop("guide_id")
     for key, expected in [(a.admin_key, 403), (a.pos_keys["sz"], 403), (b.pos_keys["sz"], 403),
                           ("sk_brand_forged", 401), (None, 401)]:
         r = api.call(method, path, key, payload if method == "POST" else None)

@@ -60,3 +60,9 @@ def test_events_without_effect_are_ignored(name):
 
 def test_retry_of_the_same_message_routes_with_the_same_key():
     assert route("oa", sample("oa_subscribe_qrscene.xml")).key == route("oa", sample("oa_subscribe_qrscene.xml")).key
+
+
+def test_third_party_suite_add_is_a_touch_too():
+    msg = sample("wecom_thirdparty_add_external_contact.xml")
+    action = route("wecom", msg)
+    assert action.name == "touch" and action.args["shopper"].wecom == msg["ExternalUserID"]
