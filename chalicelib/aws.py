@@ -13,6 +13,10 @@ from typing import Any, Callable
 import botocore.session
 from botocore.config import Config
 
+# Trimmed service models (siyu_dev/trim_botocore_model.py): botocore parses a whole service model
+# per client, and SSM's costs ~40 ms of a cold start for the two operations siyu calls.
+BOTODATA = os.path.join(os.path.dirname(__file__), "botodata")
+
 _lock = threading.Lock()
 _session: botocore.session.Session | None = None
 _clients: dict[str, Any] = {}
@@ -32,7 +36,7 @@ def client(service: str):
     with _lock:
         if service not in _clients:
             if _session is None:
-                _session = botocore.session.get_session()
+                _session = _new_session()
             made = _session.create_client(
                 service, region_name=region(),
                 config=Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3},
@@ -41,6 +45,12 @@ def client(service: str):
                 hook(made)
             _clients[service] = made
         return _clients[service]
+
+
+def _new_session() -> botocore.session.Session:
+    session = botocore.session.get_session()
+    session.get_component("data_loader").search_paths.insert(0, BOTODATA)
+    return session
 
 
 def on_new_client(hook: Callable[[Any], None]) -> None:
@@ -61,5 +71,5 @@ def partition() -> str:
     global _session
     with _lock:
         if _session is None:
-            _session = botocore.session.get_session()
+            _session = _new_session()
     return _session.get_partition_for_region(region())

@@ -63,7 +63,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
             logger.info("identity race, resolving again", extra={"brand_id": brand_id})
             continue
         logger.info("member touched", extra={"brand_id": brand_id, "member_id": plan.member_id,
-                                             "created": plan.create, "scene": scene, "via": via,
+                                             "member_created": plan.create, "scene": scene, "via": via,
                                              "source": plan.touch.source})
         if plan.create:
             metrics.add_metric(name="MembersJoined", unit="Count", value=1)

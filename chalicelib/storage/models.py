@@ -35,6 +35,7 @@ class Item(Model):
 
     class Meta:
         table_name = os.environ.get(MAIN.env, "siyu-local-main")
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         # A callback must be answered inside WeChat's 5 s; a DynamoDB call that takes seconds is
         # better failed fast (WeChat retries, the dedupe marker keeps that safe) than waited for.
         connect_timeout_seconds = 2

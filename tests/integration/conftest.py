@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 import urllib.parse
@@ -20,6 +21,8 @@ _counter = itertools.count(1)
 
 @pytest.fixture(scope="session")
 def stack():
+    # INFO, so every log call on the tested paths runs (a bad `extra` key is a crash, not noise)
+    os.environ["POWERTOOLS_LOG_LEVEL"] = "INFO"
     s = LocalStack(api_port=0, aws_port=0, wechat_port=0, quiet=True).start()
     yield s
     s.stop()

@@ -22,3 +22,19 @@ def test_ttl_cache_reloads_after_expiry_and_does_not_cache_misses():
     assert cache.get_or_load("missing", lambda: None) is None
     assert cache.get_or_load("missing", lambda: "found") == "found"
     assert len(loads) == 2
+
+
+def test_shipped_trimmed_botocore_models_match_the_pinned_botocore():
+    import json
+    from siyu_dev.trim_botocore_model import KEEP, OUT, trimmed
+    for service, operations in KEEP.items():
+        version, model = trimmed(service, operations)
+        shipped = json.loads((OUT / service / version / "service-2.json").read_text())
+        assert shipped == json.loads(json.dumps(model)), f"regenerate: python -m siyu_dev.trim_botocore_model"
+
+
+def test_ssm_client_uses_the_trimmed_model():
+    import os
+    os.environ.setdefault("AWS_DEFAULT_REGION", "cn-north-1")
+    from chalicelib import aws
+    assert sorted(aws.client("ssm").meta.service_model.operation_names) == ["GetParameter", "PutParameter"]
