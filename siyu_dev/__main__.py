@@ -191,6 +191,17 @@ def cmd_events(args) -> None:
         print("no events yet")
 
 
+def cmd_platform_key(args) -> None:
+    """Register a new platform key in a deployed stack's table (AWS credentials from the environment)."""
+    os.environ["SIYU_TABLE"] = args.table
+    from datetime import datetime, timezone
+    from chalicelib.services.auth import new_key
+    from chalicelib.storage import tenancy
+    key = new_key("platform")
+    tenancy.create_platform_key(key, datetime.now(timezone.utc))
+    print(f"platform key (shown once, stored only as its SHA-256): {key}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m siyu_dev")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -209,6 +220,9 @@ def main(argv=None) -> None:
                       help="OA: subscribe (first follow) or SCAN (already a follower)")
     scan.add_argument("--mode", choices=["plain", "compat", "safe"], default="safe")
     scan.set_defaults(func=cmd_scan)
+    pk = sub.add_parser("platform-key", help="register a new platform key in a deployed stack")
+    pk.add_argument("--table", required=True, help="the MainTableName output of the stack")
+    pk.set_defaults(func=cmd_platform_key)
     events = sub.add_parser("events", help="print domain events seen on the bus")
     events.set_defaults(func=cmd_events)
     args = parser.parse_args(argv)
