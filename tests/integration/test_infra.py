@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -13,19 +16,21 @@ pytest.importorskip("aws_cdk", reason="the CDK toolchain comes with requirements
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory):
-    os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
-    os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
+    """Synthesize in a child process: Chalice's packager imports the app and copies the stage's
+    environment (CDK tokens) into os.environ, which must not leak into the local stack's tests."""
     work = tmp_path_factory.mktemp("cdk")
     layer = work / "layer" / "python"
     layer.mkdir(parents=True)
     (layer / "placeholder.txt").write_text("stand-in for `make layer` output")
-    cwd = os.getcwd()
-    os.chdir(work)                      # chalice's construct writes chalice.out/ into the cwd
-    try:
-        from infra.siyu_stack import synth
-        synth(str(work / "out"), {"stage": "prod", "layer_dir": str(work / "layer"), "region": "cn-northwest-1"})
-    finally:
-        os.chdir(cwd)
+    root = Path(__file__).resolve().parents[2]
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from infra.siyu_stack import synth; "
+            "synth(sys.argv[2], {'stage': 'prod', 'layer_dir': sys.argv[3], 'region': 'cn-northwest-1'})")
+    env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
+           "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1"}
+    # cwd: chalice's construct writes chalice.out/ into the working directory
+    done = subprocess.run([sys.executable, "-c", code, str(root), str(work / "out"), str(work / "layer")],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((work / "out" / "siyu-prod.template.json").read_text())
 
 
