@@ -8,7 +8,7 @@ from chalice import Chalice, Response
 
 from chalicelib.errors import ApiError, BadRequest
 from chalicelib.observability import logger, metrics, tracer
-from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
+from chalicelib.services import admin, auth, callbacks, coupons, mp_sessions, onboarding
 
 app = Chalice(app_name="siyu")
 
@@ -112,13 +112,16 @@ def channels(brand_id):
     auth.require_brand_admin(caller(), brand_id)
     if app.current_request.method == "GET":
         return {"channels": admin.list_config(brand_id, "channels")}
-    return created(admin.create_channel(brand_id, body()))
+    fields = body()
+    template = fields.get("welcome_coupon_template_id")
+    checks = coupons.template_exists_check(brand_id, template) if isinstance(template, str) else None
+    return created(admin.create_channel(brand_id, fields, extra_checks=checks))
 
 
 @api("/admin/{brand_id}/members", methods=["GET"])
 def find_member(brand_id):
     auth.require_brand_admin(caller(), brand_id)
-    return admin.find_member(brand_id, app.current_request.query_params or {})
+    return admin.find_member(brand_id, app.current_request.query_params or {}, extend=coupons.wallet)
 
 
 # ---- WeChat callbacks ------------------------------------------------------------------------
@@ -162,3 +165,52 @@ def mp_login(brand_id):
 def mp_scan(brand_id):
     session = mp_sessions.verify(brand_id, app.current_request.headers)
     return onboarding.scan_from_mini_program(brand_id, session, body())
+
+
+# ---- coupons ---------------------------------------------------------------------------------
+
+@api("/admin/{brand_id}/coupon-templates", methods=["POST"])
+def create_coupon_template(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return created(coupons.create_template(brand_id, body()))
+
+
+@api("/admin/{brand_id}/coupon-templates/{template_id}", methods=["GET"])
+def get_coupon_template(brand_id, template_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return coupons.get_template(brand_id, template_id)
+
+
+@api("/mp/{brand_id}/coupon-templates/{template_id}/claim", methods=["POST"])
+def claim_coupon(brand_id, template_id):
+    session = mp_sessions.verify(brand_id, app.current_request.headers)
+    return created(coupons.claim(brand_id, session, template_id))
+
+
+@api("/mp/{brand_id}/me/coupons", methods=["GET"])
+def my_coupons(brand_id):
+    return coupons.my_wallet(brand_id, mp_sessions.verify(brand_id, app.current_request.headers))
+
+
+@api("/mp/{brand_id}/me/member-code", methods=["GET"])
+def my_member_code(brand_id):
+    return coupons.my_member_code(brand_id, mp_sessions.verify(brand_id, app.current_request.headers))
+
+
+@api("/pos/{brand_id}/stores/{store_id}/member-lookup", methods=["POST"])
+def member_lookup(brand_id, store_id):
+    auth.require_store(caller(), brand_id, store_id)
+    return coupons.member_lookup(brand_id, store_id, body())
+
+
+@api("/pos/{brand_id}/stores/{store_id}/redemptions", methods=["POST"])
+def redeem_coupon(brand_id, store_id):
+    auth.require_store(caller(), brand_id, store_id)
+    status, answer = coupons.redeem(brand_id, store_id, body(), app.current_request.headers.get("idempotency-key"))
+    return Response(answer, status_code=status)
+
+
+@api("/pos/{brand_id}/stores/{store_id}/redemptions/{redemption_id}/reversal", methods=["POST"])
+def reverse_redemption(brand_id, store_id, redemption_id):
+    auth.require_store(caller(), brand_id, store_id)
+    return coupons.reverse(brand_id, store_id, redemption_id)

@@ -78,6 +78,15 @@ def wechat_config(value: object) -> tuple[dict, dict]:
     return public, secret
 
 
+def _retention(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3650:
+        raise BadRequest("coupon_retention_days must be 1-3650 (days kept after a coupon expires)",
+                         code="invalid_coupon_retention_days")
+    return value
+
+
 def brand(body: dict) -> dict:
     public, secret = wechat_config(body.get("wechat"))
     return {
@@ -85,6 +94,7 @@ def brand(body: dict) -> dict:
         "name": text(body.get("name"), "name"),
         "timezone": timezone(body.get("timezone", "Asia/Shanghai")),
         "auto_reply": text(body.get("auto_reply"), "auto_reply", max_len=600, required=False),
+        "coupon_retention_days": _retention(body.get("coupon_retention_days")),
         "public": public,
         "secret": secret,
     }

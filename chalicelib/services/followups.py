@@ -9,13 +9,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from chalicelib.observability import logger, metrics
+from chalicelib.services import coupons
 from chalicelib.services.wechat_apps import api_for, app_for
 from chalicelib.storage import members, tenancy
 from chalicelib.wechat.client import WeChatError
-
-# Other parts of siyu register extra steps of the welcome flow here (e.g. issuing a welcome coupon).
-WELCOME_STEPS: list = []
-
 
 def run(name: str, detail: dict) -> None:
     task = TASKS.get(name)
@@ -26,8 +23,7 @@ def run(name: str, detail: dict) -> None:
 
 def welcome(detail: dict) -> None:
     brand = tenancy.require_brand(detail["brand_id"])
-    for step in WELCOME_STEPS:
-        step(brand, detail)
+    coupons.welcome_coupon(brand, detail)       # exactly once per member and template (issue key)
     text = detail.get("message")
     if not text:
         return

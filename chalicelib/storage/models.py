@@ -25,9 +25,21 @@ import os
 
 from pynamodb.attributes import (BooleanAttribute, DiscriminatorAttribute, ListAttribute, MapAttribute,
                                  NumberAttribute, TTLAttribute, UnicodeAttribute, UnicodeSetAttribute)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from chalicelib.resources import MAIN
+
+
+class Gsi1(GlobalSecondaryIndex):
+    """The one secondary index: audience shards (members by join time) and wallets (coupons by expiry)."""
+
+    class Meta:
+        index_name = "gsi1"
+        projection = AllProjection()
+
+    gsi1pk = UnicodeAttribute(hash_key=True)
+    gsi1sk = UnicodeAttribute(range_key=True)
 
 
 class Item(Model):
@@ -46,6 +58,9 @@ class Item(Model):
     sk = UnicodeAttribute(range_key=True)
     kind = DiscriminatorAttribute()
     expires_at = TTLAttribute(null=True)
+    gsi1pk = UnicodeAttribute(null=True)
+    gsi1sk = UnicodeAttribute(null=True)
+    gsi1 = Gsi1()
 
 
 # ---- tenancy -------------------------------------------------------------------------------
@@ -60,6 +75,7 @@ class Brand(Item, discriminator="brand"):
     mp_app_id = UnicodeAttribute(null=True)
     wecom_corp_id = UnicodeAttribute(null=True)
     auto_reply = UnicodeAttribute(null=True)      # answer to a shopper's text message in the OA
+    coupon_retention_days = NumberAttribute(null=True)   # coupons/redemptions age out this long after expiry
 
 
 class Store(Item, discriminator="store"):
@@ -135,10 +151,8 @@ class Member(Item, discriminator="member"):
     last_touch = Touch()
     tags = UnicodeSetAttribute(null=True)
     touches = NumberAttribute(default=1)
-    # Audience index (campaigns page members of a brand without scanning the table); sharded so one
-    # brand's joins never concentrate on a single index partition.
-    gsi1pk = UnicodeAttribute(null=True)
-    gsi1sk = UnicodeAttribute(null=True)
+    # gsi1 (the audience index: campaigns page a brand's members without scanning the table) is
+    # sharded, so one brand's joins never concentrate on a single index partition.
 
 
 class Inbound(Item, discriminator="inbound"):
@@ -166,3 +180,106 @@ class Outbox(Item, discriminator="outbox"):
     brand_id = UnicodeAttribute()
     detail = UnicodeAttribute()                   # JSON
     created_at = UnicodeAttribute()
+
+
+# ---- coupons -------------------------------------------------------------------------------
+# | coupon template | B#<brand>#TPL#<template>        | TEMPLATE            |
+# | stock shard     | B#<brand>#TPL#<template>        | STOCK#<nn>          |
+# | template totals | B#<brand>#TPL#<template>        | TOTAL#<nn>          |
+# | member claims   | B#<brand>#CLAIMS#<member>#<tpl> | CLAIMS              |
+# | coupon          | B#<brand>#C#<code>              | COUPON  (gsi1: B#<brand>#WALLET#<member>, <valid_until>#<code>) |
+# | issue key       | B#<brand>#ISSUE#<key>           | ISSUE               |
+# | redemption      | B#<brand>#RDM#<redemption>      | RDM                 |
+# | idempotency     | B#<brand>#IDEM#<store>#<key>    | IDEM                |
+# | daily stats     | B#<brand>#STATS#<yyyy-mm-dd>    | <tpl>#<store>#<nn>  |
+# | unknown-code guard | B#<brand>#GUARD#<store>      | <window start>      |
+
+class CouponTemplate(Item, discriminator="coupon_template"):
+    brand_id = UnicodeAttribute()
+    template_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    coupon_kind = UnicodeAttribute()
+    value = NumberAttribute()
+    min_spend_cents = NumberAttribute()
+    valid_from = UnicodeAttribute(null=True)
+    valid_until = UnicodeAttribute(null=True)
+    valid_days_after_claim = NumberAttribute(null=True)
+    total_stock = NumberAttribute(null=True)
+    per_member_limit = NumberAttribute()
+    store_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    claim_starts_at = UnicodeAttribute(null=True)
+    claim_ends_at = UnicodeAttribute(null=True)
+    flash_sale = BooleanAttribute()
+    shards = NumberAttribute()
+    reversal_voids = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+
+
+class StockShard(Item, discriminator="stock_shard"):
+    remaining = NumberAttribute(null=True)       # absent: unlimited stock
+    issued = NumberAttribute(default=0)
+
+
+class TemplateTotals(Item, discriminator="template_totals"):
+    redeemed = NumberAttribute(default=0)
+    reversed = NumberAttribute(default=0)
+    discount_cents = NumberAttribute(default=0)
+
+
+class MemberClaims(Item, discriminator="member_claims"):
+    claimed = NumberAttribute(default=0)
+
+
+class Coupon(Item, discriminator="coupon"):
+    brand_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    template_id = UnicodeAttribute()
+    member_id = UnicodeAttribute()
+    state = UnicodeAttribute()                   # issued | redeemed | void
+    coupon_kind = UnicodeAttribute()
+    value = NumberAttribute()
+    min_spend_cents = NumberAttribute()
+    store_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    name = UnicodeAttribute()
+    valid_from = UnicodeAttribute()
+    valid_until = UnicodeAttribute()
+    claimed_at = UnicodeAttribute()
+    source = UnicodeAttribute()                  # claim | welcome | campaign
+    redemption_id = UnicodeAttribute(null=True)
+    redeemed_at = UnicodeAttribute(null=True)
+    redeemed_store_id = UnicodeAttribute(null=True)
+
+
+class IssueKey(Item, discriminator="issue_key"):
+    code = UnicodeAttribute()
+
+
+class Redemption(Item, discriminator="redemption"):
+    brand_id = UnicodeAttribute()
+    redemption_id = UnicodeAttribute()
+    code = UnicodeAttribute()
+    template_id = UnicodeAttribute()
+    store_id = UnicodeAttribute()
+    till_id = UnicodeAttribute(null=True)
+    order_id = UnicodeAttribute()
+    order_amount_cents = NumberAttribute()
+    discount_cents = NumberAttribute()
+    created_at = UnicodeAttribute()
+    reversed_at = UnicodeAttribute(null=True)
+
+
+class IdempotencyRecord(Item, discriminator="idempotency"):
+    request_hash = UnicodeAttribute()
+    status = NumberAttribute()
+    response = UnicodeAttribute()                # JSON of the answer first given
+
+
+class DailyStats(Item, discriminator="daily_stats"):
+    issued = NumberAttribute(default=0)
+    redeemed = NumberAttribute(default=0)
+    reversed = NumberAttribute(default=0)
+    discount_cents = NumberAttribute(default=0)
+
+
+class UnknownCodeGuard(Item, discriminator="guard"):
+    misses = NumberAttribute(default=0)

@@ -27,7 +27,8 @@ def key_hash(key: str) -> str:
 def create_brand(fields: dict, secret_ref: str, admin_key: str, now: datetime) -> Brand:
     brand = Brand(brand_pk(fields["brand_id"]), "BRAND", brand_id=fields["brand_id"], name=fields["name"],
                   timezone=fields["timezone"], created_at=now.isoformat(), secret_ref=secret_ref,
-                  auto_reply=fields.get("auto_reply"), **fields["public"])
+                  auto_reply=fields.get("auto_reply"), coupon_retention_days=fields.get("coupon_retention_days"),
+                  **fields["public"])
     tx = Tx()
     tx.save("brand", brand, condition=Brand.pk.does_not_exist())
     tx.save("key", _key(admin_key, "brand_admin", now, brand_id=fields["brand_id"]),

@@ -1,0 +1,263 @@
+"""Coupon rules: templates, codes, validity, discounts, redemption refusals, flash-sale sharding.
+
+Pure: plain data in and out; clocks and randomness are passed in.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
+
+from chalicelib import ids
+from chalicelib.domain.tenancy import text
+from chalicelib.errors import BadRequest
+
+KINDS = ("cash_off", "percent_off", "gift")
+# Staff read codes aloud and type them: no 0/O, no 1/I.
+ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+RANDOM_CHARS = 13                       # 13 x 5 bits = 65 random bits
+CODE_LENGTH = RANDOM_CHARS + 1          # + one check character
+MAX_WRITES_PER_ITEM = 800               # DynamoDB allows ~1,000 writes/s per item; keep 20% headroom
+DEFAULT_FLASH_RATE = 10_000             # claims/s a flash sale is sized for unless the template says
+MEMBER_CODE_STEP = 60                   # seconds a member code is shown before it rotates
+
+
+# ---- codes ---------------------------------------------------------------------------------
+
+def check_char(body: str) -> str:
+    """Luhn mod 32 over ALPHABET: catches every single mistyped character and every adjacent
+    transposition except of the pair '2'/'Z' (values 0 and 31), before any database read."""
+    n = len(ALPHABET)
+    total, factor = 0, 2
+    for ch in reversed(body):
+        addend = factor * ALPHABET.index(ch)
+        total += addend // n + addend % n
+        factor = 1 if factor == 2 else 2
+    return ALPHABET[(n - total % n) % n]
+
+
+def new_code(randbelow=secrets.randbelow) -> str:
+    body = "".join(ALPHABET[randbelow(len(ALPHABET))] for _ in range(RANDOM_CHARS))
+    return body + check_char(body)
+
+
+def normalize_code(raw: object) -> str | None:
+    """The code as stored, or None when it cannot be one (wrong length, alphabet or check character).
+    Tolerates what a person types: lower case, spaces, dashes."""
+    if not isinstance(raw, str):
+        return None
+    code = raw.replace(" ", "").replace("-", "").upper()
+    if len(code) != CODE_LENGTH or any(ch not in ALPHABET for ch in code):
+        return None
+    return code if check_char(code[:-1]) == code[-1] else None
+
+
+def qr_payload(brand_id: str, code: str) -> str:
+    """What the wallet renders as a QR code for the till's scanner."""
+    return f"siyu:coupon:{brand_id}:{code}"
+
+
+# ---- templates -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Template:
+    template_id: str
+    name: str
+    kind: str
+    value: int
+    min_spend_cents: int
+    valid_from: datetime | None
+    valid_until: datetime | None
+    valid_days_after_claim: int | None
+    total_stock: int | None
+    per_member_limit: int
+    store_ids: tuple[str, ...] | None
+    claim_starts_at: datetime | None
+    claim_ends_at: datetime | None
+    flash_sale: bool
+    shards: int
+    reversal_voids: bool = False
+
+
+def _int(body: dict, field: str, *, low: int, high: int, default=None, required=False) -> int | None:
+    value = body.get(field, default)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BadRequest(f"{field} must be a whole number from {low} to {high}", code="invalid_" + field)
+    return value
+
+
+def parse_time(value: object, field: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{field} must be an ISO 8601 time with a zone, e.g. 2026-11-11T00:00:00+08:00",
+                         code="invalid_" + field)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{field} is not an ISO 8601 time: {value!r}", code="invalid_" + field) from None
+    if parsed.tzinfo is None:
+        raise BadRequest(f"{field} needs a time zone offset (e.g. +08:00)", code="invalid_" + field)
+    return parsed.astimezone(timezone.utc)
+
+
+def shard_count(total_stock: int | None, flash_sale: bool, claims_per_second: int | None) -> int:
+    """Stock items a template's claims spread over: enough that at the expected claim rate no item
+    takes more than MAX_WRITES_PER_ITEM writes/s, never more shards than coupons."""
+    if not flash_sale:
+        return 1
+    wanted = math.ceil((claims_per_second or DEFAULT_FLASH_RATE) / MAX_WRITES_PER_ITEM)
+    return max(1, min(wanted, total_stock or wanted))
+
+
+def split_stock(total_stock: int, shards: int) -> list[int]:
+    base, extra = divmod(total_stock, shards)
+    return [base + (1 if i < extra else 0) for i in range(shards)]
+
+
+def template(body: dict, template_id: str) -> Template:
+    """Validate a template definition; every refusal is a BadRequest naming the field."""
+    kind = body.get("kind")
+    if kind not in KINDS:
+        raise BadRequest(f"kind must be one of {', '.join(KINDS)}", code="invalid_kind")
+    if kind == "cash_off":
+        value = _int(body, "value", low=1, high=10_000_000, required=True)
+    elif kind == "percent_off":
+        value = _int(body, "value", low=1, high=99, required=True)
+    else:
+        value = _int(body, "value", low=0, high=10_000_000, default=0)
+    valid_from = parse_time(body.get("valid_from"), "valid_from")
+    valid_until = parse_time(body.get("valid_until"), "valid_until")
+    days = _int(body, "valid_days_after_claim", low=1, high=3650)
+    if days is not None and (valid_from or valid_until):
+        raise BadRequest("give valid_from/valid_until or valid_days_after_claim, not both", code="invalid_validity")
+    if days is None and not valid_until:
+        raise BadRequest("give valid_until (and optionally valid_from) or valid_days_after_claim",
+                         code="invalid_validity")
+    if valid_from and valid_until and valid_from >= valid_until:
+        raise BadRequest("valid_from must be before valid_until", code="invalid_validity")
+    claim_starts = parse_time(body.get("claim_starts_at"), "claim_starts_at")
+    claim_ends = parse_time(body.get("claim_ends_at"), "claim_ends_at")
+    if claim_starts and claim_ends and claim_starts >= claim_ends:
+        raise BadRequest("claim_starts_at must be before claim_ends_at", code="invalid_claim_window")
+    stock = _int(body, "total_stock", low=1, high=100_000_000)
+    flash = body.get("flash_sale", False)
+    if not isinstance(flash, bool):
+        raise BadRequest("flash_sale must be true or false", code="invalid_flash_sale")
+    if flash and stock is None:
+        raise BadRequest("a flash sale needs a total_stock", code="invalid_total_stock")
+    rate = _int(body, "expected_claims_per_second", low=1, high=1_000_000)
+    store_ids = body.get("store_ids")
+    if store_ids is not None:
+        if not isinstance(store_ids, list) or not store_ids or len(store_ids) > 500:
+            raise BadRequest("store_ids must be null (every store) or a list of 1-500 store ids",
+                             code="invalid_store_ids")
+        store_ids = tuple(sorted({ids.slug(s, "store_id") for s in store_ids}))
+    voids = body.get("reversal_voids", False)
+    if not isinstance(voids, bool):
+        raise BadRequest("reversal_voids must be true or false", code="invalid_reversal_voids")
+    return Template(
+        template_id=template_id, name=text(body.get("name"), "name"), kind=kind, value=value,
+        min_spend_cents=_int(body, "min_spend_cents", low=0, high=100_000_000, default=0),
+        valid_from=valid_from, valid_until=valid_until, valid_days_after_claim=days, total_stock=stock,
+        per_member_limit=_int(body, "per_member_limit", low=1, high=1000, default=1),
+        store_ids=store_ids, claim_starts_at=claim_starts, claim_ends_at=claim_ends, flash_sale=flash,
+        shards=shard_count(stock, flash, rate), reversal_voids=voids)
+
+
+# ---- claiming, validity ---------------------------------------------------------------------
+
+def claim_refusal(t: Template, now: datetime) -> str | None:
+    if (t.claim_starts_at and now < t.claim_starts_at) or (t.claim_ends_at and now >= t.claim_ends_at):
+        return "claim_window_closed"
+    if t.valid_until and now >= t.valid_until:
+        return "claim_window_closed"
+    return None
+
+
+def validity(t: Template, claimed_at: datetime) -> tuple[datetime, datetime]:
+    """When a coupon claimed at `claimed_at` may be used: the template's fixed window, or from the
+    claim for `valid_days_after_claim` days."""
+    if t.valid_days_after_claim is not None:
+        return claimed_at, claimed_at + timedelta(days=t.valid_days_after_claim)
+    return t.valid_from or claimed_at, t.valid_until
+
+
+# ---- the till -----------------------------------------------------------------------------
+
+def discount(kind: str, value: int, order_amount_cents: int) -> int:
+    """Cents taken off: cash-off capped at the order; percent-off rounded half up to the cent."""
+    if kind == "cash_off":
+        return min(value, order_amount_cents)
+    if kind == "percent_off":
+        cents = (Decimal(order_amount_cents) * Decimal(value) / Decimal(100)).quantize(Decimal(1), ROUND_HALF_UP)
+        return int(cents)
+    return 0
+
+
+@dataclass(frozen=True)
+class CouponState:
+    state: str                        # issued | redeemed | void
+    valid_from: datetime
+    valid_until: datetime
+    store_ids: tuple[str, ...] | None
+    min_spend_cents: int
+    reversed_before: bool = False
+
+
+def redemption_refusal(c: CouponState, *, store_id: str, order_amount_cents: int, now: datetime) -> str | None:
+    """Why this coupon cannot be redeemed here and now, in a fixed precedence; None if it can."""
+    if c.state == "void":
+        return "reversed"
+    if c.state == "redeemed":
+        return "already_redeemed"
+    if now < c.valid_from:
+        return "not_yet_valid"
+    if now >= c.valid_until:
+        return "expired"
+    if c.store_ids is not None and store_id not in c.store_ids:
+        return "wrong_store"
+    if order_amount_cents < c.min_spend_cents:
+        return "min_spend_not_met"
+    return None
+
+
+REFUSAL_STATUS = {"unknown_code": 404, "already_redeemed": 409, "reversed": 409, "expired": 422,
+                  "not_yet_valid": 422, "wrong_store": 422, "min_spend_not_met": 422}
+REFUSAL_MESSAGE = {
+    "unknown_code": "no such coupon code", "already_redeemed": "this coupon has already been redeemed",
+    "reversed": "this coupon was voided when its redemption was reversed", "expired": "this coupon has expired",
+    "not_yet_valid": "this coupon is not valid yet", "wrong_store": "this coupon cannot be used in this store",
+    "min_spend_not_met": "the order does not reach the coupon's minimum spend"}
+
+
+# ---- member codes -------------------------------------------------------------------------
+
+def _member_mac(secret: bytes, member_id: str, step: int) -> str:
+    digest = hmac.new(secret, f"{member_id}|{step}".encode(), hashlib.sha256).digest()
+    return "".join(ALPHABET[b % 32] for b in digest[:10])
+
+
+def member_code(secret: bytes, member_id: str, now: float) -> tuple[str, int]:
+    """A code for the till that names the member and stops working a minute or two after it is shown."""
+    step = int(now // MEMBER_CODE_STEP)
+    return f"{member_id}.{step}.{_member_mac(secret, member_id, step)}", (step + 1) * MEMBER_CODE_STEP
+
+
+def read_member_code(secret: bytes, code: object, now: float) -> str | None:
+    """The member id in a member code still valid at `now` (current or previous step), else None."""
+    if not isinstance(code, str) or code.count(".") != 2:
+        return None
+    member_id, step_text, mac = code.split(".")
+    if not step_text.isdigit():
+        return None
+    step = int(step_text)
+    if int(now // MEMBER_CODE_STEP) - step not in (0, 1):
+        return None
+    return member_id if hmac.compare_digest(mac, _member_mac(secret, member_id, step)) else None

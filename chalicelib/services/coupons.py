@@ -1,0 +1,312 @@
+"""Coupons: templates, claims (incl. flash sales), the wallet, member codes and the till.
+
+AWS cost: a claim is one read (who is the member) and one TransactWriteItems; a redemption one
+BatchGetItem (coupon + unknown-code guard + idempotency record) and one TransactWriteItems.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from datetime import datetime, timezone
+
+from chalicelib import secrets
+from chalicelib.cache import TTLCache
+from chalicelib.domain import coupons as rules
+from chalicelib.domain.members import choose_member
+from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
+from chalicelib.ids import new_id
+from chalicelib.observability import logger, metrics
+from chalicelib.storage import coupons as store
+from chalicelib.storage import members, tenancy
+from chalicelib.storage.models import Brand, Store
+
+DEFAULT_RETENTION_DAYS = 400
+UNKNOWN_CODE_LIMIT = 20                 # unknown codes one store may submit per guard window
+REVERSAL_WINDOW_DAYS = 30
+_templates = TTLCache(ttl_seconds=30)
+_empty_shards: dict[tuple[str, str], set[int]] = {}
+_empty_lock = threading.Lock()
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def retention(brand: Brand) -> int:
+    return int(brand.coupon_retention_days or DEFAULT_RETENTION_DAYS)
+
+
+# ---- templates -----------------------------------------------------------------------------
+
+def template_view(item, counts: dict) -> dict:
+    return {"template_id": item.template_id, "name": item.name, "kind": item.coupon_kind, "value": int(item.value),
+            "min_spend_cents": int(item.min_spend_cents), "valid_from": item.valid_from,
+            "valid_until": item.valid_until,
+            "valid_days_after_claim": int(item.valid_days_after_claim) if item.valid_days_after_claim else None,
+            "total_stock": int(item.total_stock) if item.total_stock is not None else None,
+            "per_member_limit": int(item.per_member_limit), "store_ids": item.store_ids,
+            "claim_starts_at": item.claim_starts_at, "claim_ends_at": item.claim_ends_at,
+            "flash_sale": bool(item.flash_sale), "stock_shards": int(item.shards),
+            "reversal_voids": bool(item.reversal_voids), "created_at": item.created_at, **counts}
+
+
+def create_template(brand_id: str, body: dict) -> dict:
+    tenancy.require_brand(brand_id)
+    template = rules.template(body, new_id("tpl", 12))
+    if template.store_ids:
+        known = {s.store_id for s in Store.batch_get([(tenancy.brand_pk(brand_id), f"STORE#{s}")
+                                                      for s in template.store_ids])}
+        missing = sorted(set(template.store_ids) - known)
+        if missing:
+            raise NotFound(f"unknown store(s): {', '.join(missing)}", code="unknown_store")
+    item = store.create_template(brand_id, template, _now())
+    remaining = template.total_stock
+    return template_view(item, {"issued": 0, "redeemed": 0, "reversed": 0, "remaining": remaining,
+                                "discount_cents": 0})
+
+
+def get_template(brand_id: str, template_id: str) -> dict:
+    found = store.template_with_counts(brand_id, template_id)
+    if found is None:
+        raise NotFound(f"no coupon template {template_id}", code="unknown_coupon_template")
+    return template_view(*found)
+
+
+def template_exists_check(brand_id: str, template_id: str):
+    """A condition for a channel code's transaction: its welcome coupon template exists."""
+    return store.template_exists_check(brand_id, template_id)
+
+
+def cached_template(brand_id: str, template_id: str) -> rules.Template:
+    template = _templates.get_or_load((brand_id, template_id), lambda: store.get_template(brand_id, template_id))
+    if template is None:
+        raise NotFound(f"no coupon template {template_id}", code="unknown_coupon_template")
+    return template
+
+
+# ---- issuing -------------------------------------------------------------------------------
+
+def coupon_view(brand_id: str, c) -> dict:
+    return {"code": c.code, "template_id": c.template_id, "name": c.name, "kind": c.coupon_kind,
+            "value": int(c.value), "min_spend_cents": int(c.min_spend_cents), "store_ids": c.store_ids,
+            "valid_from": c.valid_from, "valid_until": c.valid_until, "state": c.state, "source": c.source,
+            "qr": rules.qr_payload(brand_id, c.code)}
+
+
+def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: str, issue_key: str | None,
+           now: datetime):
+    """Issue from a random shard that still has stock; OutOfStock only when every shard is empty."""
+    key = (brand.brand_id, template.template_id)
+    while True:
+        with _empty_lock:
+            empty = _empty_shards.setdefault(key, set())
+            candidates = [n for n in range(template.shards) if n not in empty]
+        if not candidates:
+            raise store.OutOfStock()
+        shard = random.choice(candidates)
+        try:
+            return store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=rules.new_code(),
+                               now=now, source=source, retention_days=retention(brand), issue_key=issue_key)
+        except store.OutOfStock:
+            # Stock only ever goes down, so an empty shard stays empty for this container's lifetime.
+            with _empty_lock:
+                empty.add(shard)
+        except store.CodeTaken:
+            continue
+
+
+def _member_of(brand_id: str, session: dict) -> str:
+    identities = [("mp", session["o"])] + ([("unionid", session["u"])] if session.get("u") else [])
+    ctx = members.load_touch_context(brand_id, scene=None, identities=identities)
+    member_id = choose_member(ctx.found)
+    if member_id is None:
+        raise Conflict("join first: scan a store's code in the mini-program", code="not_a_member")
+    return member_id
+
+
+def claim(brand_id: str, session: dict, template_id: str) -> dict:
+    brand = tenancy.require_brand(brand_id)
+    template = cached_template(brand_id, template_id)
+    now = _now()
+    refusal = rules.claim_refusal(template, now)
+    if refusal:
+        raise Conflict("this coupon cannot be claimed now", code=refusal)
+    member_id = _member_of(brand_id, session)
+    try:
+        coupon = _issue(brand, template, member_id, source="claim", issue_key=None, now=now)
+    except store.OutOfStock:
+        metrics.add_metric(name="ClaimsOutOfStock", unit="Count", value=1)
+        raise Conflict("all gone", code="out_of_stock") from None
+    except store.LimitReached:
+        raise Conflict(f"at most {template.per_member_limit} per member", code="limit_reached") from None
+    metrics.add_metric(name="CouponsIssued", unit="Count", value=1)
+    return {"coupon": coupon_view(brand_id, coupon)}
+
+
+def issue_coupon(brand: Brand, member_id: str, template_id: str, *, issue_key: str, source: str,
+                 now: datetime | None = None) -> str | None:
+    """Issue a coupon the brand gives (welcome, campaign) exactly once per `issue_key`; returns its
+    code, or None when the template has no stock left or the member has reached its limit."""
+    template = cached_template(brand.brand_id, template_id)
+    try:
+        return _issue(brand, template, member_id, source=source, issue_key=issue_key, now=now or _now()).code
+    except store.AlreadyIssued:
+        return store.issued_for_key(brand.brand_id, issue_key)
+    except (store.OutOfStock, store.LimitReached) as refusal:
+        logger.warning("coupon not issued", extra={"brand_id": brand.brand_id, "member_id": member_id,
+                                                   "template_id": template_id, "reason": type(refusal).__name__})
+        return None
+
+
+def welcome_coupon(brand: Brand, detail: dict) -> None:
+    """The welcome flow's coupon step (see services.followups.WELCOME_STEPS)."""
+    template_id = detail.get("coupon_template_id")
+    if template_id:
+        issue_coupon(brand, detail["member_id"], template_id, issue_key=f"welcome:{detail['member_id']}:{template_id}",
+                     source="welcome")
+
+
+def wallet(brand_id: str, member_id: str) -> list[dict]:
+    return [coupon_view(brand_id, c) for c in store.wallet(brand_id, member_id, _now())]
+
+
+def my_wallet(brand_id: str, session: dict) -> dict:
+    return {"coupons": wallet(brand_id, _member_of(brand_id, session))}
+
+
+# ---- member code and the till --------------------------------------------------------------
+
+def _code_secret(brand: Brand) -> bytes:
+    return secrets.brand_secrets(brand.secret_ref)["session_secret"].encode()
+
+
+def my_member_code(brand_id: str, session: dict) -> dict:
+    brand = tenancy.require_brand(brand_id)
+    code, expires = rules.member_code(_code_secret(brand), _member_of(brand_id, session), time.time())
+    return {"member_code": code, "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
+
+
+def _amount(body: dict) -> int:
+    amount = body.get("order_amount_cents")
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 100_000_000:
+        raise BadRequest("order_amount_cents must be a whole number of cents", code="invalid_order_amount_cents")
+    return amount
+
+
+def member_lookup(brand_id: str, store_id: str, body: dict) -> dict:
+    brand = tenancy.require_brand(brand_id)
+    amount = _amount(body)
+    member_id = rules.read_member_code(_code_secret(brand), body.get("member_code"), time.time())
+    if member_id is None:
+        raise NotFound("member code unknown or expired: ask the shopper to refresh it", code="invalid_member_code")
+    member = members.get_member(brand_id, member_id)
+    if member is None:
+        raise NotFound("member code unknown or expired", code="invalid_member_code")
+    now = _now()
+    usable = []
+    for c in store.wallet(brand_id, member_id, now):
+        state = _state(c)
+        if rules.redemption_refusal(state, store_id=store_id, order_amount_cents=amount, now=now) is None:
+            usable.append({**coupon_view(brand_id, c),
+                           "discount_cents": rules.discount(c.coupon_kind, int(c.value), amount)})
+    view = members.member_view(member)
+    return {"member": {k: view[k] for k in ("member_id", "joined_at", "tags", "first_touch", "last_touch")},
+            "coupons": usable}
+
+
+def _state(c) -> rules.CouponState:
+    return rules.CouponState(state=c.state, valid_from=store.parse(c.valid_from), valid_until=store.parse(c.valid_until),
+                             store_ids=tuple(c.store_ids) if c.store_ids is not None else None,
+                             min_spend_cents=int(c.min_spend_cents))
+
+
+def _refuse(code: str) -> ApiError:
+    return ApiError(rules.REFUSAL_MESSAGE[code], code=code, status=rules.REFUSAL_STATUS[code])
+
+
+def _request_hash(body: dict) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _replay(record, request_hash: str) -> tuple[int, dict]:
+    if record.request_hash != request_hash:
+        raise Conflict("this Idempotency-Key was used for a different request", code="idempotency_key_reused")
+    return int(record.status), json.loads(record.response)
+
+
+def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None) -> tuple[int, dict]:
+    """Redeem once per Idempotency-Key: a retry gets the first answer again, byte for byte."""
+    if not idem_key or len(idem_key) > 128 or not idem_key.isprintable():
+        raise BadRequest("send an Idempotency-Key header (order id or request number), 1-128 characters",
+                         code="missing_idempotency_key")
+    brand = tenancy.require_brand(brand_id)
+    amount = _amount(body)
+    order_id = body.get("order_id")
+    if not isinstance(order_id, str) or not 0 < len(order_id) <= 128:
+        raise BadRequest("order_id is required", code="invalid_order_id")
+    till_id = body.get("till_id")
+    if till_id is not None and (not isinstance(till_id, str) or len(till_id) > 64):
+        raise BadRequest("till_id must be a short string", code="invalid_till_id")
+    request_hash = _request_hash({"code": body.get("code"), "order_id": order_id, "order_amount_cents": amount,
+                                  "till_id": till_id})
+    code = rules.normalize_code(body.get("code"))
+    now_ts = time.time()
+    coupon, guard, record = store.till_read(brand_id, store_id, code, idem_key, now_ts)
+    if record is not None:
+        return _replay(record, request_hash)
+    if guard is not None and int(guard.misses or 0) >= UNKNOWN_CODE_LIMIT:
+        logger.warning("unknown-code guard tripped", extra={"brand_id": brand_id, "store_id": store_id})
+        raise TooManyRequests("too many unknown coupon codes from this store; wait a few minutes",
+                              code="too_many_unknown_codes")
+    if coupon is None:
+        misses = store.count_unknown_code(brand_id, store_id, now_ts)
+        logger.info("unknown coupon code at the till", extra={"brand_id": brand_id, "store_id": store_id,
+                                                               "misses": misses})
+        raise _refuse("unknown_code")
+    now = datetime.fromtimestamp(now_ts, timezone.utc)
+    refusal = rules.redemption_refusal(_state(coupon), store_id=store_id, order_amount_cents=amount, now=now)
+    if refusal:
+        raise _refuse(refusal)
+    discount = rules.discount(coupon.coupon_kind, int(coupon.value), amount)
+    redemption_id = new_id("rdm", 16)
+    coupon.state, coupon.redemption_id = "redeemed", redemption_id
+    answer = {"redemption_id": redemption_id, "discount_cents": discount, "coupon": coupon_view(brand_id, coupon),
+              "order_id": order_id, "store_id": store_id}
+    try:
+        store.redeem(brand_id, coupon, store_id=store_id, till_id=till_id, order_id=order_id,
+                     order_amount_cents=amount, discount_cents=discount, redemption_id=redemption_id,
+                     idem_key=idem_key, request_hash=request_hash, response=answer, now=now,
+                     retention_days=retention(brand))
+    except store.KeyUsed:
+        return _replay(store.idempotency_record(brand_id, store_id, idem_key), request_hash)
+    except store.NotRedeemable:
+        current = store.get_coupon(brand_id, coupon.code)
+        raise _refuse(rules.redemption_refusal(_state(current), store_id=store_id, order_amount_cents=amount,
+                                               now=now) or "already_redeemed") from None
+    metrics.add_metric(name="CouponsRedeemed", unit="Count", value=1)
+    return 201, answer
+
+
+def reverse(brand_id: str, store_id: str, redemption_id: str) -> dict:
+    """Undo a redemption (a refund); reversing twice is a no-op."""
+    redemption = store.get_redemption(brand_id, redemption_id)
+    if redemption is None or redemption.store_id != store_id:
+        raise NotFound(f"no redemption {redemption_id} at store {store_id}", code="unknown_redemption")
+    coupon = store.get_coupon(brand_id, redemption.code)
+    if redemption.reversed_at is None:
+        redeemed_at = store.parse(redemption.created_at)
+        if (_now() - redeemed_at).days >= REVERSAL_WINDOW_DAYS:
+            raise Conflict(f"redemptions can be reversed within {REVERSAL_WINDOW_DAYS} days",
+                           code="reversal_window_closed")
+        template = cached_template(brand_id, redemption.template_id)
+        try:
+            store.reverse(brand_id, redemption, member_id=coupon.member_id, void=template.reversal_voids, now=_now())
+        except store.AlreadyReversed:
+            pass
+        redemption = store.get_redemption(brand_id, redemption_id)
+        coupon = store.get_coupon(brand_id, redemption.code)
+    return {"redemption_id": redemption_id, "reversed_at": redemption.reversed_at,
+            "coupon": coupon_view(brand_id, coupon)}

@@ -1,0 +1,297 @@
+"""Coupon storage. Every state change is one TransactWriteItems whose conditions carry the rule:
+stock > 0 on one shard, the member under their limit, the coupon still `issued`, the idempotency
+key unused. Counters (issued, redeemed, reversed, discount) are in the same transaction, so a
+retried request refused by its condition cannot count twice; they are sharded like the stock, so
+no item becomes a hot key in a flash sale.
+"""
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+
+from pynamodb.exceptions import DoesNotExist
+
+from chalicelib.domain import coupons as rules
+from chalicelib.errors import Conflict
+from chalicelib.storage.members import outbox_item
+from chalicelib.storage.models import (Coupon, CouponTemplate, DailyStats, IdempotencyRecord, IssueKey, Item,
+                                       MemberClaims, Redemption, StockShard, TemplateTotals, UnknownCodeGuard)
+from chalicelib.storage.tx import Tx
+
+IDEMPOTENCY_RETENTION = timedelta(days=7)
+GUARD_WINDOW = 300                     # seconds
+TOTAL_SHARDS = 8                       # redemption counters per template (tills are far below 1,000/s each)
+
+
+class OutOfStock(Exception):
+    """This shard is empty (the template may still have stock elsewhere)."""
+
+
+class LimitReached(Exception):
+    pass
+
+
+class AlreadyIssued(Exception):
+    """The issue key was used before: the coupon exists already."""
+
+
+class CodeTaken(Exception):
+    """A freshly drawn code collided with an existing one (2^-65 per pair): draw again."""
+
+
+class NotRedeemable(Exception):
+    """The coupon is not in the state the redemption/reversal needs (raced by another till)."""
+
+
+class KeyUsed(Exception):
+    """The idempotency key was used by a request that committed first."""
+
+
+class AlreadyReversed(Exception):
+    pass
+
+
+def tpl_pk(brand_id: str, template_id: str) -> str:
+    return f"B#{brand_id}#TPL#{template_id}"
+
+
+def coupon_pk(brand_id: str, code: str) -> str:
+    return f"B#{brand_id}#C#{code}"
+
+
+def wallet_pk(brand_id: str, member_id: str) -> str:
+    return f"B#{brand_id}#WALLET#{member_id}"
+
+
+def idem_pk(brand_id: str, store_id: str, key: str) -> str:
+    return f"B#{brand_id}#IDEM#{store_id}#{key}"
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _kind(model_cls):
+    """Counters are created by their first UpdateItem; this gives them their `kind` like any put."""
+    return model_cls.kind.set(model_cls)
+
+
+def _stats(brand_id: str, template_id: str, store_id: str | None, now: datetime, shard: int) -> DailyStats:
+    return DailyStats(f"B#{brand_id}#STATS#{now.date().isoformat()}", f"{template_id}#{store_id or '-'}#{shard:02d}")
+
+
+# ---- templates -----------------------------------------------------------------------------
+
+def create_template(brand_id: str, t: rules.Template, now: datetime) -> CouponTemplate:
+    item = CouponTemplate(
+        tpl_pk(brand_id, t.template_id), "TEMPLATE", brand_id=brand_id, template_id=t.template_id, name=t.name,
+        coupon_kind=t.kind, value=t.value, min_spend_cents=t.min_spend_cents,
+        valid_from=iso(t.valid_from) if t.valid_from else None, valid_until=iso(t.valid_until) if t.valid_until else None,
+        valid_days_after_claim=t.valid_days_after_claim, total_stock=t.total_stock,
+        per_member_limit=t.per_member_limit, store_ids=list(t.store_ids) if t.store_ids is not None else None,
+        claim_starts_at=iso(t.claim_starts_at) if t.claim_starts_at else None,
+        claim_ends_at=iso(t.claim_ends_at) if t.claim_ends_at else None, flash_sale=t.flash_sale, shards=t.shards,
+        reversal_voids=t.reversal_voids, created_at=iso(now))
+    tx = Tx()
+    tx.save("template", item, condition=CouponTemplate.pk.does_not_exist())
+    stock = rules.split_stock(t.total_stock, t.shards) if t.total_stock is not None else [None]
+    for n, remaining in enumerate(stock):
+        tx.save("shard", StockShard(tpl_pk(brand_id, t.template_id), f"STOCK#{n:02d}", remaining=remaining, issued=0))
+    tx.commit({"template": Conflict(f"coupon template {t.template_id} already exists", code="template_exists")})
+    return item
+
+
+def to_rules(item: CouponTemplate) -> rules.Template:
+    return rules.Template(
+        template_id=item.template_id, name=item.name, kind=item.coupon_kind, value=int(item.value),
+        min_spend_cents=int(item.min_spend_cents), valid_from=parse(item.valid_from),
+        valid_until=parse(item.valid_until),
+        valid_days_after_claim=int(item.valid_days_after_claim) if item.valid_days_after_claim else None,
+        total_stock=int(item.total_stock) if item.total_stock is not None else None,
+        per_member_limit=int(item.per_member_limit),
+        store_ids=tuple(item.store_ids) if item.store_ids is not None else None,
+        claim_starts_at=parse(item.claim_starts_at), claim_ends_at=parse(item.claim_ends_at),
+        flash_sale=bool(item.flash_sale), shards=int(item.shards), reversal_voids=bool(item.reversal_voids))
+
+
+def get_template(brand_id: str, template_id: str) -> rules.Template | None:
+    try:
+        return to_rules(CouponTemplate.get(tpl_pk(brand_id, template_id), "TEMPLATE"))
+    except DoesNotExist:
+        return None
+
+
+def template_with_counts(brand_id: str, template_id: str) -> tuple[CouponTemplate, dict] | None:
+    """The template and its live counts, from one Query of the template's partition."""
+    items = list(Item.query(tpl_pk(brand_id, template_id), consistent_read=True))
+    template = next((i for i in items if isinstance(i, CouponTemplate)), None)
+    if template is None:
+        return None
+    shards = [i for i in items if isinstance(i, StockShard)]
+    totals = [i for i in items if isinstance(i, TemplateTotals)]
+    issued = sum(int(s.issued or 0) for s in shards)
+    redeemed = sum(int(t.redeemed or 0) for t in totals)
+    reversed_ = sum(int(t.reversed or 0) for t in totals)
+    remaining = None if template.total_stock is None else sum(int(s.remaining or 0) for s in shards)
+    return template, {"issued": issued, "redeemed": redeemed - reversed_, "reversed": reversed_,
+                      "remaining": remaining, "discount_cents": sum(int(t.discount_cents or 0) for t in totals)}
+
+
+def template_exists_check(brand_id: str, template_id: str):
+    """For a channel code's transaction: the welcome template must exist."""
+    def add(tx: Tx) -> dict:
+        tx.check("template", CouponTemplate, tpl_pk(brand_id, template_id), "TEMPLATE",
+                 condition=CouponTemplate.pk.exists())
+        from chalicelib.errors import NotFound
+        return {"template": NotFound(f"no coupon template {template_id}", code="unknown_coupon_template")}
+    return add
+
+
+# ---- issuing -------------------------------------------------------------------------------
+
+def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code: str, now: datetime,
+          source: str, retention_days: int, issue_key: str | None = None) -> Coupon:
+    """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued or CodeTaken."""
+    valid_from, valid_until = rules.validity(t, now)
+    coupon = Coupon(coupon_pk(brand_id, code), "COUPON", brand_id=brand_id, code=code, template_id=t.template_id,
+                    member_id=member_id, state="issued", coupon_kind=t.kind, value=t.value,
+                    min_spend_cents=t.min_spend_cents, store_ids=list(t.store_ids) if t.store_ids is not None else None,
+                    name=t.name, valid_from=iso(valid_from), valid_until=iso(valid_until), claimed_at=iso(now),
+                    source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
+                    expires_at=valid_until + timedelta(days=retention_days))
+    tx = Tx()
+    shard_item = StockShard(tpl_pk(brand_id, t.template_id), f"STOCK#{shard:02d}")
+    if t.total_stock is None:
+        tx.update("stock", shard_item, [StockShard.issued.add(1)])
+    else:
+        tx.update("stock", shard_item, [StockShard.remaining.add(-1), StockShard.issued.add(1)],
+                  condition=StockShard.remaining > 0)
+    tx.update("limit", MemberClaims(f"B#{brand_id}#CLAIMS#{member_id}#{t.template_id}", "CLAIMS"),
+              [MemberClaims.claimed.add(1), _kind(MemberClaims)],
+              condition=MemberClaims.claimed.does_not_exist() | (MemberClaims.claimed < t.per_member_limit))
+    tx.save("coupon", coupon, condition=Coupon.pk.does_not_exist())
+    if issue_key:
+        tx.save("issue", IssueKey(f"B#{brand_id}#ISSUE#{issue_key}", "ISSUE", code=code),
+                condition=IssueKey.pk.does_not_exist())
+    tx.update("stats", _stats(brand_id, t.template_id, None, now, shard), [DailyStats.issued.add(1), _kind(DailyStats)])
+    tx.save("outbox", outbox_item("event", "coupon.issued", brand_id, {
+        "brand_id": brand_id, "member_id": member_id, "code": code, "template_id": t.template_id,
+        "source": source, "valid_until": iso(valid_until)}, now))
+    tx.commit({"issue": AlreadyIssued(), "stock": OutOfStock(), "limit": LimitReached(), "coupon": CodeTaken()})
+    return coupon
+
+
+def issued_for_key(brand_id: str, issue_key: str) -> str | None:
+    try:
+        return IssueKey.get(f"B#{brand_id}#ISSUE#{issue_key}", "ISSUE", consistent_read=True).code
+    except DoesNotExist:
+        return None
+
+
+def wallet(brand_id: str, member_id: str, now: datetime) -> list[Coupon]:
+    """The member's coupons that have not expired, soonest to expire first."""
+    return [c for c in Coupon.gsi1.query(wallet_pk(brand_id, member_id), Coupon.gsi1sk > iso(now))
+            if isinstance(c, Coupon)]
+
+
+# ---- the till -----------------------------------------------------------------------------
+
+def till_read(brand_id: str, store_id: str, code: str | None, idem_key: str, now: float):
+    """One BatchGetItem: the coupon, the store's unknown-code guard, the idempotency record."""
+    keys = [(idem_pk(brand_id, store_id, idem_key), "IDEM"), guard_key(brand_id, store_id, now)]
+    if code:
+        keys.append((coupon_pk(brand_id, code), "COUPON"))
+    found = {(i.pk, i.sk): i for i in Item.batch_get(keys, consistent_read=True)}
+    return (found.get((coupon_pk(brand_id, code), "COUPON")) if code else None,
+            found.get(guard_key(brand_id, store_id, now)),
+            found.get((idem_pk(brand_id, store_id, idem_key), "IDEM")))
+
+
+def guard_key(brand_id: str, store_id: str, now: float) -> tuple[str, str]:
+    return f"B#{brand_id}#GUARD#{store_id}", str(int(now // GUARD_WINDOW) * GUARD_WINDOW)
+
+
+def count_unknown_code(brand_id: str, store_id: str, now: float) -> int:
+    pk, sk = guard_key(brand_id, store_id, now)
+    item = UnknownCodeGuard(pk, sk)
+    item.update([UnknownCodeGuard.misses.add(1), _kind(UnknownCodeGuard),
+                 UnknownCodeGuard.expires_at.set(datetime.fromtimestamp(now + 2 * GUARD_WINDOW, timezone.utc))])
+    return int(item.misses)
+
+
+def idempotency_record(brand_id: str, store_id: str, key: str) -> IdempotencyRecord | None:
+    try:
+        return IdempotencyRecord.get(idem_pk(brand_id, store_id, key), "IDEM", consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def redeem(brand_id: str, coupon: Coupon, *, store_id: str, till_id: str | None, order_id: str,
+           order_amount_cents: int, discount_cents: int, redemption_id: str, idem_key: str, request_hash: str,
+           response: dict, now: datetime, retention_days: int) -> None:
+    """Mark the coupon redeemed and remember the answer under the idempotency key, atomically.
+    Raises KeyUsed (that key committed first) or NotRedeemable (another till won)."""
+    valid_until = parse(coupon.valid_until)
+    tx = Tx()
+    tx.update("coupon", Coupon(coupon.pk, "COUPON"), [
+        Coupon.state.set("redeemed"), Coupon.redemption_id.set(redemption_id), Coupon.redeemed_at.set(iso(now)),
+        Coupon.redeemed_store_id.set(store_id)], condition=Coupon.state == "issued")
+    tx.save("key", IdempotencyRecord(idem_pk(brand_id, store_id, idem_key), "IDEM", request_hash=request_hash,
+                                     status=201, response=json.dumps(response, separators=(",", ":")),
+                                     expires_at=now + IDEMPOTENCY_RETENTION),
+            condition=IdempotencyRecord.pk.does_not_exist())
+    tx.save("redemption", Redemption(
+        f"B#{brand_id}#RDM#{redemption_id}", "RDM", brand_id=brand_id, redemption_id=redemption_id, code=coupon.code,
+        template_id=coupon.template_id, store_id=store_id, till_id=till_id, order_id=order_id,
+        order_amount_cents=order_amount_cents, discount_cents=discount_cents, created_at=iso(now),
+        expires_at=valid_until + timedelta(days=retention_days)), condition=Redemption.pk.does_not_exist())
+    shard = random.randrange(TOTAL_SHARDS)
+    tx.update("totals", TemplateTotals(tpl_pk(brand_id, coupon.template_id), f"TOTAL#{shard:02d}"),
+              [TemplateTotals.redeemed.add(1), TemplateTotals.discount_cents.add(discount_cents), _kind(TemplateTotals)])
+    tx.update("stats", _stats(brand_id, coupon.template_id, store_id, now, shard),
+              [DailyStats.redeemed.add(1), DailyStats.discount_cents.add(discount_cents), _kind(DailyStats)])
+    tx.save("outbox", outbox_item("event", "coupon.redeemed", brand_id, {
+        "brand_id": brand_id, "member_id": coupon.member_id, "code": coupon.code, "template_id": coupon.template_id,
+        "store_id": store_id, "till_id": till_id, "order_id": order_id, "order_amount_cents": order_amount_cents,
+        "discount_cents": discount_cents, "redemption_id": redemption_id}, now))
+    tx.commit({"key": KeyUsed(), "coupon": NotRedeemable()})
+
+
+def get_redemption(brand_id: str, redemption_id: str) -> Redemption | None:
+    try:
+        return Redemption.get(f"B#{brand_id}#RDM#{redemption_id}", "RDM", consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def reverse(brand_id: str, redemption: Redemption, *, member_id: str, void: bool, now: datetime) -> None:
+    """Undo a redemption: the coupon is usable again (or void). Raises AlreadyReversed."""
+    tx = Tx()
+    tx.update("redemption", Redemption(redemption.pk, "RDM"), [Redemption.reversed_at.set(iso(now))],
+              condition=Redemption.reversed_at.does_not_exist())
+    tx.update("coupon", Coupon(coupon_pk(brand_id, redemption.code), "COUPON"), [
+        Coupon.state.set("void" if void else "issued"), Coupon.redemption_id.remove(), Coupon.redeemed_at.remove(),
+        Coupon.redeemed_store_id.remove()], condition=Coupon.redemption_id == redemption.redemption_id)
+    shard = random.randrange(TOTAL_SHARDS)
+    tx.update("totals", TemplateTotals(tpl_pk(brand_id, redemption.template_id), f"TOTAL#{shard:02d}"),
+              [TemplateTotals.reversed.add(1), TemplateTotals.discount_cents.add(-int(redemption.discount_cents)),
+               _kind(TemplateTotals)])
+    tx.update("stats", _stats(brand_id, redemption.template_id, redemption.store_id, now, shard),
+              [DailyStats.reversed.add(1), DailyStats.discount_cents.add(-int(redemption.discount_cents)),
+               _kind(DailyStats)])
+    tx.save("outbox", outbox_item("event", "coupon.reversed", brand_id, {
+        "brand_id": brand_id, "member_id": member_id, "code": redemption.code, "template_id": redemption.template_id,
+        "store_id": redemption.store_id, "redemption_id": redemption.redemption_id, "voided": void}, now))
+    tx.commit({"redemption": AlreadyReversed(), "coupon": AlreadyReversed()})
+
+
+def get_coupon(brand_id: str, code: str) -> Coupon | None:
+    try:
+        return Coupon.get(coupon_pk(brand_id, code), "COUPON", consistent_read=True)
+    except DoesNotExist:
+        return None
