@@ -19,6 +19,10 @@ LOCAL_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE": "siyu", "SIYU_STAGE": "local",
 }
 
+# The emulator serializes DynamoDB requests (siyu_dev.emulator): a burst of 50 concurrent claims
+# queues behind one lock, so the local stack waits longer for an answer than Lambda would.
+EMULATOR_READ_TIMEOUT = 30.0
+
 
 @dataclass
 class LocalStack:
@@ -47,7 +51,9 @@ class LocalStack:
         os.environ["AWS_ENDPOINT_URL"] = self.aws_url
 
         from chalicelib import aws
+        from chalicelib.storage.models import allow_slow_storage
         aws.reset_clients()
+        allow_slow_storage(EMULATOR_READ_TIMEOUT)
         from siyu_dev.provision import provision
         self.env = provision("local")
         os.environ.update(self.env)

@@ -63,6 +63,18 @@ class Item(Model):
     gsi1 = Gsi1()
 
 
+def allow_slow_storage(read_timeout_seconds: float) -> None:
+    """Raise the DynamoDB read timeout (before the first request). For the local emulator only: it
+    applies DynamoDB requests one at a time, so under a test's deliberate contention on a shared
+    2-core machine a request can queue for longer than the 3 s a callback may spend on real DynamoDB."""
+    Item.Meta.read_timeout_seconds = read_timeout_seconds
+    pending = [Item]
+    while pending:
+        cls = pending.pop()
+        cls._connection = None          # connections are cached per class; rebuild with the new timeout
+        pending.extend(cls.__subclasses__())
+
+
 # ---- tenancy -------------------------------------------------------------------------------
 
 class Brand(Item, discriminator="brand"):
