@@ -5,11 +5,23 @@ both see "not exists" and both succeed, and a cancelled transaction restores a s
 table, erasing writes other threads made meanwhile. Real DynamoDB serializes writes per item; here
 every DynamoDB request is serialized, which is stricter but keeps the emulator honest about the
 races siyu's tests exercise (concurrent first scans, flash-sale claims, tills racing).
+
+moto's TransactWriteItems also deep-copies every table it touches (stream history included) before
+each transaction, to roll back on failure: a cost that grows with everything ever written, so a
+campaign to a few hundred members took minutes. Since requests are serialized here, the emulator
+applies transactions itself: every condition is checked against the state before the transaction
+(as DynamoDB does), then the writes are applied with an undo log of just the items they touch.
 """
 from __future__ import annotations
 
+import copy
+import json
 import threading
 
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (MultipleTransactionsException, TooManyTransactionsException,
+                                      TransactionCanceledException, TransactWriteSingleOpException)
+from moto.dynamodb.models import DynamoDBBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
@@ -31,8 +43,85 @@ class SerializedDynamoDB:
         return self.app(environ, start_response)
 
 
+def transact_write_items(backend: DynamoDBBackend, transact_items: list[dict]) -> None:
+    """TransactWriteItems with DynamoDB's semantics (all or nothing; conditions read the state before
+    the transaction; one operation per item) at the cost of the items it touches. Relies on the
+    caller serializing DynamoDB requests (SerializedDynamoDB)."""
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    ops, seen = [], set()
+    for entry in transact_items:
+        if len(entry) != 1:
+            raise TransactWriteSingleOpException()
+        kind, op = next(iter(entry.items()))
+        if kind not in ("ConditionCheck", "Put", "Delete", "Update"):
+            raise ValueError(f"unsupported transaction operation {kind}")
+        table = backend.get_table(op["TableName"])
+        if kind == "Put":
+            key = {a: op["Item"][a] for a in (table.hash_key_attr, table.range_key_attr) if a}
+        else:
+            key = op["Key"]
+        ident = (table.name, json.dumps(key, sort_keys=True))
+        if ident in seen:
+            raise MultipleTransactionsException()
+        seen.add(ident)
+        ops.append((kind, op, table, key))
+
+    reasons, failed = [], False
+    for kind, op, table, key in ops:
+        current = backend.get_item(table.name, key)
+        condition = op.get("ConditionExpression")
+        if condition and not get_filter_expression(condition, op.get("ExpressionAttributeNames"),
+                                                   op.get("ExpressionAttributeValues")).expr(current):
+            old = (current.to_json()["Attributes"]
+                   if current and op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" else None)
+            reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+            failed = True
+        else:
+            reasons.append((None, None, None))
+    if failed:
+        raise TransactionCanceledException(reasons)
+
+    undo = []
+    streams = {t.name: (t, len(t.stream_shard.items)) for _k, _o, t, _key in ops if t.stream_shard is not None}
+    try:
+        for kind, op, table, key in ops:
+            if kind == "ConditionCheck":
+                continue
+            hash_key, range_key = backend.get_keys_value(table, key)
+            undo.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+            names, values = op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+            if kind == "Put":
+                backend.put_item(table.name, op["Item"], expression_attribute_names=names,
+                                 expression_attribute_values=values)
+            elif kind == "Delete":
+                backend.delete_item(table.name, key)
+            else:
+                backend.update_item(table.name, key, update_expression=op["UpdateExpression"],
+                                    expression_attribute_names=names, expression_attribute_values=values)
+    except Exception:
+        for table, hash_key, range_key, before in reversed(undo):
+            _restore(table, hash_key, range_key, before)
+        for table, length in streams.values():
+            del table.stream_shard.items[length:]       # nothing announced that did not happen
+        raise
+
+
+def _restore(table, hash_key, range_key, before) -> None:
+    if range_key is None:
+        if before is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = before
+    elif before is None:
+        table.items.get(hash_key, {}).pop(range_key, None)
+    else:
+        table.items[hash_key][range_key] = before
+
+
 class EmulatorServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
+        DynamoDBBackend.transact_write_items = transact_write_items
         app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
