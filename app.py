@@ -214,3 +214,59 @@ def redeem_coupon(brand_id, store_id):
 def reverse_redemption(brand_id, store_id, redemption_id):
     auth.require_store(caller(), brand_id, store_id)
     return coupons.reverse(brand_id, store_id, redemption_id)
+
+
+# ---- campaigns -------------------------------------------------------------------------------
+
+
+def _campaigns():
+    """The campaigns service, imported on first use: API containers that never see a campaign route
+    do not pay for loading it."""
+    from chalicelib.services import campaigns
+    return campaigns
+
+
+@api("/admin/{brand_id}/campaigns", methods=["POST", "GET"])
+def campaigns_collection(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    if app.current_request.method == "GET":
+        return {"campaigns": _campaigns().list_campaigns(brand_id)}
+    return created(_campaigns().create_campaign(brand_id, body()))
+
+
+@api("/admin/{brand_id}/campaigns/{campaign_id}", methods=["GET"])
+def get_campaign(brand_id, campaign_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return _campaigns().get_campaign(brand_id, campaign_id)
+
+
+@api("/admin/{brand_id}/campaigns/{campaign_id}/pause", methods=["POST"])
+def pause_campaign(brand_id, campaign_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return _campaigns().act(brand_id, campaign_id, "pause")
+
+
+@api("/admin/{brand_id}/campaigns/{campaign_id}/resume", methods=["POST"])
+def resume_campaign(brand_id, campaign_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return _campaigns().act(brand_id, campaign_id, "resume")
+
+
+@api("/admin/{brand_id}/campaigns/{campaign_id}/cancel", methods=["POST"])
+def cancel_campaign(brand_id, campaign_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return _campaigns().act(brand_id, campaign_id, "cancel")
+
+
+@api("/admin/{brand_id}/campaigns/{campaign_id}/deliveries", methods=["GET"])
+def campaign_deliveries(brand_id, campaign_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return _campaigns().deliveries(brand_id, campaign_id, app.current_request.query_params or {})
+
+
+@api("/mp/{brand_id}/me/subscriptions", methods=["POST", "GET"])
+def my_subscriptions(brand_id):
+    session = mp_sessions.verify(brand_id, app.current_request.headers)
+    if app.current_request.method == "GET":
+        return _campaigns().my_subscriptions(brand_id, session)
+    return _campaigns().subscribe_from_app(brand_id, session, body())

@@ -81,6 +81,16 @@ QUEUES: tuple[Queue, ...] = (
     # Slow follow-ups of a callback: welcome messages, unionid lookups, welcome coupons.
     Queue(key="followups", env="SIYU_FOLLOWUPS_QUEUE_URL", handler="handlers.followups.handler",
           visibility_timeout=60, max_receive_count=5, consumer_timeout=10),
+    # Campaign fires (EventBridge Scheduler's target) and planner shards: one message pages one
+    # audience shard, checkpointing as it goes, and re-queues itself before its timeout.
+    Queue(key="plan", env="SIYU_PLAN_QUEUE_URL", handler="handlers.plan.handler",
+          visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120),
+    # Campaign chunks (hundreds of recipients each) for the sender; the chunks of a batch run side
+    # by side over one bounded pool of WeChat calls. A chunk that keeps failing lands in the DLQ as
+    # it was queued (brand, campaign, fire, recipients): redriving it resumes it, the ledger skips
+    # whoever was already served.
+    Queue(key="send", env="SIYU_SEND_QUEUE_URL", handler="handlers.send.handler",
+          visibility_timeout=720, max_receive_count=5, batch_size=4, consumer_timeout=120, consumer_memory=512),
 )
 
 STREAMS: tuple[Stream, ...] = (
@@ -93,6 +103,10 @@ STREAMS: tuple[Stream, ...] = (
 
 BUS = Bus()
 SCHEDULES = ScheduleGroup()
+
+# The plan queue's DLQ ARN, for the schedules' DeadLetterConfig (the Scheduler role must be allowed to
+# send to it). Unset, schedules still retry per their RetryPolicy but drop what exhausts it.
+PLAN_DLQ_ARN_ENV = "SIYU_PLAN_DLQ_ARN"
 
 # Per-brand WeChat secrets live in SSM SecureString parameters below this prefix
 # (`{prefix}/{brand_id}`); the stage is part of the prefix so stages never share secrets.

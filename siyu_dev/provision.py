@@ -59,6 +59,8 @@ def provision(stage: str = "local") -> dict[str, str]:
             "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": spec.max_receive_count}),
         })
         env[spec.env] = url
+        if spec.key == resources.SCHEDULES.target_queue:
+            env[resources.PLAN_DLQ_ARN_ENV] = dlq_arn
     events = aws.client("events")
     bus = name(stage, "bus")
     try:
@@ -77,5 +79,7 @@ def provision(stage: str = "local") -> dict[str, str]:
     except scheduler.exceptions.ConflictException:
         pass
     env[resources.SCHEDULES.env] = group
+    # the emulator does not assume roles; the ARN only has to look like the one infra/ creates
+    env[resources.SCHEDULES.role_env] = f"arn:{aws.partition()}:iam::000000000000:role/{name(stage, 'scheduler')}"
     env[resources.SECRETS_PREFIX_ENV] = f"/siyu/{stage}/brands"
     return env

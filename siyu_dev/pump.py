@@ -225,3 +225,135 @@ class Pump:
 def _jsonable(record: dict) -> dict:
     """Stream records as Lambda delivers them: JSON types (botocore gives datetimes)."""
     return json.loads(json.dumps(record, default=lambda v: v.timestamp() if hasattr(v, "timestamp") else str(v)))
+
+
+class SchedulerFirer:
+    """Fires due EventBridge Scheduler schedules on the emulator, which stores them but never fires them.
+
+    Every `every` seconds it lists the schedule group; a one-time `at(...)` schedule is due once its
+    wall time (in ScheduleExpressionTimezone) has passed, a `cron(...)` one when it matches the
+    current minute there. A due schedule's target input (with Scheduler's context attributes filled
+    in) is sent to its target queue once per due time; one-time schedules with
+    ActionAfterCompletion=DELETE are then deleted, as Scheduler does.
+    `fire(name, times=2)` forces a fire now (tests: a fire before the time, a duplicate fire).
+    """
+
+    def __init__(self, *, every: float = 1.0, clock: Callable[[], "datetime"] | None = None):
+        from datetime import datetime, timezone
+        self.every = every
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.fired: list[tuple[str, str]] = []         # (schedule, scheduled time) in firing order
+        self._done: set[tuple[str, str]] = set()
+        self._known: dict[str, dict] = {}              # last definition seen, so a deleted one can be forced again
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + self.every
+        try:
+            self.fire_due()
+        except Exception:  # noqa: BLE001 - keep pumping
+            log.exception("firing due schedules failed")
+
+    def _group(self) -> str:
+        import os
+        return os.environ[resources.SCHEDULES.env]
+
+    def _get(self, name: str) -> dict | None:
+        scheduler = aws.client("scheduler")
+        try:
+            detail = scheduler.get_schedule(Name=name, GroupName=self._group())
+        except scheduler.exceptions.ResourceNotFoundException:
+            return self._known.get(name)
+        self._known[name] = detail
+        return detail
+
+    def fire_due(self) -> list[str]:
+        scheduler = aws.client("scheduler")
+        now = self.clock()
+        fired = []
+        token = None
+        while True:
+            page = scheduler.list_schedules(GroupName=self._group(), **({"NextToken": token} if token else {}))
+            for summary in page.get("Schedules", []):
+                if summary.get("State") == "DISABLED":
+                    continue
+                detail = self._get(summary["Name"])
+                due = self.due_time(detail, now) if detail else None
+                if due is not None and self._fire_once(detail, due):
+                    fired.append(summary["Name"])
+            token = page.get("NextToken")
+            if not token:
+                return fired
+
+    @staticmethod
+    def due_time(detail: dict, now):
+        """The scheduled time this schedule is due for at `now` (UTC), or None."""
+        from datetime import datetime, timezone
+        from zoneinfo import ZoneInfo
+        from chalicelib.domain.campaigns import cron_matches, parse_cron
+        expression = detail["ScheduleExpression"]
+        zone = ZoneInfo(detail.get("ScheduleExpressionTimezone") or "UTC")
+        if expression.startswith("at("):
+            wall = datetime.strptime(expression[3:-1], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=zone)
+            return wall.astimezone(timezone.utc) if wall <= now else None
+        if expression.startswith("cron("):
+            local = now.astimezone(zone).replace(second=0, microsecond=0)
+            if cron_matches(parse_cron(expression), local):
+                return local.astimezone(timezone.utc)
+        return None                                     # rate(...) is not used by siyu
+
+    def _fire_once(self, detail: dict, due) -> bool:
+        key = (detail["Name"], due.isoformat())
+        with self._lock:
+            if key in self._done:
+                return False
+            self._done.add(key)
+        self._send(detail, due)
+        if detail.get("ActionAfterCompletion") == "DELETE" and detail["ScheduleExpression"].startswith("at("):
+            self._delete(detail["Name"])
+        return True
+
+    def fire(self, name: str, *, times: int = 1) -> int:
+        """Force `times` fires of the schedule now, as Scheduler would deliver them (duplicates
+        included: Scheduler is at-least-once); the due time is the schedule's own for `at(...)`,
+        the current minute for cron. Returns the fires sent."""
+        from datetime import datetime, timezone
+        detail = self._get(name)
+        if detail is None:
+            raise KeyError(f"no schedule {name}")
+        if detail["ScheduleExpression"].startswith("at("):
+            due = self.due_time(detail, datetime(9999, 12, 31, tzinfo=timezone.utc))
+        else:
+            due = self.clock().astimezone(timezone.utc).replace(second=0, microsecond=0)
+        with self._lock:
+            self._done.add((name, due.isoformat()))
+        for _ in range(times):
+            self._send(detail, due)
+        if detail.get("ActionAfterCompletion") == "DELETE" and detail["ScheduleExpression"].startswith("at("):
+            self._delete(name)
+        return times
+
+    def _delete(self, name: str) -> None:
+        scheduler = aws.client("scheduler")
+        try:
+            scheduler.delete_schedule(Name=name, GroupName=self._group())
+        except scheduler.exceptions.ResourceNotFoundException:
+            pass
+
+    def _send(self, detail: dict, due) -> None:
+        target = detail["Target"]
+        body = (target.get("Input") or "{}")
+        for placeholder, value in (("<aws.scheduler.scheduled-time>", due.strftime("%Y-%m-%dT%H:%M:%SZ")),
+                                   ("<aws.scheduler.execution-id>", str(uuid.uuid4())),
+                                   ("<aws.scheduler.attempt-number>", "1"),
+                                   ("<aws.scheduler.schedule-arn>", detail.get("Arn", ""))):
+            body = body.replace(placeholder, value)
+        sqs = aws.client("sqs")
+        url = sqs.get_queue_url(QueueName=target["Arn"].rsplit(":", 1)[-1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=body)
+        with self._lock:
+            self.fired.append((detail["Name"], due.isoformat()))
+        log.info("fired schedule %s for %s", detail["Name"], due.isoformat())

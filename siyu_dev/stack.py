@@ -74,8 +74,10 @@ class LocalStack:
 
         if self.serve_api:
             self._start_api()
-        from siyu_dev.pump import Pump
+        from siyu_dev.pump import Pump, SchedulerFirer
         self.pump = Pump()
+        self.scheduler = SchedulerFirer()      # fires due EventBridge Scheduler schedules (moto never does)
+        self.pump.hooks.append(self.scheduler.tick)
         if self.run_pump:
             self.pump.start()
         return self

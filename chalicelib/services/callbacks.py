@@ -151,6 +151,9 @@ def route(kind: str, msg: dict) -> Action:
                                      "subscribed": True if kind == "oa" else None})
     if event == "unsubscribe" and kind == "oa":
         return Action("unsubscribe", key, {"openid": openid, "event": event})
+    if event in ("subscribe_msg_popup_event", "subscribe_msg_change_event"):
+        from chalicelib.domain.campaigns import subscription_changes      # campaign rules load only here
+        return Action("subscriptions", key, {"openid": openid, "changes": subscription_changes(msg)})
     if msg_type == "text":
         return Action("text", key, {"openid": openid, "content": msg.get("Content"),
                                     "msg_id": str(msg.get("MsgId") or key), "create_time": _int(msg.get("CreateTime"))})
@@ -171,6 +174,9 @@ def execute(brand, app: App, action: Action, now: datetime) -> str | None:
     elif action.name == "wecom_removed":
         _update_known(brand.brand_id, "wecom", args["external_userid"],
                       [store.Member.wecom_guides.delete({args["user_id"]})], action, now)
+    elif action.name == "subscriptions":
+        from chalicelib.services import campaigns
+        campaigns.subscribe_from_callback(brand.brand_id, args["openid"], args["changes"], inbound=action.key, now=now)
     elif action.name == "text":
         store.save_message(brand.brand_id, openid=args["openid"], via=app.kind, msg_type="text",
                            content=args["content"], msg_id=args["msg_id"], create_time=args["create_time"],

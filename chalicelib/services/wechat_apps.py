@@ -46,17 +46,19 @@ _lock = threading.Lock()
 
 
 def api_for(app: App, *, timeout: float = 4.0):
-    """The WeChat API client for this app, sharing one token source per app and container."""
-    from chalicelib.wechat.client import (MemoryTokenSource, WeChatApi, fetch_stable_token,
-                                          fetch_wecom_token)
+    """The WeChat API client for this app. Its access token is shared by every container (one
+    DynamoDB item per app, one refresher at a time: chalicelib.wechat.tokens)."""
+    from chalicelib.wechat.client import WeChatApi, fetch_stable_token, fetch_wecom_token
+    from chalicelib.wechat.tokens import SharedTokenSource
     key = (app.brand_id, app.kind, app.app_id)
     with _lock:
         tokens = _apis.get(key)
         if tokens is None:
             url = base_url(app.kind)
             if app.kind == "wecom":
-                tokens = MemoryTokenSource(lambda: fetch_wecom_token(url, app.app_id, app.secret))
+                tokens = SharedTokenSource(app.app_id, lambda force: fetch_wecom_token(url, app.app_id, app.secret))
             else:
-                tokens = MemoryTokenSource(lambda: fetch_stable_token(url, app.app_id, app.secret))
+                tokens = SharedTokenSource(app.app_id, lambda force: fetch_stable_token(
+                    url, app.app_id, app.secret, force_refresh=force))
             _apis[key] = tokens
     return WeChatApi(base_url(app.kind), tokens, timeout=timeout)

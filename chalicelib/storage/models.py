@@ -18,6 +18,14 @@ configuration (stores, guides, channel codes) shares the brand's partition so it
 | inbound marker  | B#<brand>#IN#<dedupe key>  | IN                 |
 | message         | B#<brand>#MSG#<openid>     | <time>#<msgid>     |
 | outbox          | OUT#<event id>             | OUT                |
+| campaign        | B#<brand>                  | CAMPAIGN#<campaign> |
+| campaign run    | B#<brand>#CAMP#<campaign>  | RUN#<fire>, RUN#<fire>#SHARD#<nn> (planner cursor), STATS#<fire>#<outcome>#<nn>, PARK#<fire>#<queue>#<digest>, RATE#<epoch s> |
+| delivery ledger | B#<brand>#DLV#<campaign>#<fire>#<nn> | <member>  (nn: the member's audience shard) |
+| subscribe credit | B#<brand>#CREDIT#<openid> | <template>         |
+| frequency count | B#<brand>#FREQ#<member>    | <brand-local day>  |
+| WeChat token    | WXTOKEN#<app_id>           | TOKEN              |
+
+(Coupons list their keys beside their models below.)
 """
 from __future__ import annotations
 
@@ -295,3 +303,98 @@ class DailyStats(Item, discriminator="daily_stats"):
 
 class UnknownCodeGuard(Item, discriminator="guard"):
     misses = NumberAttribute(default=0)
+
+
+# ---- campaigns -----------------------------------------------------------------------------
+# Keys: see the table at the top. A campaign's definition sits in the brand's partition (listed with its other configuration);
+# what changes at send rate (ledger, tallies) is spread over partitions of its own.
+
+class Campaign(Item, discriminator="campaign"):
+    brand_id = UnicodeAttribute()
+    campaign_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    state = UnicodeAttribute()                    # scheduled | running | paused | completed | cancelled
+    spec = UnicodeAttribute()                     # JSON of domain.campaigns.Spec
+    schedule_name = UnicodeAttribute()
+    current_run = UnicodeAttribute(null=True)     # fire id of the run in progress or last run
+    runs = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    updated_at = UnicodeAttribute()
+
+
+class CampaignRun(Item, discriminator="campaign_run"):
+    """One fire of a campaign: planning progress and how many recipients it targeted."""
+    fire = UnicodeAttribute()
+    state = UnicodeAttribute()                    # planning | sending | completed
+    targeted = NumberAttribute(default=0)
+    shards_done = NumberAttribute(default=0)
+    fanned_out = BooleanAttribute(default=False)
+    started_at = UnicodeAttribute()
+    planned_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+
+
+class PlanShard(Item, discriminator="plan_shard"):
+    """The planner's checkpoint on one audience shard: a crash resumes after `cursor`."""
+    state = UnicodeAttribute()                    # planning | done
+    cursor = UnicodeAttribute(null=True)          # JSON of the last evaluated key
+    targeted = NumberAttribute(default=0)
+    pages = NumberAttribute(default=0)
+    lease_owner = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)      # epoch seconds
+
+
+class Tally(Item, discriminator="tally"):
+    """One shard of one outcome counter of a run; written in the transaction that finalizes deliveries."""
+    n = NumberAttribute(default=0)
+
+
+class ParkedMessage(Item, discriminator="parked"):
+    """A plan or send message set aside while the campaign is paused; resume re-queues it."""
+    queue = UnicodeAttribute()
+    body = UnicodeAttribute()
+
+
+class RateWindow(Item, discriminator="rate_window"):
+    n = NumberAttribute(default=0)
+
+
+class Delivery(Item, discriminator="delivery"):
+    """The ledger: whether one member is still owed one run's message. One conditional write claims it."""
+    state = UnicodeAttribute()                    # sending | retry | sent | skipped | failed
+    reason = UnicodeAttribute(null=True)
+    claim = UnicodeAttribute(null=True)           # the claiming attempt while state = sending
+    lease_until = NumberAttribute(null=True)      # after this the claimant is certainly gone
+    credit_used = BooleanAttribute(default=False)
+    counted = BooleanAttribute(default=False)     # counted against the member's daily frequency cap
+    attempts = NumberAttribute(default=0)
+    errcode = NumberAttribute(null=True)
+    at = UnicodeAttribute(null=True)
+    coupon = UnicodeAttribute(null=True)
+
+
+class SubscribeCredit(Item, discriminator="subscribe_credit"):
+    """One-time subscribe-message credits WeChat granted an openid for a template."""
+    brand_id = UnicodeAttribute()
+    openid = UnicodeAttribute()
+    template_id = UnicodeAttribute()
+    credits = NumberAttribute(default=0)
+    granted = NumberAttribute(default=0)          # acceptances ever counted
+    last_source = UnicodeAttribute(null=True)     # api | push
+    last_granted_at = NumberAttribute(null=True)  # epoch seconds
+    echo_open = BooleanAttribute(null=True)       # the last grant may still be echoed by the other source
+    rejected_at = UnicodeAttribute(null=True)
+    revoked_at = UnicodeAttribute(null=True)
+
+
+class FrequencyCount(Item, discriminator="frequency"):
+    n = NumberAttribute(default=0)
+
+
+class WeChatToken(Item, discriminator="wechat_token"):
+    """An app's access token shared by every container; one refresher at a time holds the lease."""
+    token = UnicodeAttribute(null=True)
+    valid_until = NumberAttribute(null=True)      # epoch seconds
+    lease_owner = UnicodeAttribute(null=True)
+    lease_until = NumberAttribute(null=True)
+    refreshed_at = UnicodeAttribute(null=True)

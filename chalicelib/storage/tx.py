@@ -1,17 +1,27 @@
 """The unit of work: one DynamoDB TransactWriteItems whose refused conditions map back to domain outcomes.
 
-Each item is added with a label; when the transaction is cancelled, the labels of the items whose
-condition failed pick the exception to raise (in the order `refusals` lists them), so a
-ConditionalCheckFailed surfaces as `already_redeemed` or `brand_exists`, never as a 500.
+Each item is added with a label. `commit(refusals)` raises the exception mapped to the first label
+whose condition failed, so a ConditionalCheckFailed surfaces as `already_redeemed` or
+`brand_exists`, never as a 500; `attempt()` returns the refused labels instead, for callers that
+settle a partly refused batch themselves (the campaign ledger). `retrying(build)` rebuilds and
+commits again while DynamoDB reports a conflict with a concurrent transaction.
 """
 from __future__ import annotations
 
-from typing import Mapping
+import random
+import time
+from typing import Callable, Mapping
 
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.storage.models import Item
+
+CONFLICT_RETRIES = 6
+
+
+class Conflicted(Exception):
+    """DynamoDB cancelled the transaction because another one held an item; retrying may pass."""
 
 
 class Tx:
@@ -40,16 +50,43 @@ class Tx:
         self._tx.delete(model, condition=condition)
         self._labels["delete"].append(label)
 
-    def commit(self, refusals: Mapping[str, Exception] | None = None) -> None:
-        """Commit; on cancellation raise the first of `refusals` whose label failed its condition."""
+    def attempt(self) -> set[str]:
+        """Commit; return the labels whose condition failed (empty: committed, or nothing to write).
+        Raises Conflicted when a concurrent transaction held an item, anything else as it came."""
+        if not len(self):
+            return set()
         try:
             with self._tx:      # TransactWrite commits when its block exits cleanly
                 pass
+            return set()
         except TransactWriteError as err:
             order = self._labels["check"] + self._labels["delete"] + self._labels["put"] + self._labels["update"]
-            failed = {order[i] for i, reason in enumerate(err.cancellation_reasons or [])
+            reasons = err.cancellation_reasons or []
+            failed = {order[i] for i, reason in enumerate(reasons)
                       if reason is not None and reason.code == "ConditionalCheckFailed" and i < len(order)}
-            for label, refusal in (refusals or {}).items():
-                if label in failed:
-                    raise refusal from None
+            if failed:
+                return failed
+            if any(reason is not None and reason.code == "TransactionConflict" for reason in reasons):
+                raise Conflicted() from None
             raise
+
+    def commit(self, refusals: Mapping[str, Exception] | None = None) -> None:
+        """Commit; when refused, raise the first of `refusals` whose label failed its condition."""
+        failed = self.attempt()
+        if not failed:
+            return
+        for label, refusal in (refusals or {}).items():
+            if label in failed:
+                raise refusal
+        raise RuntimeError(f"transaction refused on {sorted(failed)} with no refusal mapped")
+
+
+def retrying(build: Callable[[], Tx]) -> set[str]:
+    """`build().attempt()`, built and tried again with jittered backoff while DynamoDB reports a
+    conflict with another transaction (hot tallies, the same chunk in two containers)."""
+    for attempt in range(CONFLICT_RETRIES):
+        try:
+            return build().attempt()
+        except Conflicted:
+            time.sleep(random.uniform(0, 0.02 * 2 ** attempt))
+    return build().attempt()
