@@ -25,6 +25,9 @@ from chalicelib import resources
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = lambda_.Runtime.PYTHON_3_11
 ARCH = lambda_.Architecture.ARM_64          # Graviton: ~20% cheaper per GB-second than x86_64
+# Scheduler's principal is the same in every partition, aws-cn included (it is also the value of
+# iam:PassedToService for CreateSchedule there).
+SCHEDULER_SERVICE = "scheduler.amazonaws.com"
 WORKER_ASSET_EXCLUDE = ["*", "!handlers", "!handlers/**", "!chalicelib", "!chalicelib/**", "**/__pycache__",
                         "**/*.pyc"]
 
@@ -80,6 +83,9 @@ class SiyuStack(cdk.Stack):
         }
         if self.scheduler_role is not None:
             self.lambda_env[resources.SCHEDULES.role_env] = self.scheduler_role.role_arn
+            # the schedules' DeadLetterConfig: a fire Scheduler cannot deliver lands beside the plan
+            # queue's own dead letters (one alarm, one redrive) instead of being dropped
+            self.lambda_env[resources.PLAN_DLQ_ARN_ENV] = self.dlqs[resources.SCHEDULES.target_queue].queue_arn
 
         self.layer = lambda_.LayerVersion(self, "Dependencies", code=lambda_.Code.from_asset(layer_dir),
                                           compatible_runtimes=[RUNTIME], compatible_architectures=[ARCH],
@@ -121,12 +127,19 @@ class SiyuStack(cdk.Stack):
         return table
 
     def _scheduler_role(self) -> iam.Role | None:
+        """The schedules' execution role: assumable by Scheduler only for schedules of this stack's
+        group (confused-deputy guard), allowed only sqs:SendMessage to the target queue (the fire)
+        and its DLQ (the schedules' DeadLetterConfig). SQS-managed encryption needs no KMS grant."""
         target = next((q for q in resources.QUEUES if q.key == resources.SCHEDULES.target_queue), None)
         if target is None:
             return None
-        role = iam.Role(self, "SchedulerRole", assumed_by=iam.ServicePrincipal("scheduler.amazonaws.com"),
+        principal = iam.ServicePrincipal(SCHEDULER_SERVICE).with_conditions({"StringEquals": {
+            "aws:SourceAccount": self.account, "aws:SourceArn": self.schedule_group.attr_arn}})
+        role = iam.Role(self, "SchedulerRole", assumed_by=principal,
                         description="EventBridge Scheduler delivering campaign fires to the plan queue")
-        self.queues[target.key].grant_send_messages(role)
+        role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["sqs:SendMessage"],
+            resources=[self.queues[target.key].queue_arn, self.dlqs[target.key].queue_arn]))
         return role
 
     def _function(self, construct_id: str, handler: str, timeout: int, memory: int) -> lambda_.Function:
@@ -200,7 +213,10 @@ class SiyuStack(cdk.Stack):
             resources=[cdk.Arn.format(cdk.ArnComponents(service="scheduler", resource="schedule",
                                                         resource_name=f"{self.schedule_group.name}/*"), self)]))
         if self.scheduler_role is not None:
-            self.scheduler_role.grant_pass_role(api_role)
+            # CreateSchedule passes the execution role; only that role, and only to Scheduler
+            api_role.add_to_principal_policy(iam.PolicyStatement(
+                actions=["iam:PassRole"], resources=[self.scheduler_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": SCHEDULER_SERVICE}}))
         for fn in [*self.workers.values(), *self.stream_workers.values()]:
             main.grant_read_write_data(fn)
             self.bus.grant_put_events_to(fn)

@@ -113,3 +113,167 @@ def test_policies_are_least_privilege(template):
                 # condition fences in (KMS via SSM)
                 assert statement.get("Condition") or all(
                     a.startswith(("xray:", "logs:")) or a == "dynamodb:ListStreams" for a in actions), statement
+
+
+# ---- campaigns: the plan / send queues, the Scheduler role, the schedule API -------------------
+
+def logical_id(template, prefix, kind):
+    """The one resource of `kind` whose logical id is `prefix` + CDK's hash suffix."""
+    found = [k for k, r in template["Resources"].items()
+             if r["Type"] == kind and (k == prefix or (k.startswith(prefix) and len(k) == len(prefix) + 8))]
+    assert len(found) == 1, (prefix, kind, found)
+    return found[0]
+
+
+def arn_of(logical):
+    return {"Fn::GetAtt": [logical, "Arn"]}
+
+
+def refers_to(value, logical) -> bool:
+    """Whether a template value mentions the resource (Ref / GetAtt, however deeply nested)."""
+    if isinstance(value, dict):
+        if value.get("Ref") == logical:
+            return True
+        if "Fn::GetAtt" in value and value["Fn::GetAtt"][0] == logical:
+            return True
+        return any(refers_to(v, logical) for v in value.values())
+    if isinstance(value, list):
+        return any(refers_to(v, logical) for v in value)
+    return False
+
+
+def statements_of(template, role):
+    """Every statement the role gets from AWS::IAM::Policy resources and its inline policies."""
+    out = []
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        if refers_to(policy["Properties"].get("Roles", []), role):
+            out += policy["Properties"]["PolicyDocument"]["Statement"]
+    for inline in template["Resources"][role]["Properties"].get("Policies", []):
+        out += inline["PolicyDocument"]["Statement"]
+    return out
+
+
+def as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def allows(statements, action, resource=None) -> bool:
+    return any(s["Effect"] == "Allow" and action in as_list(s["Action"])
+               and (resource is None or resource in as_list(s["Resource"])) for s in statements)
+
+
+def functions(template):
+    """Every deployed function (the Chalice API and the workers): logical id -> properties."""
+    return {k: r["Properties"] for k, r in template["Resources"].items()
+            if r["Type"] in ("AWS::Lambda::Function", "AWS::Serverless::Function")}
+
+
+def role_of(function_props):
+    role = function_props["Role"]
+    return role["Fn::GetAtt"][0]
+
+
+def worker(template, handler):
+    return next(k for k, p in functions(template).items() if p.get("Handler") == handler)
+
+
+@pytest.mark.parametrize("spec", resources.QUEUES, ids=lambda q: q.key)
+def test_queue_has_its_dlq_redrive_alarm_and_consumer(template, spec):
+    queue = logical_id(template, f"{spec.key.title()}Queue", "AWS::SQS::Queue")
+    dlq = logical_id(template, f"{spec.key.title()}Dlq", "AWS::SQS::Queue")
+    props = template["Resources"][queue]["Properties"]
+    assert props["RedrivePolicy"] == {"deadLetterTargetArn": arn_of(dlq), "maxReceiveCount": spec.max_receive_count}
+    assert props["VisibilityTimeout"] == spec.visibility_timeout
+    assert spec.visibility_timeout >= 6 * spec.consumer_timeout          # AWS's advice for Lambda consumers
+    assert template["Resources"][dlq]["Properties"]["MessageRetentionPeriod"] == 14 * 24 * 3600
+    alarms = [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"]["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]]
+    assert len(alarms) == 1
+    assert alarms[0]["MetricName"] == "ApproximateNumberOfMessagesVisible" and alarms[0]["Threshold"] == 0
+    mappings = [m["Properties"] for m in of_type(template, "AWS::Lambda::EventSourceMapping").values()
+                if m["Properties"]["EventSourceArn"] == arn_of(queue)]
+    assert len(mappings) == 1
+    mapping = mappings[0]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == spec.batch_size
+    fn = mapping["FunctionName"]["Ref"]
+    assert functions(template)[fn]["Handler"] == spec.handler
+    assert functions(template)[fn]["Timeout"] == spec.consumer_timeout
+    assert functions(template)[fn]["MemorySize"] == spec.consumer_memory
+
+
+def test_scheduler_role_is_assumable_only_for_this_group_and_sends_only_to_the_plan_queue_and_its_dlq(template):
+    role = logical_id(template, "SchedulerRole", "AWS::IAM::Role")
+    target = resources.SCHEDULES.target_queue
+    queue = logical_id(template, f"{target.title()}Queue", "AWS::SQS::Queue")
+    dlq = logical_id(template, f"{target.title()}Dlq", "AWS::SQS::Queue")
+    group = logical_id(template, "Schedules", "AWS::Scheduler::ScheduleGroup")
+    props = template["Resources"][role]["Properties"]
+    assert props["AssumeRolePolicyDocument"]["Statement"] == [{
+        "Action": "sts:AssumeRole", "Effect": "Allow", "Principal": {"Service": "scheduler.amazonaws.com"},
+        "Condition": {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"},
+                                       "aws:SourceArn": arn_of(group)}}}]
+    assert not props.get("ManagedPolicyArns") and not props.get("Policies")
+    statements = statements_of(template, role)
+    assert [as_list(s["Action"]) for s in statements] == [["sqs:SendMessage"]]
+    assert statements[0]["Effect"] == "Allow" and "Condition" not in statements[0]
+    assert sorted(as_list(statements[0]["Resource"]), key=json.dumps) == sorted([arn_of(queue), arn_of(dlq)],
+                                                                                key=json.dumps)
+
+
+def test_api_manages_schedules_in_its_group_and_passes_only_the_scheduler_role(template):
+    api = next(k for k, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function")
+    api_role = role_of(template["Resources"][api]["Properties"])
+    scheduler_role = logical_id(template, "SchedulerRole", "AWS::IAM::Role")
+    statements = statements_of(template, api_role)
+    schedule_statements = [s for s in statements if any(a.startswith("scheduler:") for a in as_list(s["Action"]))]
+    assert {a for s in schedule_statements for a in as_list(s["Action"])} >= {"scheduler:CreateSchedule",
+                                                                              "scheduler:DeleteSchedule"}
+    for s in schedule_statements:
+        for resource in as_list(s["Resource"]):
+            parts = resource["Fn::Join"][1]
+            assert parts[-1] == ":schedule/siyu-prod/*" and {"Ref": "AWS::Partition"} in parts, resource
+    passes = [s for s in statements if "iam:PassRole" in as_list(s["Action"])]
+    assert len(passes) == 1
+    assert as_list(passes[0]["Resource"]) == [arn_of(scheduler_role)]
+    assert passes[0]["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    # nobody else may pass a role
+    for policy in of_type(template, "AWS::IAM::Policy").values():
+        if not refers_to(policy["Properties"]["Roles"], api_role):
+            assert not allows(policy["Properties"]["PolicyDocument"]["Statement"], "iam:PassRole")
+
+
+def test_every_function_finds_the_campaign_wiring_in_its_environment(template):
+    dlq = logical_id(template, f"{resources.SCHEDULES.target_queue.title()}Dlq", "AWS::SQS::Queue")
+    scheduler_role = logical_id(template, "SchedulerRole", "AWS::IAM::Role")
+    found = functions(template)
+    assert len(found) == len(resources.QUEUES) + len(resources.STREAMS) + 1
+    for name, props in found.items():
+        env = props["Environment"]["Variables"]
+        assert env[resources.PLAN_DLQ_ARN_ENV] == arn_of(dlq), name
+        assert env[resources.SCHEDULES.role_env] == arn_of(scheduler_role), name
+        assert env[resources.SCHEDULES.env] == "siyu-prod", name
+        for spec in resources.QUEUES:
+            assert env[spec.env] == {"Ref": logical_id(template, f"{spec.key.title()}Queue", "AWS::SQS::Queue")}
+
+
+def test_campaign_workers_have_what_their_code_calls(template):
+    plan_queue = arn_of(logical_id(template, "PlanQueue", "AWS::SQS::Queue"))
+    send_queue = arn_of(logical_id(template, "SendQueue", "AWS::SQS::Queue"))
+    table = arn_of(logical_id(template, "MainTable", "AWS::DynamoDB::Table"))
+    bus = arn_of(logical_id(template, "Bus", "AWS::Events::EventBus"))
+    for handler in (resources.queue("plan").handler, resources.queue("send").handler):
+        props = functions(template)[worker(template, handler)]
+        statements = statements_of(template, role_of(props))
+        # planner: re-queues itself and fans chunks out; sender: defers, re-checks and hands on chunks
+        assert allows(statements, "sqs:SendMessage", plan_queue) and allows(statements, "sqs:SendMessage", send_queue)
+        for action in ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:PutItem",
+                       "dynamodb:BatchGetItem", "dynamodb:ConditionCheckItem"):
+            assert allows(statements, action, table), (handler, action)
+        assert allows(statements, "events:PutEvents", bus)
+        ssm = [s for s in statements if "ssm:GetParameter" in as_list(s["Action"])]
+        assert ssm and all("ssm:PutParameter" not in as_list(s["Action"]) for s in ssm)   # workers only read
+        assert not allows(statements, "scheduler:CreateSchedule") and not allows(statements, "iam:PassRole")
+    # handlers/send.py shortens the retry delay of a chunk with ChangeMessageVisibility on its own queue
+    send = statements_of(template, role_of(functions(template)[worker(template, resources.queue("send").handler)]))
+    assert allows(send, "sqs:ChangeMessageVisibility", send_queue)
