@@ -4,6 +4,8 @@
     python -m siyu_dev scan --scene S1 --openid o123        # follow the demo OA through store S1's QR code
     python -m siyu_dev scan --app wecom --external-userid wmABC --guide zhangsan --scene S1
     python -m siyu_dev scan --app mp --scene S1 --openid o123 --unionid u123   # mini-program login + scan
+    python -m siyu_dev coupon                               # define, claim, look up at the till, redeem
+    python -m siyu_dev campaign                             # a subscribe credit and a campaign in a minute
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ DEMO_BRAND = {
 DEMO_STORES = [{"store_id": "sz-futian", "name": "Futian Flagship 福田旗舰店", "city": "Shenzhen"},
                {"store_id": "sh-jingan", "name": "Jing'an Store 静安店", "city": "Shanghai"}]
 DEMO_GUIDES = [{"guide_id": "g-zhang", "store_id": "sz-futian", "name": "Zhang San", "wecom_user_id": "zhangsan"}]
+DEMO_SUBSCRIBE_TEMPLATE = "TPL_demo_daily_special"     # a mini-program subscribe-message template id
 DEMO_CHANNELS = [
     {"scene": "S1", "store_id": "sz-futian", "guide_id": "g-zhang", "source": "counter_poster",
      "tags": ["poster", "shenzhen"], "welcome_message": "Welcome to Demo Tea! Show your member code at the till."},
@@ -44,9 +47,9 @@ DEMO_CHANNELS = [
 
 
 def http(method: str, url: str, payload=None, key: str | None = None, raw: bytes | None = None,
-         content_type: str = "application/json") -> tuple[int, object]:
+         content_type: str = "application/json", headers: dict | None = None) -> tuple[int, object]:
     data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     req.add_header("Content-Type", content_type)
     if key:
         req.add_header("Authorization", f"Bearer {key}")
@@ -114,7 +117,11 @@ Try it:
        {py} -m siyu_dev scan --app mp --scene S2 --openid o_mp_demo --unionid u_demo_shopper
   4. A customer adds guide Zhang San on WeCom:
        {py} -m siyu_dev scan --app wecom --scene S1 --external-userid wm_demo_1 --guide zhangsan
-  5. What siyu sent to WeChat, and the events on the bus:
+  5. A coupon: the brand defines it, the shopper claims it, the Futian till redeems it (and retries):
+       {py} -m siyu_dev coupon --openid o_coupon_demo
+  6. A campaign: the shopper accepts the subscribe message; a daily special goes out in a minute:
+       {py} -m siyu_dev campaign --openid o_campaign_demo
+  7. What siyu sent to WeChat, and the events on the bus:
        curl -s {stack.wechat_url}/__sim/sent
        {py} -m siyu_dev events
 """, flush=True)
@@ -141,12 +148,7 @@ def cmd_scan(args) -> None:
     api, sim, brand_id = state["api_url"], state["wechat_url"], args.brand
     now = int(time.time())
     if args.app == "mp":
-        status, code = http("POST", f"{sim}/__sim/codes", {"openid": args.openid, "unionid": args.unionid,
-                                                           "app_id": wechat["mp"]["app_id"]})
-        status, session = http("POST", f"{api}/mp/{brand_id}/login", {"code": code["code"]})
-        print(f"login → {status} {json.dumps(session)[:120]}")
-        status, result = http("POST", f"{api}/mp/{brand_id}/scan", {"scene": args.scene}, session.get("session"))
-        print(f"scan  → {status} {json.dumps(result, ensure_ascii=False)}")
+        _mp_shopper(state, brand_id, args.openid, args.unionid, args.scene)
         return
     if args.app == "wecom":
         cfg = wechat["wecom"]
@@ -171,6 +173,73 @@ def cmd_scan(args) -> None:
     status, answer = http("POST", f"{api}/wechat/{brand_id}/{args.app}?{query}", raw=cb.body,
                           content_type=cb.content_type)
     print(f"callback → {status} {answer}")
+
+
+def _mp_shopper(state: dict, brand_id: str, openid: str, unionid: str | None, scene: str | None) -> str:
+    """Log in to the mini-program as `openid` (a one-time wx.login code from the simulator) and open it
+    from `scene`'s code; returns the siyu session."""
+    api, sim = state["api_url"], state["wechat_url"]
+    status, code = http("POST", f"{sim}/__sim/codes", {"openid": openid, "unionid": unionid,
+                                                       "app_id": state["brand"]["wechat"]["mp"]["app_id"]})
+    status, session = http("POST", f"{api}/mp/{brand_id}/login", {"code": code["code"]})
+    print(f"login → {status} {json.dumps(session)[:120]}")
+    if status != 200:
+        raise SystemExit(1)
+    status, result = http("POST", f"{api}/mp/{brand_id}/scan", {"scene": scene}, session["session"])
+    print(f"scan  → {status} {json.dumps(result, ensure_ascii=False)}")
+    return session["session"]
+
+
+def _show(step: str, status: int, answer) -> None:
+    print(f"{step} → {status} {json.dumps(answer, ensure_ascii=False)}")
+
+
+def cmd_coupon(args) -> None:
+    """A coupon's whole life: the brand defines it, the shopper claims it in the mini-program, and the
+    Futian till looks the shopper up by member code and redeems it (then replays the request)."""
+    state = _state()
+    api, admin, pos = state["api_url"], state["admin_key"], state["pos_keys"]["sz-futian"]
+    status, template = http("POST", f"{api}/admin/demo/coupon-templates", {
+        "name": "¥10 off ¥30", "kind": "cash_off", "value": 1000, "min_spend_cents": 3000,
+        "valid_days_after_claim": 30, "total_stock": 100, "per_member_limit": 1}, admin)
+    _show("template", status, template)
+    session = _mp_shopper(state, "demo", args.openid, None, "S1")
+    status, claimed = http("POST", f"{api}/mp/demo/coupon-templates/{template['template_id']}/claim", {}, session)
+    _show("claim", status, claimed)
+    status, code = http("GET", f"{api}/mp/demo/me/member-code", None, session)
+    _show("member code", status, code)
+    status, found = http("POST", f"{api}/pos/demo/stores/sz-futian/member-lookup",
+                         {"member_code": code["member_code"], "order_amount_cents": 4200}, pos)
+    _show("till lookup", status, found)
+    order = {"code": claimed["coupon"]["code"], "order_id": f"demo-{int(time.time())}", "order_amount_cents": 4200,
+             "till_id": "till-1"}
+    for attempt in ("redeem", "redeem again (the till retried)"):
+        _show(attempt, *http("POST", f"{api}/pos/demo/stores/sz-futian/redemptions", order, pos,
+                             headers={"Idempotency-Key": order["order_id"]}))
+
+
+def cmd_campaign(args) -> None:
+    """The shopper accepts the brand's subscribe message in the mini-program; the brand schedules a
+    campaign to every Shenzhen member a minute from now. The local Scheduler fires it on time."""
+    from datetime import datetime, timedelta, timezone
+    state = _state()
+    api, admin = state["api_url"], state["admin_key"]
+    session = _mp_shopper(state, "demo", args.openid, None, "S1")
+    status, credits = http("POST", f"{api}/mp/demo/me/subscriptions", {"accepted": [DEMO_SUBSCRIBE_TEMPLATE]},
+                           session)
+    _show("subscribe credit", status, credits)
+    at = (datetime.now(timezone.utc) + timedelta(seconds=args.delay)).isoformat()
+    status, campaign = http("POST", f"{api}/admin/demo/campaigns", {
+        "name": "今日特价 daily special", "audience": {"tags_any": ["shenzhen"]},
+        "message": {"channel": "mp_subscribe", "template_id": DEMO_SUBSCRIBE_TEMPLATE, "page": "pages/special/index",
+                    "data": {"thing1": {"value": "Oolong milk tea"}, "amount2": {"value": "¥9.9"}}},
+        "schedule": {"at": at}}, admin)
+    _show("campaign", status, campaign)
+    if status == 201:
+        print(f"""
+It fires at {campaign['schedule']['at']}. Watch it:
+  curl -s -H "Authorization: Bearer {admin}" {api}/admin/demo/campaigns/{campaign['campaign_id']}
+  curl -s {state['wechat_url']}/__sim/sent""")
 
 
 def cmd_events(args) -> None:
@@ -223,6 +292,13 @@ def main(argv=None) -> None:
     pk = sub.add_parser("platform-key", help="register a new platform key in a deployed stack")
     pk.add_argument("--table", required=True, help="the MainTableName output of the stack")
     pk.set_defaults(func=cmd_platform_key)
+    coupon = sub.add_parser("coupon", help="define a coupon, claim it in the mini-program, redeem it at the till")
+    coupon.add_argument("--openid", default="o_coupon_demo")
+    coupon.set_defaults(func=cmd_coupon)
+    campaign = sub.add_parser("campaign", help="grant a subscribe credit and schedule a campaign to Shenzhen members")
+    campaign.add_argument("--openid", default="o_campaign_demo")
+    campaign.add_argument("--delay", type=int, default=60, help="seconds from now to the fire")
+    campaign.set_defaults(func=cmd_campaign)
     events = sub.add_parser("events", help="print domain events seen on the bus")
     events.set_defaults(func=cmd_events)
     args = parser.parse_args(argv)
