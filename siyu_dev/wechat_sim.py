@@ -93,6 +93,9 @@ class WeChatSimulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out in two writes; with Nagle on, the body waits ~40 ms for the
+            # client's delayed ACK on every keep-alive call
+            disable_nagle_algorithm = True
 
             def log_message(self, fmt, *args):
                 if os.environ.get("SIYU_SIM_LOG"):
@@ -123,7 +126,10 @@ class WeChatSimulator:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 128        # a sender opens dozens of connections at once
+
+        self._server = Server((self.host, self.port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="wechat-sim", daemon=True)
