@@ -6,6 +6,7 @@ when tracing is on; local runs and tests never pay for it.
 from __future__ import annotations
 
 import os
+import threading
 from functools import lru_cache
 
 from aws_lambda_powertools import Logger, Metrics
@@ -13,6 +14,24 @@ from aws_lambda_powertools import Logger, Metrics
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "siyu"))
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "siyu"),
                   service=os.environ.get("POWERTOOLS_SERVICE_NAME", "siyu"))
+
+_metrics_lock = threading.Lock()     # Metrics is not thread-safe; the sender records from several threads
+
+
+def count(name: str, value: int = 1) -> None:
+    """Add `value` to the Count metric `name` of this invocation."""
+    with _metrics_lock:
+        metrics.add_metric(name=name, unit="Count", value=value)
+
+
+def flush_metrics() -> None:
+    """Emit this invocation's metrics (EMF) and start afresh; nothing when none were recorded (an
+    empty flush only warns). Clearing also when metrics are disabled keeps a warm container from
+    piling values up across invocations."""
+    with _metrics_lock:
+        if metrics.metric_set:
+            metrics.flush_metrics()
+            metrics.clear_metrics()
 
 
 def tracing_enabled() -> bool:

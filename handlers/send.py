@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from chalicelib import aws
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import flush_metrics, logger
 from chalicelib.resources import queue
 from chalicelib.services import sending
 
@@ -51,5 +51,4 @@ def handler(event, context):
         return async_process_partial_response(event=event, record_handler=record_handler, processor=processor,
                                               context=context)
     finally:
-        if metrics.metric_set:
-            metrics.flush_metrics()
+        flush_metrics()

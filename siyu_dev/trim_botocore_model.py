@@ -1,7 +1,8 @@
 """Write the trimmed botocore service models siyu ships in chalicelib/botodata/.
 
 botocore parses a service's whole model when a client is created; SSM's is ~800 KB of JSON, about
-40 ms of every cold start, for the two operations siyu calls. The trimmed model keeps exactly those
+40 ms of every cold start, for the two operations siyu calls, and DynamoDB's ~600 KB for the dozen
+PynamoDB uses. The trimmed model keeps exactly those
 operations and the shapes they reach, without documentation. Regenerate after bumping botocore:
 
     .venv/bin/python -m siyu_dev.trim_botocore_model
@@ -14,7 +15,14 @@ from pathlib import Path
 import botocore.loaders
 
 OUT = Path(__file__).resolve().parents[1] / "chalicelib" / "botodata"
-KEEP = {"ssm": ("GetParameter", "PutParameter")}
+KEEP = {
+    "ssm": ("GetParameter", "PutParameter"),
+    # what PynamoDB and siyu call at run time, plus what the local stack and tests call on the same
+    # session (table creation, TTL, stream lookup, scans)
+    "dynamodb": ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",
+                 "BatchWriteItem", "TransactWriteItems", "TransactGetItems", "DescribeTable", "CreateTable",
+                 "UpdateTimeToLive", "DescribeTimeToLive"),
+}
 
 
 def _undocumented(value):

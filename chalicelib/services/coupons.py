@@ -18,7 +18,7 @@ from chalicelib.domain import coupons as rules
 from chalicelib.domain.members import choose_member
 from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
 from chalicelib.ids import new_id
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import count, logger
 from chalicelib.storage import coupons as store
 from chalicelib.storage import members, tenancy
 from chalicelib.storage.models import Brand, Store
@@ -138,11 +138,11 @@ def claim(brand_id: str, session: dict, template_id: str) -> dict:
     try:
         coupon = _issue(brand, template, member_id, source="claim", issue_key=None, now=now)
     except store.OutOfStock:
-        metrics.add_metric(name="ClaimsOutOfStock", unit="Count", value=1)
+        count("ClaimsOutOfStock")
         raise Conflict("all gone", code="out_of_stock") from None
     except store.LimitReached:
         raise Conflict(f"at most {template.per_member_limit} per member", code="limit_reached") from None
-    metrics.add_metric(name="CouponsIssued", unit="Count", value=1)
+    count("CouponsIssued")
     return {"coupon": coupon_view(brand_id, coupon)}
 
 
@@ -286,7 +286,7 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None) -> tu
         current = store.get_coupon(brand_id, coupon.code)
         raise _refuse(rules.redemption_refusal(_state(current), store_id=store_id, order_amount_cents=amount,
                                                now=now) or "already_redeemed") from None
-    metrics.add_metric(name="CouponsRedeemed", unit="Count", value=1)
+    count("CouponsRedeemed")
     return 201, answer
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import count, logger
 from chalicelib.services import coupons
 from chalicelib.services.wechat_apps import api_for, app_for
 from chalicelib.storage import members, tenancy
@@ -45,7 +45,7 @@ def welcome(detail: dict) -> None:
             return
         members.forget_inbound(brand.brand_id, claim)
         raise
-    metrics.add_metric(name="WelcomeMessagesSent", unit="Count", value=1)
+    count("WelcomeMessagesSent")
 
 
 TASKS = {"welcome": welcome}

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from chalicelib.domain.members import Shopper, attribute, plan_touch
 from chalicelib.ids import new_id, scene as valid_scene
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import count, logger
 from chalicelib.storage import members as store
 
 MAX_ATTEMPTS = 4
@@ -57,7 +57,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
         try:
             store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now)
         except store.Duplicate:
-            metrics.add_metric(name="DuplicateCallbacks", unit="Count", value=1)
+            count("DuplicateCallbacks")
             return TouchResult(None, False, True)
         except store.IdentityRace:
             logger.info("identity race, resolving again", extra={"brand_id": brand_id})
@@ -66,7 +66,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
                                              "member_created": plan.create, "scene": scene, "via": via,
                                              "source": plan.touch.source})
         if plan.create:
-            metrics.add_metric(name="MembersJoined", unit="Count", value=1)
+            count("MembersJoined")
         return TouchResult(plan.member_id, plan.create, False)
     raise RuntimeError(f"could not settle member identity for brand {brand_id} after {MAX_ATTEMPTS} attempts")
 

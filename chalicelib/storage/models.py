@@ -36,6 +36,7 @@ from pynamodb.attributes import (BooleanAttribute, DiscriminatorAttribute, ListA
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
+from chalicelib import aws
 from chalicelib.resources import MAIN
 
 
@@ -61,10 +62,27 @@ class Item(Model):
         connect_timeout_seconds = 2
         read_timeout_seconds = 3
         max_retry_attempts = 2
+        # the sender issues campaign coupons from its WeChat pool's threads (32 by default)
+        max_pool_connections = 50
 
     pk = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     kind = DiscriminatorAttribute()
+
+    @classmethod
+    def _get_connection(cls):
+        """One connection (one botocore client) for every model: they all live in the one table.
+        PynamoDB would otherwise make one per model class, each a client of its own; and the client
+        is made from the process-wide session (chalicelib.aws), so it costs no session of its own."""
+        table = Item._connection
+        if table is None:
+            with aws.lock:
+                table = Item._connection
+                if table is None:
+                    table = Model._get_connection.__func__(Item)
+                    table.connection._local.session = aws.session()
+                    table.connection.client              # made now, under the lock, from that session
+        return table
     expires_at = TTLAttribute(null=True)
     gsi1pk = UnicodeAttribute(null=True)
     gsi1sk = UnicodeAttribute(null=True)
@@ -76,11 +94,7 @@ def allow_slow_storage(read_timeout_seconds: float) -> None:
     applies DynamoDB requests one at a time, so under a test's deliberate contention on a shared
     2-core machine a request can queue for longer than the 3 s a callback may spend on real DynamoDB."""
     Item.Meta.read_timeout_seconds = read_timeout_seconds
-    pending = [Item]
-    while pending:
-        cls = pending.pop()
-        cls._connection = None          # connections are cached per class; rebuild with the new timeout
-        pending.extend(cls.__subclasses__())
+    Item._connection = None             # the next request makes it again, with the new timeout
 
 
 # ---- tenancy -------------------------------------------------------------------------------
