@@ -7,6 +7,7 @@ the code names a table, a queue or an ARN.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 
@@ -115,8 +116,15 @@ SECRETS_PREFIX_ENV = "SIYU_SECRETS_PREFIX"
 # the simulator. Defaults are the public endpoints.
 WECHAT_BASE_URL_ENV = "SIYU_WECHAT_BASE_URL"
 WECOM_BASE_URL_ENV = "SIYU_WECOM_BASE_URL"
+# WeChat calls a sender container keeps in flight (its thread pool, and the HTTP pool sized to match).
+SEND_CONCURRENCY_ENV = "SIYU_SEND_CONCURRENCY"
+SEND_CONCURRENCY_DEFAULT = 32
 WECHAT_BASE_URL_DEFAULT = "https://api.weixin.qq.com"
 WECOM_BASE_URL_DEFAULT = "https://qyapi.weixin.qq.com"
+
+
+def send_concurrency() -> int:
+    return int(os.environ.get(SEND_CONCURRENCY_ENV) or SEND_CONCURRENCY_DEFAULT)
 
 
 def queue(key: str) -> Queue:

@@ -116,7 +116,6 @@ def _plan(body: dict, item, owner: str, remaining: Callable[[], float]) -> None:
     cursor = _cursor(item.cursor)
     page = int(item.pages or 0)
     while True:
-        campaign = store.get(brand_id, campaign_id, consistent=True)
         if campaign.state == "cancelled":
             store.release_shard(item, owner)
             return
@@ -146,6 +145,7 @@ def _plan(body: dict, item, owner: str, remaining: Callable[[], float]) -> None:
             logger.warning("planner lease lost; another planner continues", extra={"shard": shard})
             return
         cursor, page = next_cursor, page + 1
+        campaign = store.get(brand_id, campaign_id, consistent=True)      # paused or cancelled meanwhile?
 
 
 def _cursor(text: str | None) -> dict | None:

@@ -17,12 +17,12 @@ tallies, so retries cannot count twice). What that means under failure:
   `outcome_unknown` rather than risk a second message.
 
 WeChat is called from a bounded thread pool (the call dominates), C calls in flight per container;
-claims and finals are grouped (25 recipients per transaction) and run ahead of / behind the pool.
+claims and finals are grouped (25 recipients per transaction) and run ahead of / behind the pool;
+the chunk is read in blocks, the first one small, so the first calls go out after one short read.
 Pause and cancel are noticed within a second; what is left of the chunk is parked or dropped.
 """
 from __future__ import annotations
 
-import os
 import random
 import secrets
 import threading
@@ -33,13 +33,15 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from chalicelib.domain import campaigns as rules
-from chalicelib.observability import logger, metrics
+from chalicelib.observability import count, logger
+from chalicelib.resources import send_concurrency
 from chalicelib.services import campaigns as service
 from chalicelib.storage import campaigns as store
 from chalicelib.wechat.client import WeChatError
 
-CONCURRENCY = int(os.environ.get("SIYU_SEND_CONCURRENCY", "32"))   # WeChat calls in flight per container
+CONCURRENCY = send_concurrency()   # WeChat calls in flight per container
 GROUP = 25                   # recipients per claim / finalize transaction (<= 100 items)
+TRIAGE_BLOCK = 100           # recipients read ahead per BatchGetItem round (ledger + credit keys)
 ATTEMPTS = 3                 # WeChat attempts per recipient per delivery of the chunk
 SEND_TIMEOUT = 3.0           # seconds per WeChat call
 STATE_CHECK = 1.0            # seconds between checks for pause / cancel
@@ -160,13 +162,21 @@ class ChunkRun:
 
     # -- the pipeline ---------------------------------------------------------------------------
     def go(self) -> None:
-        todo = self._triage()
+        untriaged = list(self.recipients)
+        todo: list[tuple[rules.Recipient, store.Claim]] = []
         in_flight: dict[Future, tuple[rules.Recipient, str]] = {}
         stop = None                                  # paused | cancelled | deadline
         next_check = time.monotonic() + STATE_CHECK
         try:
-            while (todo and stop is None) or in_flight:
-                while todo and stop is None and len(in_flight) < CONCURRENCY + GROUP:
+            while ((todo or untriaged) and stop is None) or in_flight:
+                while (todo or untriaged) and stop is None and len(in_flight) < CONCURRENCY + GROUP:
+                    if len(todo) < GROUP and untriaged:
+                        # triage in blocks, the first one small: the first WeChat calls start after
+                        # one small read and one claim, not after reading the whole chunk
+                        size = GROUP if len(untriaged) == len(self.recipients) else TRIAGE_BLOCK
+                        block, untriaged = untriaged[:size], untriaged[size:]
+                        todo += self._triage(block)
+                        continue
                     group, todo = todo[:GROUP], todo[GROUP:]
                     for recipient, token in self._claim(group):
                         in_flight[pool().submit(self._send, recipient, token)] = (recipient, token)
@@ -179,7 +189,7 @@ class ChunkRun:
                 if time.monotonic() >= next_check and stop is None:
                     next_check = time.monotonic() + STATE_CHECK
                     stop = self._should_stop()
-                if stop is None and todo and self.remaining() < self._runway():
+                if stop is None and (todo or untriaged) and self.remaining() < self._runway():
                     stop = "deadline"
         except BaseException:
             # Dying: claims whose WeChat call has not started are released (safe to send later);
@@ -193,29 +203,30 @@ class ChunkRun:
                 logger.exception("could not release claims")
             raise
         self._flush(force=True)
-        if todo:
-            self._hand_on(stop, todo)
+        left = [r for r, _claim in todo] + untriaged
+        if left:
+            self._hand_on(stop, left)
         if self.held:
             self._recheck_later()
-        logger.info("chunk done", extra={"outcomes": self.counts, "held": len(self.held), "left": len(todo)})
+        logger.info("chunk done", extra={"outcomes": self.counts, "held": len(self.held), "left": len(left)})
 
     def _runway(self) -> float:
         return ATTEMPTS * (SEND_TIMEOUT + 2) + 5
 
-    def _triage(self) -> list[tuple[rules.Recipient, store.Claim]]:
-        """Sort the chunk: already final, held by another attempt, stale, skippable without WeChat
+    def _triage(self, recipients: list[rules.Recipient]) -> list[tuple[rules.Recipient, store.Claim]]:
+        """Sort recipients: already final, held by another attempt, stale, skippable without WeChat
         (no openid, no credit, capped: read consistently, then written final), or to be claimed."""
         template = self.spec.message.template_id
         cap = self.spec.limits.frequency_cap_per_day
         day = rules.frequency_day(_utcnow(), self.spec.schedule.timezone) if cap else None
         credit = rules.needs_credit(self.channel)
         ledger, credits, counts = self.ledger.prefetch(
-            [r.member_id for r in self.recipients],
-            [(r.mp_openid, template) for r in self.recipients if credit and r.mp_openid],
-            [(r.member_id, day) for r in self.recipients] if cap else [])
+            [r.member_id for r in recipients],
+            [(r.mp_openid, template) for r in recipients if credit and r.mp_openid],
+            [(r.member_id, day) for r in recipients] if cap else [])
         lease_until = time.time() + self.remaining() + LEASE_MARGIN
         todo = []
-        for r in self.recipients:
+        for r in recipients:
             entry = ledger.get(r.member_id)
             if entry is not None:
                 claim = self._resume(r, entry, lease_until)
@@ -346,7 +357,7 @@ class ChunkRun:
             group, self.finals = self.finals[:GROUP], self.finals[GROUP:]
             self.oldest_final = time.monotonic()
             now = _utcnow()
-            for _attempt in range(3):
+            while group:            # each refusal removes at least one entry, so this ends
                 refused = self.ledger.finalize(group, now)
                 if not refused:
                     break
@@ -355,7 +366,7 @@ class ChunkRun:
                 group = [f for f in group if f.member_id not in refused]
             sent = sum(1 for f in group if f.state == "sent")
             if sent:
-                metrics.add_metric(name="CampaignMessagesSent", unit="Count", value=sent)
+                count("CampaignMessagesSent", sent)
 
     # -- stopping early -------------------------------------------------------------------------
     def _should_stop(self) -> str | None:
@@ -367,13 +378,13 @@ class ChunkRun:
             return "paused"
         return None
 
-    def _hand_on(self, stop: str | None, todo: list[tuple[rules.Recipient, store.Claim]]) -> None:
+    def _hand_on(self, stop: str | None, left: list[rules.Recipient]) -> None:
         """Recipients not yet claimed when the chunk stopped: parked while paused, re-queued at the
         deadline, dropped when cancelled."""
         if stop == "cancelled":
             return
-        rest = {**self.body, "recipients": [r.pack() for r, _c in todo], "chunk": f"{self.body.get('chunk')}+"}
+        rest = {**self.body, "recipients": [r.pack() for r in left], "chunk": f"{self.body.get('chunk')}+"}
         if stop == "paused" and store.park(self.campaign, self.fire, "send", rest, _utcnow()):
-            logger.info("chunk parked", extra={"left": len(todo)})
+            logger.info("chunk parked", extra={"left": len(left)})
             return
         service.enqueue("send", [rest])

@@ -50,15 +50,15 @@ def api_for(app: App, *, timeout: float = 4.0):
     DynamoDB item per app, one refresher at a time: chalicelib.wechat.tokens)."""
     from chalicelib.wechat.client import WeChatApi, fetch_stable_token, fetch_wecom_token
     from chalicelib.wechat.tokens import SharedTokenSource
-    key = (app.brand_id, app.kind, app.app_id)
+    url = base_url(app.kind)
+    key = (app.brand_id, app.kind, app.app_id, url)
     with _lock:
         tokens = _apis.get(key)
         if tokens is None:
-            url = base_url(app.kind)
             if app.kind == "wecom":
                 tokens = SharedTokenSource(app.app_id, lambda force: fetch_wecom_token(url, app.app_id, app.secret))
             else:
                 tokens = SharedTokenSource(app.app_id, lambda force: fetch_stable_token(
                     url, app.app_id, app.secret, force_refresh=force))
             _apis[key] = tokens
-    return WeChatApi(base_url(app.kind), tokens, timeout=timeout)
+    return WeChatApi(url, tokens, timeout=timeout)

@@ -12,6 +12,8 @@ from typing import Callable, Protocol
 import urllib3
 from urllib.parse import urlencode
 
+from chalicelib.resources import send_concurrency
+
 TRANSIENT = {-1, 45009, 45011, 45033}        # system busy, API frequency limits
 TOKEN_INVALID = {40001, 40014, 42001}        # invalid / malformed / expired access_token
 
@@ -24,7 +26,8 @@ def _http() -> urllib3.PoolManager:
     if _pool is None:
         with _pool_lock:
             if _pool is None:
-                _pool = urllib3.PoolManager(maxsize=32, retries=False)
+                # one kept-alive connection per call a sender has in flight
+                _pool = urllib3.PoolManager(maxsize=max(32, send_concurrency()), retries=False)
     return _pool
 
 
