@@ -131,12 +131,12 @@ def throughput(n: int = 400, workers: int = 8) -> tuple[float, float]:
 
 
 def run() -> list[tuple[str, str]]:
-    shards, hottest, issued = flash_sale_model()
-    rows = [("flash sale model: 10,000 claims in one second for 1,000 coupons over 100 containers",
-             f"{shards} stock shards; hottest item {hottest} writes/s (goal <= ~1,000); {issued} issued,"
-             f" {max(0, issued - 1_000)} oversold")]
     stack = _setup()
     try:
+        shards, hottest, issued = flash_sale_model()
+        rows = [("flash sale model: 10,000 claims in one second for 1,000 coupons over 100 containers",
+                 f"{shards} stock shards; hottest item {hottest} writes/s (goal <= ~1,000); {issued} issued,"
+                 f" {max(0, issued - 1_000)} oversold")]
         for label, (total, ops) in request_counts().items():
             detail = ", ".join(f"{op.split('.', 1)[1]} {k}" for op, k in sorted(ops.items()))
             rows.append((f"AWS requests per {label}", f"{total} ({detail})"))

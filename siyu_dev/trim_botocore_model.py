@@ -3,7 +3,8 @@
 botocore parses a service's whole model when a client is created; SSM's is ~800 KB of JSON, about
 40 ms of every cold start, for the two operations siyu calls, and DynamoDB's ~600 KB for the dozen
 PynamoDB uses. The trimmed model keeps exactly those
-operations and the shapes they reach, without documentation. Regenerate after bumping botocore:
+operations and the shapes they reach, without documentation. The same goes for endpoints.json, kept with
+every partition but only the services siyu calls. Regenerate after bumping botocore:
 
     .venv/bin/python -m siyu_dev.trim_botocore_model
 """
@@ -60,7 +61,22 @@ def trimmed(service: str, operations: tuple[str, ...]) -> tuple[str, dict]:
     return version, _undocumented({**model, "operations": ops, "shapes": {k: shapes[k] for k in sorted(needed)}})
 
 
+# Endpoint data: botocore loads endpoints.json (~1.2 MB, every service in every partition) into each
+# new session to resolve a client's endpoint; siyu's clients need the partitions and six services.
+ENDPOINT_SERVICES = ("dynamodb", "streams.dynamodb", "ssm", "sqs", "events", "scheduler")
+
+
+def trimmed_endpoints(services: tuple[str, ...]) -> dict:
+    """endpoints.json with every partition (regions, defaults, DNS suffixes) but only `services`."""
+    data = botocore.loaders.Loader().load_data("endpoints")
+    return {**data, "partitions": [{**p, "services": {k: v for k, v in p["services"].items() if k in services}}
+                                   for p in data["partitions"]]}
+
+
 def main() -> None:
+    target = OUT / "endpoints.json"
+    target.write_text(json.dumps(trimmed_endpoints(ENDPOINT_SERVICES), separators=(",", ":"), sort_keys=True))
+    print(f"{target.relative_to(OUT.parent.parent)}: {len(ENDPOINT_SERVICES)} services, {target.stat().st_size} bytes")
     for service, operations in KEEP.items():
         version, model = trimmed(service, operations)
         target = OUT / service / version / "service-2.json"
