@@ -7,7 +7,7 @@ the log:
 
     GET  /__sim/sent     every send answered errcode 0: {api, app_id, touser, template_id, data, at}
     POST /__sim/faults   {"api", "errcode", "rate", "latency_ms", "http_status"?}
-    GET  /__sim/calls    {path: count} for every call, token fetches included
+    GET  /__sim/calls    {path: count} for every call, token fetches included; ?app_id= counts one app's
     POST /__sim/reset    clears log, counters, faults, codes, users, apps and tokens
     POST /__sim/codes    {"openid", "unionid"?, "app_id"?} -> {"code"} (one-time wx.login code)
     POST /__sim/users    {"app_id", "openid", "unionid"?, "blocked"?} or {"corp_id", "external_userid", ...}
@@ -52,6 +52,7 @@ class State:
         self.random = random.Random(seed)
         self.sent: list[dict] = []
         self.calls: dict[str, int] = {}
+        self.calls_by_app: dict[tuple[str | None, str], int] = {}
         self.faults: dict[str, dict] = {}
         self.codes: dict[str, dict] = {}            # code -> {openid, unionid, used}
         self.users: dict[tuple[str, str], dict] = {}  # (app_id|corp_id, openid|external_userid) -> user
@@ -146,10 +147,12 @@ class WeChatSimulator:
         """Raises Reply; returning means 404."""
         st = self.state
         if path.startswith("__sim/"):
-            self._control(method, path[6:], body)
+            self._control(method, path[6:], query, body)
             return
         with st.lock:
             st.calls[path] = st.calls.get(path, 0) + 1
+            caller = (self._caller(query, body), path)
+            st.calls_by_app[caller] = st.calls_by_app.get(caller, 0) + 1
             fault = st.faults.get(path)
             hit = fault is not None and st.random.random() < float(fault.get("rate") or 0)
         if fault and fault.get("latency_ms"):
@@ -172,7 +175,22 @@ class WeChatSimulator:
             return
         route(self, query, payload or {})
 
-    def _control(self, method: str, what: str, body: bytes) -> None:
+    def _caller(self, query: dict, body: bytes) -> str | None:
+        """The app a call is for: the appid / corpid it names, else the owner of its access token
+        (called with the state lock held)."""
+        named = query.get("appid") or query.get("corpid")
+        if named:
+            return named
+        token = query.get("access_token")
+        if token:
+            return (self.state.tokens.get(token) or (None,))[0]
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return None
+        return payload.get("appid") if isinstance(payload, dict) else None
+
+    def _control(self, method: str, what: str, query: dict, body: bytes) -> None:
         st = self.state
         payload = json.loads(body or b"{}") if method == "POST" else {}
         with st.lock:
@@ -181,6 +199,8 @@ class WeChatSimulator:
             if what == "sent":
                 raise Reply(200, list(st.sent))
             if what == "calls":
+                if query.get("app_id"):
+                    raise Reply(200, {path: n for (app, path), n in st.calls_by_app.items() if app == query["app_id"]})
                 raise Reply(200, dict(st.calls))
             if what == "reset":
                 st.reset(int(payload.get("seed", 0)))
