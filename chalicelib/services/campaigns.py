@@ -232,7 +232,10 @@ def deliveries(brand_id: str, campaign_id: str, query: dict) -> dict:
                          code="invalid_cursor") from None
     if not item.current_run:
         return {"deliveries": [], "next_cursor": None}
-    entries, next_cursor = store.Ledger(brand_id, campaign_id, item.current_run).entries(
+    ledger = store.Ledger(brand_id, campaign_id, item.current_run)
+    if cursor is not None and not ledger.valid_cursor(cursor):
+        raise BadRequest("cursor is not a next_cursor of this campaign's deliveries", code="invalid_cursor")
+    entries, next_cursor = ledger.entries(
         state=state, cursor=cursor, limit=limit)
     return {"deliveries": [{"member_id": e.sk, "state": e.state, "reason": e.reason, "errcode": e.errcode,
                             "at": e.at, "coupon": e.coupon} for e in entries],

@@ -409,13 +409,28 @@ class Ledger:
             actions.append(Delivery.coupon.set(f.coupon))
         tx.update(label, Delivery(pk, sk), actions, (Delivery.state == "sending") & (Delivery.claim == f.token))
 
+    def _shard_pk(self, shard: int) -> str:
+        return f"B#{self.brand_id}#DLV#{self.campaign_id}#{self.fire}#{shard:02d}"
+
+    def valid_cursor(self, cursor: object) -> bool:
+        """Whether `cursor` is one `entries` handed out for this ledger (a caller's text, so checked)."""
+        if not isinstance(cursor, dict) or set(cursor) != {"shard", "key"}:
+            return False
+        shard, key = cursor["shard"], cursor["key"]
+        if isinstance(shard, bool) or not isinstance(shard, int) or not 0 <= shard < AUDIENCE_SHARDS:
+            return False
+        return key is None or (isinstance(key, dict) and set(key) == {"pk", "sk"}
+                               and key["pk"] == {"S": self._shard_pk(shard)}
+                               and isinstance(key["sk"], dict) and set(key["sk"]) == {"S"}
+                               and isinstance(key["sk"]["S"], str))
+
     def entries(self, *, state: str | None, cursor: dict | None, limit: int) -> tuple[list[Delivery], dict | None]:
         """A page of the ledger (shard by shard), optionally only entries in `state`."""
         shard = int((cursor or {}).get("shard", 0))
         last_key = (cursor or {}).get("key")
         out: list[Delivery] = []
         while shard < AUDIENCE_SHARDS and len(out) < limit:
-            pk = f"B#{self.brand_id}#DLV#{self.campaign_id}#{self.fire}#{shard:02d}"
+            pk = self._shard_pk(shard)
             results = Delivery.query(pk, filter_condition=(Delivery.state == state) if state else None,
                                      limit=limit - len(out), last_evaluated_key=last_key, page_size=limit)
             out.extend(results)

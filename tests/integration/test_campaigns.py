@@ -247,3 +247,44 @@ def test_another_brand_cannot_see_or_steer_a_campaign(make_brand):
         r = b.admin(method, f"/campaigns/{created['campaign_id']}{path}")
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_campaign"
     assert campaign(a, created["campaign_id"])["state"] == "scheduled"
+
+
+@pytest.mark.parametrize("body, code", [
+    ({}, "missing_templates"),
+    ({"accepted": "TPL"}, "invalid_accepted"),
+    ({"accepted": [TEMPLATE], "rejected": [TEMPLATE]}, "invalid_templates"),
+    ({"rejected": [""]}, "invalid_rejected"),
+])
+def test_a_bad_subscription_report_is_refused_and_grants_nothing(brand, body, code):
+    session = brand.mp_session("o_bad_sub")
+    before = table_items()
+    r = brand.api.call("POST", f"/mp/{brand.brand_id}/me/subscriptions", session, body)
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+    assert table_items() == before
+
+
+def test_the_deliveries_ledger_pages_and_refuses_a_forged_cursor(stack, brand):
+    import base64
+    import json
+    openids = add_members(brand, 30)
+    grant_credits(brand, openids[:10])
+    created = create_campaign(brand)
+    fire(stack, created)
+    wait_for(brand, created["campaign_id"], completed, timeout=60)
+    path = f"/campaigns/{created['campaign_id']}/deliveries"
+    seen, cursor = [], None
+    while True:
+        page = brand.admin("GET", f"{path}?limit=7" + (f"&cursor={cursor}" if cursor else "")).json()
+        seen += page["deliveries"]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert len(seen) == 30 and len({d["member_id"] for d in seen}) == 30
+    assert Counter(d["state"] for d in seen) == {"sent": 10, "skipped": 20}
+    for forged in ({"shard": 0, "key": {"pk": {"S": "B#other#DLV#x"}, "sk": {"S": "m"}}}, {"shard": 99, "key": None},
+                   {"shard": "0", "key": None}, ["not", "a", "cursor"]):
+        text = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode()
+        r = brand.admin("GET", f"{path}?cursor={text}")
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor", r.text
+    r = brand.admin("GET", f"{path}?cursor=%%%")
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_cursor"
