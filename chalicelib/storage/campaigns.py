@@ -283,7 +283,6 @@ class Final:
     state: str                     # sent | skipped | failed | retry (released for a later attempt)
     reason: str | None = None
     token: str | None = None       # the claim it closes; None: an entry written final without a claim
-    stale: bool = False            # closing another attempt's expired claim (outcome unknown)
     errcode: int | None = None
     coupon: str | None = None
 
@@ -549,13 +548,6 @@ def record_subscriptions(brand_id: str, openid: str, changes: rules.Subscription
 def credits_of(brand_id: str, openid: str) -> dict[str, int]:
     return {c.template_id: int(c.credits or 0)
             for c in SubscribeCredit.query(f"B#{brand_id}#CREDIT#{openid}", consistent_read=True)}
-
-
-def frequency_count(brand_id: str, member_id: str, day: str) -> int:
-    try:
-        return int(FrequencyCount.get(*frequency_key(brand_id, member_id, day)).n or 0)
-    except DoesNotExist:
-        return 0
 
 
 __all__ = ["Claim", "Final", "Ledger", "create", "get", "list_for_brand", "set_state", "start_run",

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-from typing import Callable, Protocol
+from typing import Protocol
 
 import urllib3
 from urllib.parse import urlencode
@@ -94,30 +93,6 @@ def fetch_wecom_token(base_url: str, corp_id: str, secret: str, timeout: float =
     data = _request("GET", f"{base_url}/cgi-bin/gettoken", params={"corpid": corp_id, "corpsecret": secret},
                     timeout=timeout, api="cgi-bin/gettoken")
     return data["access_token"], int(data.get("expires_in", 7200))
-
-
-class MemoryTokenSource:
-    """A per-container token cache around `fetch() -> (token, expires_in)`; refreshes 5 minutes early.
-    `expire(token)` forgets the token only if it is still the cached one (compare-and-expire)."""
-
-    def __init__(self, fetch: Callable[[], tuple[str, int]], clock: Callable[[], float] = time.monotonic,
-                 margin: float = 300):
-        self._fetch, self._clock, self._margin = fetch, clock, margin
-        self._token: str | None = None
-        self._valid_until = 0.0
-        self._lock = threading.Lock()
-
-    def get(self) -> str:
-        with self._lock:
-            if self._token is None or self._clock() >= self._valid_until:
-                token, expires_in = self._fetch()
-                self._token, self._valid_until = token, self._clock() + max(expires_in - self._margin, 60)
-            return self._token
-
-    def expire(self, token: str) -> None:
-        with self._lock:
-            if self._token == token:
-                self._token = None
 
 
 class WeChatApi:

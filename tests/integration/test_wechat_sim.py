@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from chalicelib.wechat.client import MemoryTokenSource, WeChatApi, WeChatError, fetch_stable_token
+from chalicelib.wechat.client import WeChatApi, WeChatError, fetch_stable_token
+from chalicelib.wechat.tokens import MemoryTokenStore, SharedTokenSource
 from siyu_dev.wechat_sim import WeChatSimulator
 
 
@@ -67,13 +68,19 @@ def test_user_info_with_and_without_unionid(sim):
     assert get(sim, "cgi-bin/user/info", access_token=token, openid="oc")["errcode"] == 40003
 
 
+def tokens(sim, app_id: str) -> SharedTokenSource:
+    """One container's token source for `app_id` at the simulator (the store in memory)."""
+    return SharedTokenSource(app_id, lambda force: fetch_stable_token(sim.base_url, app_id, "s", force_refresh=force),
+                             MemoryTokenStore())
+
+
 def test_qr_endpoints_return_real_pngs(sim):
     token = fetch_stable_token(sim.base_url, "wx4", "s")[0]
     made = post(sim, "cgi-bin/qrcode/create", {"action_name": "QR_STR_SCENE", "action_info": {"scene": {"scene_str": "S1"}}},
                 access_token=token)
     png = requests.get(f"{sim.base_url}/cgi-bin/showqrcode", params={"ticket": made["ticket"]}, timeout=5)
     assert png.headers["Content-Type"] == "image/png" and png.content.startswith(b"\x89PNG\r\n\x1a\n")
-    api = WeChatApi(sim.base_url, MemoryTokenSource(lambda: fetch_stable_token(sim.base_url, "wx4", "s")))
+    api = WeChatApi(sim.base_url, tokens(sim, "wx4"))
     assert api.wxacode_unlimited("S1", "pages/index").startswith(b"\x89PNG")
     with pytest.raises(WeChatError) as err:
         api.wxacode_unlimited("x" * 33)
@@ -81,7 +88,7 @@ def test_qr_endpoints_return_real_pngs(sim):
 
 
 def test_sends_are_logged_with_the_contract_fields(sim):
-    api = WeChatApi(sim.base_url, MemoryTokenSource(lambda: fetch_stable_token(sim.base_url, "wx5", "s")))
+    api = WeChatApi(sim.base_url, tokens(sim, "wx5"))
     api.subscribe_send("o1", "tpl", {"thing1": {"value": "hi"}}, page="p")
     sent = get(sim, "__sim/sent")
     assert sent[0]["api"] == "cgi-bin/message/subscribe/send" and sent[0]["app_id"] == "wx5"
@@ -95,7 +102,7 @@ def test_sends_are_logged_with_the_contract_fields(sim):
 
 
 def test_faults_rates_and_classification(sim):
-    api = WeChatApi(sim.base_url, MemoryTokenSource(lambda: fetch_stable_token(sim.base_url, "wx6", "s")))
+    api = WeChatApi(sim.base_url, tokens(sim, "wx6"))
     path = "cgi-bin/message/custom/send"
     post(sim, "__sim/faults", {"api": path, "errcode": -1, "rate": 1.0})
     with pytest.raises(WeChatError) as err:
@@ -122,7 +129,7 @@ def test_faults_rates_and_classification(sim):
 
 
 def test_latency_is_injected_without_serialising_callers(sim):
-    api = WeChatApi(sim.base_url, MemoryTokenSource(lambda: fetch_stable_token(sim.base_url, "wx7", "s")))
+    api = WeChatApi(sim.base_url, tokens(sim, "wx7"))
     api.custom_send_text("o", "warm")
     post(sim, "__sim/faults", {"api": "cgi-bin/message/custom/send", "rate": 0, "latency_ms": 200})
     start = time.monotonic()
@@ -137,28 +144,19 @@ def test_latency_is_injected_without_serialising_callers(sim):
 def test_a_stale_token_is_expired_once_and_the_call_retried(sim):
     expired = []
 
-    class Recording(MemoryTokenSource):
+    class Recording(SharedTokenSource):
         def expire(self, token):
             expired.append(token)
             super().expire(token)
-    tokens = Recording(lambda: fetch_stable_token(sim.base_url, "wx8", "s", force_refresh=bool(expired)))
-    api = WeChatApi(sim.base_url, tokens)
-    first = tokens.get()
+    source = Recording("wx8", lambda force: fetch_stable_token(sim.base_url, "wx8", "s", force_refresh=force),
+                       MemoryTokenStore())
+    api = WeChatApi(sim.base_url, source)
+    first = source.get()
     post(sim, "__sim/expire_token", {"app_id": "wx8"})
     api.custom_send_text("o", "x")
     assert expired == [first]
     calls = get(sim, "__sim/calls")
     assert calls["cgi-bin/message/custom/send"] == 2 and calls["cgi-bin/stable_token"] == 2
-
-
-def test_memory_token_source_ignores_a_stale_expire():
-    tokens = iter([("t1", 7200), ("t2", 7200)])
-    source = MemoryTokenSource(lambda: next(tokens))
-    assert source.get() == "t1"
-    source.expire("t0")
-    assert source.get() == "t1"
-    source.expire("t1")
-    assert source.get() == "t2"
 
 
 def test_reset_and_unknown_paths(sim):
