@@ -20,14 +20,25 @@ def prefix() -> str:
     return os.environ.get(SECRETS_PREFIX_ENV, "/siyu/local/brands").rstrip("/")
 
 
-def put_brand_secrets(brand_id: str, secrets: dict) -> str:
-    """Store a new version of a brand's secrets; returns the parameter name to reference.
+def new_ref(brand_id: str) -> str:
+    """A fresh parameter name for a brand's secrets. Each creation gets its own, so a failed or
+    losing brand creation can never overwrite (or, cleaning up, delete) the secrets a live brand reads."""
+    return f"{prefix()}/{brand_id}/{new_id('v', 10)}"
 
-    Each write gets a fresh name, so a failed or losing brand creation can never overwrite the
-    secrets a live brand reads."""
-    name = f"{prefix()}/{brand_id}/{new_id('v', 10)}"
-    aws.client("ssm").put_parameter(Name=name, Value=json.dumps(secrets), Type="SecureString", Overwrite=False)
-    return name
+
+def put_brand_secrets(ref: str, secrets: dict) -> None:
+    """Write the secrets a brand item names (`ref` from new_ref; never overwrites)."""
+    aws.client("ssm").put_parameter(Name=ref, Value=json.dumps(secrets), Type="SecureString", Overwrite=False)
+
+
+def delete_brand_secrets(ref: str) -> None:
+    """Remove a brand's secrets; a parameter that was never written is already gone."""
+    ssm = aws.client("ssm")
+    try:
+        ssm.delete_parameter(Name=ref)
+    except ssm.exceptions.ParameterNotFound:
+        pass
+    _cache.invalidate(ref)
 
 
 def brand_secrets(ref: str) -> dict:
