@@ -28,7 +28,15 @@ def new_ref(brand_id: str) -> str:
 
 def put_brand_secrets(ref: str, secrets: dict) -> None:
     """Write the secrets a brand item names (`ref` from new_ref; never overwrites)."""
-    aws.client("ssm").put_parameter(Name=ref, Value=json.dumps(secrets), Type="SecureString", Overwrite=False)
+    ssm = aws.client("ssm")
+    value = json.dumps(secrets)
+    try:
+        ssm.put_parameter(Name=ref, Value=value, Type="SecureString", Overwrite=False)
+    except ssm.exceptions.ParameterAlreadyExists:
+        # botocore retries a put whose answer was lost; the retry then finds the first attempt's
+        # write. The name is this creation's own, so the same value there means it is written.
+        if ssm.get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"] != value:
+            raise
 
 
 def delete_brand_secrets(ref: str) -> None:
