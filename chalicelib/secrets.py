@@ -10,6 +10,7 @@ import os
 
 from chalicelib import aws
 from chalicelib.cache import TTLCache
+from chalicelib.errors import NotFound
 from chalicelib.ids import new_id
 from chalicelib.resources import SECRETS_PREFIX_ENV
 
@@ -50,7 +51,13 @@ def delete_brand_secrets(ref: str) -> None:
 
 
 def brand_secrets(ref: str) -> dict:
+    """The secrets a brand item names. A brand whose creation failed and could not be undone names a
+    parameter that was never written: that brand was never created (404 unknown_brand), not a 500."""
     def load():
-        value = aws.client("ssm").get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"]
+        ssm = aws.client("ssm")
+        try:
+            value = ssm.get_parameter(Name=ref, WithDecryption=True)["Parameter"]["Value"]
+        except ssm.exceptions.ParameterNotFound:
+            raise NotFound("this brand's creation did not complete", code="unknown_brand") from None
         return json.loads(value)
     return _cache.get_or_load(ref, load)

@@ -219,3 +219,25 @@ def test_a_retried_secret_write_that_finds_its_own_first_attempt_counts_as_writt
     with pytest.raises(ClientError):
         secrets.put_brand_secrets(ref, {"oa": {"token": "other"}})      # someone else's value: refused
     assert secrets.brand_secrets(ref) == {"oa": {"token": "t1"}}
+
+
+def test_a_brand_left_without_its_secrets_answers_unknown_brand_not_500(stack, api, monkeypatch):
+    """SSM refused the secrets and was down for the cleanup: the brand item stays (the cleanup never
+    deletes what it cannot check), and it answers as the brand it never became."""
+    from chalicelib import secrets
+    from chalicelib.services import admin
+
+    def refused(ref, values):
+        raise Lost("SSM refused")
+
+    def failing_delete(ref):
+        raise Lost("SSM still down")
+    body = brand_body(fresh_id("nosecrets"))
+    monkeypatch.setattr(secrets, "put_brand_secrets", refused)
+    monkeypatch.setattr(secrets, "delete_brand_secrets", failing_delete)
+    with pytest.raises(Lost):
+        admin.create_brand(copy.deepcopy(body))
+    monkeypatch.undo()
+    assert ssm_names(stack, body["brand_id"]) == []
+    r = api.call("GET", f"/wechat/{body['brand_id']}/oa?signature=x&timestamp=1&nonce=2&echostr=3")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_brand", r.text
