@@ -57,6 +57,13 @@ def _undo_brand(brand_id: str, ref: str, admin_key: str, claims: list) -> None:
                                                                                  "secret_ref": ref})
 
 
+def claim_existing_apps() -> dict:
+    """One-off after upgrading a deployment whose brands predate app-id claims: claim their app ids so
+    a new brand cannot reuse them. Returns counts and the app ids two brands already share."""
+    return tenancy.claim_apps_of_existing_brands(
+        lambda brand: rules.app_claims({name: getattr(brand, name) for name in rules.APP_ID_SPACES}))
+
+
 def get_brand(brand_id: str) -> dict:
     return brand_view(tenancy.require_brand(brand_id))
 

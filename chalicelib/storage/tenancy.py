@@ -66,6 +66,26 @@ def delete_brand(brand_id: str, secret_ref: str, admin_key: str, claims: list[tu
     _brands.invalidate(brand_id)
 
 
+def claim_apps_of_existing_brands(claims_of) -> dict:
+    """Write the app-id claims of brands created before claims existed (`claims_of(brand)` says which);
+    idempotent. An app id two brands already share is left to an operator and reported."""
+    from pynamodb.exceptions import PutError
+    brands, claimed, conflicts = 0, 0, []
+    for brand in Brand.scan(Item.sk == "BRAND"):
+        brands += 1
+        for space, app_id, field in claims_of(brand):
+            claim = AppClaim(app_claim_key(space, app_id), "APP", brand_id=brand.brand_id, field=field)
+            try:
+                claim.save(condition=AppClaim.pk.does_not_exist() | (AppClaim.brand_id == brand.brand_id))
+                claimed += 1
+            except PutError as err:
+                if err.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                holder = AppClaim.get(app_claim_key(space, app_id), "APP", consistent_read=True).brand_id
+                conflicts.append({"field": field, "app_id": app_id, "brand_id": brand.brand_id, "held_by": holder})
+    return {"brands": brands, "claims": claimed, "conflicts": conflicts}
+
+
 def _key(key: str, role: str, now: datetime, *, brand_id: str | None = None, store_id: str | None = None) -> ApiKey:
     return ApiKey(f"KEY#{key_hash(key)}", "KEY", role=role, brand_id=brand_id, store_id=store_id,
                   created_at=now.isoformat())

@@ -241,3 +241,27 @@ def test_a_brand_left_without_its_secrets_answers_unknown_brand_not_500(stack, a
     assert ssm_names(stack, body["brand_id"]) == []
     r = api.call("GET", f"/wechat/{body['brand_id']}/oa?signature=x&timestamp=1&nonce=2&echostr=3")
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_brand", r.text
+
+
+def test_brands_from_before_app_claims_get_their_claims_and_shared_ids_are_reported(stack, api):
+    from datetime import datetime, timezone
+    from chalicelib.services import admin
+    from chalicelib.storage.models import AppClaim, Brand
+    old, twin = fresh_id("legacy"), fresh_id("legacy")
+    shared = f"wxold{old.replace('-', '')}"
+    for brand_id in (old, twin):             # written as the brand item was before claims existed
+        Brand(f"B#{brand_id}", "BRAND", brand_id=brand_id, name="Old", timezone="Asia/Shanghai",
+              created_at=datetime.now(timezone.utc).isoformat(), secret_ref="/x", oa_app_id=shared,
+              wecom_corp_id=f"ww{brand_id.replace('-', '')}").save()
+    first = admin.claim_existing_apps()
+    ours = [c for c in first["conflicts"] if c["brand_id"] in (old, twin)]
+    assert ours == [{"field": "wechat.oa.app_id", "app_id": shared, "brand_id": twin, "held_by": old}]
+    assert AppClaim.get(f"APP#wx#{shared}", "APP").brand_id == old
+    assert AppClaim.get(f"APP#wecom#ww{twin.replace('-', '')}", "APP").brand_id == twin
+    again = admin.claim_existing_apps()                       # idempotent
+    assert [c for c in again["conflicts"] if c["brand_id"] in (old, twin)] == ours
+    # and from now on the legacy app id is taken
+    body = brand_body(fresh_id("new"))
+    body["wechat"]["oa"]["app_id"] = shared
+    r = api.call("POST", "/admin/brands", stack.platform_key, body)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "app_already_registered"
