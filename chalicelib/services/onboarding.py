@@ -43,7 +43,9 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
     identity the shopper brought resolves yet, so a known member costs WeChat nothing.
     Concurrent first touches by one shopper create one member: the identity links are conditional
     puts, and the loser of the race re-resolves and becomes a repeat touch.
-    `join_only`: make the shopper a member if they are none yet, else change nothing (no touch).
+    `join_only`: make the shopper a member if they are none yet, else change nothing (no touch) unless
+    an identity they brought is not linked yet (an OA follower's first mini-program visit: their
+    subscribe credits are found by the member's mini-program openid), which a repeat touch links.
     """
     for _attempt in range(MAX_ATTEMPTS):
         ctx = store.load_touch_context(brand_id, scene=scene, identities=shopper.identities(),
@@ -54,7 +56,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
             if unionid:
                 shopper = replace(shopper, unionid=unionid)
                 continue                    # resolve again, now with the unionid
-        if join_only and ctx.found:
+        if join_only and len(ctx.found) == len(shopper.identities()):
             return TouchResult(choose_member(ctx.found), False, False)
         at = iso(now)
         plan = plan_touch(brand_id=brand_id, shopper=shopper, found=ctx.found,
@@ -94,7 +96,8 @@ def scan_from_mini_program(brand_id: str, session: dict, body: dict, *, now: dat
 def join_from_mini_program(brand_id: str, session: dict, *, now: datetime | None = None) -> str:
     """The member behind a mini-program session, made now if the shopper never scanned a code (they
     came from search, a share or the OA menu): first touch source `mini_program`, no store, guide or
-    scene, one `member.joined`. A known member is returned untouched. Concurrent first calls from one
+    scene, one `member.joined`. A known member is returned untouched (once their mini-program openid is
+    linked). Concurrent first calls from one
     session make one member (the identity links are conditional puts; the losers find the winner)."""
     shopper = Shopper(mp=session["o"], unionid=session.get("u"))
     result = touch(brand_id, shopper, scene=None, via="mp", now=now or datetime.now(timezone.utc),

@@ -76,3 +76,13 @@ def test_a_known_member_is_returned_untouched(fake):
     fake.links[("mp", "o3")] = "m_known"
     assert join({"o": "o3"}) == "m_known"
     assert fake.commits == []                   # a claim is no touch: first/last touch, counts unchanged
+
+
+def test_an_oa_follower_on_their_first_mini_program_visit_gets_their_openid_linked_once(fake):
+    # a member known by unionid (followed the OA); the mini-program session brings its own openid too
+    fake.links[("unionid", "u4")] = "m_oa"
+    assert join({"o": "o4", "u": "u4"}) == "m_oa"
+    [plan] = fake.commits
+    assert not plan.create and plan.member_id == "m_oa" and plan.link == [("mp", "o4")]
+    assert plan.events == []                                  # no second member.joined
+    assert join({"o": "o4", "u": "u4"}) == "m_oa" and len(fake.commits) == 1
