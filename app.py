@@ -81,8 +81,12 @@ def caller() -> auth.Principal:
     return auth.authenticate(app.current_request.headers)
 
 
-def created(payload: dict) -> Response:
-    return Response(payload, status_code=201)
+# A 201 that shows a key (shown once, stored hashed) must not sit in any cache on its way back.
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def created(payload: dict, *, carries_key: bool = False) -> Response:
+    return Response(payload, status_code=201, headers=dict(NO_STORE) if carries_key else None)
 
 
 # ---- health ----------------------------------------------------------------------------------
@@ -97,7 +101,7 @@ def health():
 @api("/admin/brands", methods=["POST"])
 def create_brand():
     auth.require_platform(caller())
-    return created(admin.create_brand(body()))
+    return created(admin.create_brand(body()), carries_key=True)
 
 
 @api("/admin/{brand_id}", methods=["GET"])
@@ -111,7 +115,7 @@ def stores(brand_id):
     auth.require_brand_admin(caller(), brand_id)
     if app.current_request.method == "GET":
         return {"stores": admin.list_config(brand_id, "stores")}
-    return created(admin.create_store(brand_id, body()))
+    return created(admin.create_store(brand_id, body()), carries_key=True)
 
 
 @api("/admin/{brand_id}/guides", methods=["POST", "GET"])

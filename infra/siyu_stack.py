@@ -190,7 +190,7 @@ class SiyuStack(cdk.Stack):
     def _ssm_statements(self, prefix: str, write: bool) -> list[iam.PolicyStatement]:
         params = cdk.Arn.format(cdk.ArnComponents(service="ssm", resource="parameter",
                                                   resource_name=f"{prefix.lstrip('/')}/*"), self)
-        actions = ["ssm:GetParameter"] + (["ssm:PutParameter"] if write else [])
+        actions = ["ssm:GetParameter"] + (["ssm:PutParameter", "ssm:DeleteParameter"] if write else [])
         return [
             iam.PolicyStatement(actions=actions, resources=[params]),
             # SecureString parameters use the AWS-managed key; allow it only through SSM.

@@ -17,7 +17,7 @@ import botocore.loaders
 
 OUT = Path(__file__).resolve().parents[1] / "chalicelib" / "botodata"
 KEEP = {
-    "ssm": ("GetParameter", "PutParameter"),
+    "ssm": ("GetParameter", "PutParameter", "DeleteParameter"),
     # what PynamoDB and siyu call at run time, plus what the local stack and tests call on the same
     # session (table creation, TTL, stream lookup, scans)
     "dynamodb": ("GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem",

@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 NAMESPACES = ("unionid", "mp", "oa", "wecom")
 MEMBER_FIELD = {"unionid": "unionid", "mp": "mp_openid", "oa": "oa_openid", "wecom": "external_userid"}
 UNKNOWN_SOURCE = "unknown"
+# A shopper who reached the mini-program without a code (search, a share, the OA menu) and joined by
+# claiming a coupon or accepting a subscription there.
+MINI_PROGRAM_SOURCE = "mini_program"
 AUDIENCE_SHARDS = 16
 
 
@@ -74,14 +77,15 @@ class Plan:
 
 
 def attribute(channel: ChannelCode | None, *, scene: str | None, via: str, at: str,
-              guide: GuideRef | None = None) -> Touch:
-    """The touch a scan makes. A scene with no channel code still counts, as source 'unknown';
-    a WeCom add without a State falls back to the guide the shopper added."""
+              guide: GuideRef | None = None, default_source: str = UNKNOWN_SOURCE) -> Touch:
+    """The touch a scan makes. A scene with no channel code still counts, as source 'unknown'
+    (`default_source`: a mini-program join with no code at all is 'mini_program'); a WeCom add
+    without a State falls back to the guide the shopper added."""
     if channel is not None:
         return Touch(channel.store_id, channel.guide_id, scene, channel.source, via, at)
     if guide is not None:
         return Touch(guide.store_id, guide.guide_id, scene, "guide" if scene is None else UNKNOWN_SOURCE, via, at)
-    return Touch(None, None, scene, UNKNOWN_SOURCE, via, at)
+    return Touch(None, None, scene, default_source, via, at)
 
 
 def choose_member(found: dict[tuple[str, str], str]) -> str | None:

@@ -68,6 +68,9 @@ def wechat_config(value: object) -> tuple[dict, dict]:
     if "wecom" in cfg:
         section = _obj(cfg["wecom"], "wechat.wecom")
         public["wecom_corp_id"] = _match(_APP_ID, section.get("corp_id"), "wechat.wecom.corp_id", "a corp id")
+        if section.get("suite_id") is not None:
+            # A third-party (suite) app encrypts its callbacks for the suite id; API calls still use the corp id.
+            public["wecom_suite_id"] = _match(_APP_ID, section["suite_id"], "wechat.wecom.suite_id", "a suite id")
         secret["wecom"] = {
             "secret": text(section.get("secret"), "wechat.wecom.secret", max_len=128),
             "token": _match(_TOKEN, section.get("token"), "wechat.wecom.token", "3-32 letters or digits"),
@@ -75,7 +78,24 @@ def wechat_config(value: object) -> tuple[dict, dict]:
             "encoding_aes_key": _match(_AES_KEY, section.get("encoding_aes_key"), "wechat.wecom.encoding_aes_key",
                                        "43 letters or digits"),
         }
+    if public.get("oa_app_id") and public.get("oa_app_id") == public.get("mp_app_id"):
+        raise BadRequest("the official account and the mini-program are two WeChat apps with two app ids",
+                         code="invalid_wechat")
     return public, secret
+
+
+# An app id names one app everywhere WeChat uses it, so it is claimed per id space: OA and
+# mini-program app ids are both WeChat appids (one space: an OA's appid given as another brand's
+# mini-program is the same app), WeCom corp ids and suite ids are spaces of their own. The brand body
+# carries no WeCom agent id (siyu uses the corp's customer-contact secret), so the corp id is the key.
+APP_ID_SPACES = {"oa_app_id": ("wx", "wechat.oa.app_id"), "mp_app_id": ("wx", "wechat.mp.app_id"),
+                 "wecom_corp_id": ("wecom", "wechat.wecom.corp_id"),
+                 "wecom_suite_id": ("suite", "wechat.wecom.suite_id")}
+
+
+def app_claims(public: dict) -> list[tuple[str, str, str]]:
+    """(id space, app id, body field) for each app the brand's public ids name: what it must own alone."""
+    return [(space, public[name], field) for name, (space, field) in APP_ID_SPACES.items() if public.get(name)]
 
 
 def _retention(value: object) -> int | None:

@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 
 from chalicelib import secrets
 from chalicelib.domain import tenancy as rules
-from chalicelib.errors import BadRequest, Conflict, NotFound
+from chalicelib.errors import BadRequest, NotFound
+from chalicelib.observability import logger
 from chalicelib.services.auth import new_key
 from chalicelib.storage import members, tenancy
 from chalicelib.storage.models import Channel, Guide, Store
@@ -21,18 +22,46 @@ def brand_view(brand) -> dict:
     return {"brand_id": brand.brand_id, "name": brand.name, "timezone": brand.timezone,
             "created_at": brand.created_at, "auto_reply": brand.auto_reply,
             "wechat": {k: v for k, v in (("oa_app_id", brand.oa_app_id), ("mp_app_id", brand.mp_app_id),
-                                         ("wecom_corp_id", brand.wecom_corp_id)) if v}}
+                                         ("wecom_corp_id", brand.wecom_corp_id),
+                                         ("wecom_suite_id", brand.wecom_suite_id)) if v}}
 
 
 def create_brand(body: dict) -> dict:
+    """Create a brand: 201 only once both the brand (with its app-id claims) and its secrets are written.
+
+    Secrets go last, to a parameter name the brand item already holds: a refused or failed brand
+    write leaves no SecureString behind. If the secret write then fails, the brand is removed again
+    (after deleting the parameter, in case the write landed and only its answer was lost), so neither a
+    brand without secrets nor secrets without a brand outlive the failed request."""
     fields = rules.brand(body)
-    if tenancy.get_brand(fields["brand_id"]) is not None:
-        raise Conflict(f"brand {fields['brand_id']} already exists", code="brand_exists")
-    ref = secrets.put_brand_secrets(fields["brand_id"], {**fields["secret"],
-                                                         "session_secret": random.token_urlsafe(32)})
+    brand_id = fields["brand_id"]
+    claims = rules.app_claims(fields["public"])
+    ref = secrets.new_ref(brand_id)
     admin_key = new_key("brand_admin")
-    brand = tenancy.create_brand(fields, ref, admin_key, _now())
+    brand = tenancy.create_brand(fields, ref, admin_key, _now(), claims)
+    try:
+        secrets.put_brand_secrets(ref, {**fields["secret"], "session_secret": random.token_urlsafe(32)})
+    except Exception:
+        _undo_brand(brand_id, ref, admin_key, claims)
+        raise
     return {**brand_view(brand), "admin_key": admin_key}
+
+
+def _undo_brand(brand_id: str, ref: str, admin_key: str, claims: list) -> None:
+    try:
+        secrets.delete_brand_secrets(ref)
+        tenancy.delete_brand(brand_id, ref, admin_key, claims)
+    except Exception:  # noqa: BLE001 - the original failure is what the caller hears about
+        # Kept rather than risk secrets without a brand: the brand item names the parameter to delete.
+        logger.exception("brand creation failed and could not be undone", extra={"brand_id": brand_id,
+                                                                                 "secret_ref": ref})
+
+
+def claim_existing_apps() -> dict:
+    """One-off after upgrading a deployment whose brands predate app-id claims: claim their app ids so
+    a new brand cannot reuse them. Returns counts and the app ids two brands already share."""
+    return tenancy.claim_apps_of_existing_brands(
+        lambda brand: rules.app_claims({name: getattr(brand, name) for name in rules.APP_ID_SPACES}))
 
 
 def get_brand(brand_id: str) -> dict:

@@ -46,7 +46,7 @@ def verify_url(brand_id: str, kind: str, query: dict, *, now: float | None = Non
         if not echostr:
             raise BadRequest("echostr is required", code="missing_echostr")
         if kind == "wecom":
-            box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id)
+            box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id, also_receive=app.receive_ids)
             box.verify(query.get("msg_signature"), timestamp or "", nonce, echostr)
             crypto.check_timestamp(timestamp, now or time.time())
             return Reply(box.decrypt(echostr).decode())
@@ -75,7 +75,7 @@ def open_callback(app: App, query: dict, body: bytes, now: float) -> Opened:
         if not app.encoding_aes_key:
             raise BadRequest(f"an encrypted callback arrived but the brand's {app.kind} app has no EncodingAESKey",
                              code="encryption_not_configured")
-        box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id)
+        box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id, also_receive=app.receive_ids)
     if app.kind != "wecom":
         crypto.verify_signature(query.get("signature"), app.token, timestamp or "", nonce)
     if box is None:
@@ -87,7 +87,8 @@ def open_callback(app: App, query: dict, body: bytes, now: float) -> Opened:
         raise BadRequest("an encrypted callback must carry Encrypt", code="missing_encrypt")
     box.verify(query.get("msg_signature"), timestamp or "", nonce, encrypted)
     crypto.check_timestamp(timestamp, now)
-    return Opened(messages.parse_body(box.decrypt(encrypted)), box, nonce)
+    plaintext, receive_id = box.open(encrypted)
+    return Opened(messages.parse_body(plaintext), box.replying_as(receive_id), nonce)
 
 
 def receive(brand_id: str, kind: str, query: dict, body: bytes, *, now: float | None = None) -> Reply:

@@ -7,7 +7,8 @@ holds what they share: queueing, parking while paused, and completing a run.
 
 AWS cost of a marketer's action: create = 1 TransactWriteItems + 1 CreateSchedule; pause/resume/
 cancel = 1 GetItem + 1 TransactWriteItems (+ resume: 1 Query and the re-queued messages; cancel:
-1 DeleteSchedule). A subscription record is 1 TransactWriteItems (+1 GetItem, +1 Query for the answer).
+1 DeleteSchedule). A subscription record is 1 TransactWriteItems (+1 BatchGetItem to know the member,
++1 TransactWriteItems when the shopper joins there, +1 Query for the answer).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from chalicelib.errors import ApiError, BadRequest, NotFound
 from chalicelib.ids import new_id
 from chalicelib.observability import logger
 from chalicelib.resources import PLAN_DLQ_ARN_ENV, SCHEDULES, queue
+from chalicelib.services import onboarding
 from chalicelib.storage import campaigns as store
 from chalicelib.storage import members, tenancy
 
@@ -274,11 +276,14 @@ def check_completion(brand_id: str, campaign_id: str, fire: str) -> bool:
 # (the sender looks credits up by the member's mini-program openid).
 
 def subscribe_from_app(brand_id: str, session: dict, body: dict) -> dict:
-    """What `wx.requestSubscribeMessage` answered, reported by the mini-program."""
+    """What `wx.requestSubscribeMessage` answered, reported by the mini-program. A shopper who never
+    scanned a code becomes a member here (source mini_program), so the credits can ever be used."""
     changes = rules.subscription_request(body)
     openid = session["o"]
-    store.record_subscriptions(brand_id, openid, changes, source="api", now=_now())
-    return my_subscriptions(brand_id, session)
+    now = _now()
+    member_id = onboarding.join_from_mini_program(brand_id, session, now=now)
+    store.record_subscriptions(brand_id, openid, changes, source="api", now=now)
+    return {"member_id": member_id, "openid": openid, "credits": store.credits_of(brand_id, openid)}
 
 
 def my_subscriptions(brand_id: str, session: dict) -> dict:

@@ -19,6 +19,7 @@ from chalicelib.domain.members import choose_member
 from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
 from chalicelib.ids import new_id
 from chalicelib.observability import count, logger
+from chalicelib.services import onboarding
 from chalicelib.storage import coupons as store
 from chalicelib.storage import members, tenancy
 from chalicelib.storage.models import Brand, Store
@@ -134,7 +135,8 @@ def claim(brand_id: str, session: dict, template_id: str) -> dict:
     refusal = rules.claim_refusal(template, now)
     if refusal:
         raise Conflict("this coupon cannot be claimed now", code=refusal)
-    member_id = _member_of(brand_id, session)
+    # A shopper who never scanned a code (search, a share, the OA menu) joins by claiming.
+    member_id = onboarding.join_from_mini_program(brand_id, session, now=now)
     try:
         coupon = _issue(brand, template, member_id, source="claim", issue_key=None, now=now)
     except store.OutOfStock:

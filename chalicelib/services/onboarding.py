@@ -7,13 +7,17 @@ when the shopper is new to an OA or WeCom app and WeChat has to be asked for the
 """
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from chalicelib.domain.members import Shopper, attribute, plan_touch
+from chalicelib.domain.members import (MINI_PROGRAM_SOURCE, UNKNOWN_SOURCE, Shopper, attribute, choose_member,
+                                       plan_touch)
 from chalicelib.ids import new_id, scene as valid_scene
 from chalicelib.observability import count, logger
 from chalicelib.storage import members as store
+from chalicelib.storage.tx import Conflicted
 
 MAX_ATTEMPTS = 4
 
@@ -32,13 +36,16 @@ def iso(now: datetime) -> str:
 def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: datetime,
           inbound: str | None = None, event: str = "", subscribed: bool | None = None,
           wecom_user_id: str | None = None, welcome_code: str | None = None,
-          find_unionid=None) -> TouchResult:
+          find_unionid=None, join_only: bool = False, default_source: str = UNKNOWN_SOURCE) -> TouchResult:
     """Find or create the member and record the touch, exactly once per `inbound` key.
 
     `find_unionid()` (optional) asks WeChat for the shopper's unionid; it is called only when no
     identity the shopper brought resolves yet, so a known member costs WeChat nothing.
     Concurrent first touches by one shopper create one member: the identity links are conditional
     puts, and the loser of the race re-resolves and becomes a repeat touch.
+    `join_only`: make the shopper a member if they are none yet, else change nothing (no touch) unless
+    an identity they brought is not linked yet (an OA follower's first mini-program visit: their
+    subscribe credits are found by the member's mini-program openid), which a repeat touch links.
     """
     for _attempt in range(MAX_ATTEMPTS):
         ctx = store.load_touch_context(brand_id, scene=scene, identities=shopper.identities(),
@@ -49,9 +56,12 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
             if unionid:
                 shopper = replace(shopper, unionid=unionid)
                 continue                    # resolve again, now with the unionid
+        if join_only and len(ctx.found) == len(shopper.identities()):
+            return TouchResult(choose_member(ctx.found), False, False)
         at = iso(now)
         plan = plan_touch(brand_id=brand_id, shopper=shopper, found=ctx.found,
-                          touch=attribute(ctx.channel, scene=scene, via=via, at=at, guide=ctx.guide),
+                          touch=attribute(ctx.channel, scene=scene, via=via, at=at, guide=ctx.guide,
+                                          default_source=default_source),
                           channel=ctx.channel, new_member_id=new_id("m"), subscribed=subscribed,
                           wecom_guide=wecom_user_id, welcome_code=welcome_code)
         try:
@@ -61,6 +71,10 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
             return TouchResult(None, False, True)
         except store.IdentityRace:
             logger.info("identity race, resolving again", extra={"brand_id": brand_id})
+            continue
+        except Conflicted:
+            # DynamoDB cancelled the transaction while a concurrent one held the same identity item
+            time.sleep(random.uniform(0, 0.02))
             continue
         logger.info("member touched", extra={"brand_id": brand_id, "member_id": plan.member_id,
                                              "member_created": plan.create, "scene": scene, "via": via,
@@ -77,3 +91,15 @@ def scan_from_mini_program(brand_id: str, session: dict, body: dict, *, now: dat
     at = now or datetime.now(timezone.utc)
     result = touch(brand_id, Shopper(mp=session["o"], unionid=session.get("u")), scene=scene, via="mp", now=at)
     return {"member_id": result.member_id, "created": result.created, "scene": scene, "at": iso(at)}
+
+
+def join_from_mini_program(brand_id: str, session: dict, *, now: datetime | None = None) -> str:
+    """The member behind a mini-program session, made now if the shopper never scanned a code (they
+    came from search, a share or the OA menu): first touch source `mini_program`, no store, guide or
+    scene, one `member.joined`. A known member is returned untouched (once their mini-program openid is
+    linked). Concurrent first calls from one
+    session make one member (the identity links are conditional puts; the losers find the winner)."""
+    shopper = Shopper(mp=session["o"], unionid=session.get("u"))
+    result = touch(brand_id, shopper, scene=None, via="mp", now=now or datetime.now(timezone.utc),
+                   join_only=True, default_source=MINI_PROGRAM_SOURCE)
+    return result.member_id

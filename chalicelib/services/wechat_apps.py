@@ -23,6 +23,12 @@ class App:
     secret: str
     token: str
     encoding_aes_key: str | None
+    suite_id: str | None = None    # WeCom third-party suite: its callbacks are encrypted for this id, not the corp id
+
+    @property
+    def receive_ids(self) -> tuple[str, ...]:
+        """The receive ids an encrypted callback to this app may carry (the app id first)."""
+        return (self.app_id, self.suite_id) if self.suite_id else (self.app_id,)
 
 
 def app_for(brand: Brand, kind: str) -> App:
@@ -32,7 +38,8 @@ def app_for(brand: Brand, kind: str) -> App:
     if not app_id or not section:
         raise NotFound(f"brand {brand.brand_id} has no {kind} app configured", code="app_not_configured")
     return App(brand.brand_id, kind, app_id, section.get("app_secret") or section.get("secret"),
-               section["token"], section.get("encoding_aes_key"))
+               section["token"], section.get("encoding_aes_key"),
+               suite_id=brand.wecom_suite_id if kind == "wecom" else None)
 
 
 def base_url(kind: str) -> str:

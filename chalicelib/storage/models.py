@@ -13,6 +13,7 @@ configuration (stores, guides, channel codes) shares the brand's partition so it
 | guide by WeCom  | B#<brand>                  | WECOMUSER#<userid> |
 | channel code    | B#<brand>                  | CHANNEL#<scene>    |
 | api key         | KEY#<sha256 of key>        | KEY                |
+| app claim       | APP#<namespace>#<app id>   | APP                |
 | identity        | B#<brand>#ID#<ns>:<value>  | ID                 |
 | member          | B#<brand>#M#<member>       | MEMBER             |
 | inbound marker  | B#<brand>#IN#<dedupe key>  | IN                 |
@@ -108,6 +109,7 @@ class Brand(Item, discriminator="brand"):
     oa_app_id = UnicodeAttribute(null=True)
     mp_app_id = UnicodeAttribute(null=True)
     wecom_corp_id = UnicodeAttribute(null=True)
+    wecom_suite_id = UnicodeAttribute(null=True)  # a third-party (suite) app's callbacks carry this receive id
     auto_reply = UnicodeAttribute(null=True)      # answer to a shopper's text message in the OA
     coupon_retention_days = NumberAttribute(null=True)   # coupons/redemptions age out this long after expiry
 
@@ -145,6 +147,13 @@ class Channel(Item, discriminator="channel"):
     welcome_coupon_template_id = UnicodeAttribute(null=True)
     welcome_message = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
+
+
+class AppClaim(Item, discriminator="app_claim"):
+    """One WeChat app (OA/MP appid, WeCom corp id or suite id) belongs to one brand: written with the
+    brand, on the condition that no other brand claimed it first."""
+    brand_id = UnicodeAttribute()
+    field = UnicodeAttribute()                    # the brand body field that named it: wechat.oa.app_id, …
 
 
 class ApiKey(Item, discriminator="api_key"):

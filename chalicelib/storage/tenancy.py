@@ -9,7 +9,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from chalicelib.cache import TTLCache
 from chalicelib.errors import Conflict, NotFound
-from chalicelib.storage.models import ApiKey, Brand, Channel, Guide, GuideByWecomUser, Item, Store
+from chalicelib.storage.models import ApiKey, AppClaim, Brand, Channel, Guide, GuideByWecomUser, Item, Store
 from chalicelib.storage.tx import Tx
 
 _brands = TTLCache(ttl_seconds=60)
@@ -24,18 +24,66 @@ def key_hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def create_brand(fields: dict, secret_ref: str, admin_key: str, now: datetime) -> Brand:
+def app_claim_key(space: str, app_id: str) -> str:
+    return f"APP#{space}#{app_id}"
+
+
+def create_brand(fields: dict, secret_ref: str, admin_key: str, now: datetime,
+                 claims: list[tuple[str, str, str]]) -> Brand:
+    """Write the brand, its admin key and its claims on each app id (`claims`: (id space, app id,
+    body field)) in one transaction: a brand id or an app id another brand holds refuses it all
+    (409 brand_exists / app_already_registered), however many creations race."""
     brand = Brand(brand_pk(fields["brand_id"]), "BRAND", brand_id=fields["brand_id"], name=fields["name"],
                   timezone=fields["timezone"], created_at=now.isoformat(), secret_ref=secret_ref,
                   auto_reply=fields.get("auto_reply"), coupon_retention_days=fields.get("coupon_retention_days"),
                   **fields["public"])
     tx = Tx()
+    refusals: dict[str, Exception] = {
+        "brand": Conflict(f"brand {fields['brand_id']} already exists", code="brand_exists")}
     tx.save("brand", brand, condition=Brand.pk.does_not_exist())
     tx.save("key", _key(admin_key, "brand_admin", now, brand_id=fields["brand_id"]),
             condition=ApiKey.pk.does_not_exist())
-    tx.commit({"brand": Conflict(f"brand {fields['brand_id']} already exists", code="brand_exists")})
+    for space, app_id, field in claims:
+        tx.save(f"app:{field}", AppClaim(app_claim_key(space, app_id), "APP", brand_id=fields["brand_id"],
+                                         field=field), condition=AppClaim.pk.does_not_exist())
+        refusals[f"app:{field}"] = Conflict(f"{field} {app_id} is already registered to another brand",
+                                            code="app_already_registered")
+    tx.commit(refusals)
     _brands.invalidate(fields["brand_id"])
     return brand
+
+
+def delete_brand(brand_id: str, secret_ref: str, admin_key: str, claims: list[tuple[str, str, str]]) -> None:
+    """Undo create_brand (its secrets could not be written): the brand, its key and its app claims go,
+    each only if it is still this creation's (the brand names `secret_ref`, the claims `brand_id`)."""
+    tx = Tx()
+    tx.delete("brand", Brand(brand_pk(brand_id), "BRAND"), condition=Brand.secret_ref == secret_ref)
+    tx.delete("key", ApiKey(f"KEY#{key_hash(admin_key)}", "KEY"), condition=ApiKey.brand_id == brand_id)
+    for space, app_id, field in claims:
+        tx.delete(f"app:{field}", AppClaim(app_claim_key(space, app_id), "APP"),
+                  condition=AppClaim.brand_id == brand_id)
+    tx.commit()
+    _brands.invalidate(brand_id)
+
+
+def claim_apps_of_existing_brands(claims_of) -> dict:
+    """Write the app-id claims of brands created before claims existed (`claims_of(brand)` says which);
+    idempotent. An app id two brands already share is left to an operator and reported."""
+    from pynamodb.exceptions import PutError
+    brands, claimed, conflicts = 0, 0, []
+    for brand in Brand.scan(Item.sk == "BRAND"):
+        brands += 1
+        for space, app_id, field in claims_of(brand):
+            claim = AppClaim(app_claim_key(space, app_id), "APP", brand_id=brand.brand_id, field=field)
+            try:
+                claim.save(condition=AppClaim.pk.does_not_exist() | (AppClaim.brand_id == brand.brand_id))
+                claimed += 1
+            except PutError as err:
+                if err.cause_response_code != "ConditionalCheckFailedException":
+                    raise
+                holder = AppClaim.get(app_claim_key(space, app_id), "APP", consistent_read=True).brand_id
+                conflicts.append({"field": field, "app_id": app_id, "brand_id": brand.brand_id, "held_by": holder})
+    return {"brands": brands, "claims": claimed, "conflicts": conflicts}
 
 
 def _key(key: str, role: str, now: datetime, *, brand_id: str | None = None, store_id: str | None = None) -> ApiKey:

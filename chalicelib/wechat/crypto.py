@@ -3,7 +3,8 @@
 Signature: sha1 of the sorted concatenation of token, timestamp, nonce (and, in safe mode, the
 ciphertext). Envelope: AES-256-CBC with key = base64(EncodingAESKey + "="), IV = key[:16], PKCS#7
 padded to 32 bytes (not AES's 16), plaintext = random16 ‖ len(msg) as big-endian uint32 ‖ msg ‖ receive_id,
-where receive_id is the appid (OA / mini-program) or the corpid (WeCom).
+where receive_id is the appid (OA / mini-program) or the corpid (WeCom; a third-party suite's own
+callbacks carry the suite id instead).
 """
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def _pad(data: bytes) -> bytes:
 class MessageCrypto:
     """Encrypt / decrypt one app's callback envelopes."""
 
-    def __init__(self, token: str, encoding_aes_key: str, receive_id: str):
+    def __init__(self, token: str, encoding_aes_key: str, receive_id: str, *, also_receive: tuple[str, ...] = ()):
+        """`receive_id` is the id this box encrypts for; decryption accepts it or any of `also_receive`."""
         if not encoding_aes_key or len(encoding_aes_key) != 43:
             raise ValueError("EncodingAESKey must be 43 characters")
         try:
@@ -84,8 +86,10 @@ class MessageCrypto:
             raise ValueError("EncodingAESKey is not base64") from None
         if len(self.key) != 32:
             raise ValueError("EncodingAESKey must decode to 32 bytes")
+        self._encoding_aes_key = encoding_aes_key
         self.token = token
         self.receive_id = receive_id
+        self.accepted_ids = (receive_id, *(r for r in also_receive if r and r != receive_id))
 
     def _cipher(self) -> Cipher:
         return Cipher(algorithms.AES(self.key), modes.CBC(self.key[:16]))
@@ -101,6 +105,10 @@ class MessageCrypto:
     def decrypt(self, ciphertext_b64: str) -> bytes:
         """The message inside an envelope. BadCiphertext for anything malformed, ReceiveIdMismatch
         when the envelope was made for another app."""
+        return self.open(ciphertext_b64)[0]
+
+    def open(self, ciphertext_b64: str) -> tuple[bytes, str]:
+        """decrypt(), and which of the accepted receive ids the envelope was made for."""
         try:
             raw = base64.b64decode(ciphertext_b64, validate=True)
         except (binascii.Error, ValueError):
@@ -119,9 +127,16 @@ class MessageCrypto:
         if 20 + length > len(body):
             raise BadCiphertext("message length exceeds the envelope")
         message, receive_id = body[20:20 + length], body[20 + length:]
-        if not hmac.compare_digest(receive_id, self.receive_id.encode()):
-            raise ReceiveIdMismatch("the message was encrypted for another app id / corp id")
-        return message
+        for accepted in self.accepted_ids:
+            if hmac.compare_digest(receive_id, accepted.encode()):
+                return message, accepted
+        raise ReceiveIdMismatch("the message was encrypted for another app id / corp id")
+
+    def replying_as(self, receive_id: str) -> "MessageCrypto":
+        """The same keys encrypting for `receive_id` (a reply goes back under the id the callback came with)."""
+        if receive_id == self.receive_id:
+            return self
+        return MessageCrypto(self.token, self._encoding_aes_key, receive_id)
 
     def sign(self, timestamp: str, nonce: str, encrypt: str) -> str:
         return signature(self.token, timestamp, nonce, encrypt)

@@ -243,6 +243,18 @@ def test_api_manages_schedules_in_its_group_and_passes_only_the_scheduler_role(t
             assert not allows(policy["Properties"]["PolicyDocument"]["Statement"], "iam:PassRole")
 
 
+def test_api_may_write_and_delete_brand_secrets_and_nothing_else_in_ssm(template):
+    """Brand creation writes secrets last and deletes them again when that write fails."""
+    api = next(k for k, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function")
+    ssm = [s for s in statements_of(template, role_of(template["Resources"][api]["Properties"]))
+           if any(a.startswith("ssm:") for a in as_list(s["Action"]))]
+    assert {a for s in ssm for a in as_list(s["Action"])} == {"ssm:GetParameter", "ssm:PutParameter",
+                                                              "ssm:DeleteParameter"}
+    for s in ssm:
+        for resource in as_list(s["Resource"]):
+            assert "siyu/prod/brands/*" in json.dumps(resource), resource
+
+
 def test_every_function_finds_the_campaign_wiring_in_its_environment(template):
     dlq = logical_id(template, f"{resources.SCHEDULES.target_queue.title()}Dlq", "AWS::SQS::Queue")
     scheduler_role = logical_id(template, "SchedulerRole", "AWS::IAM::Role")

@@ -37,4 +37,5 @@ def test_ssm_client_uses_the_trimmed_model():
     import os
     os.environ.setdefault("AWS_DEFAULT_REGION", "cn-north-1")
     from chalicelib import aws
-    assert sorted(aws.client("ssm").meta.service_model.operation_names) == ["GetParameter", "PutParameter"]
+    assert sorted(aws.client("ssm").meta.service_model.operation_names) == ["DeleteParameter", "GetParameter",
+                                                                             "PutParameter"]
