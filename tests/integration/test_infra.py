@@ -89,6 +89,8 @@ def synthesized(tmp_path_factory):
     return {"china": json.loads((work / "china" / "siyu-prod.template.json").read_text()),
             "global": json.loads((work / "global" / "siyu-prod.template.json").read_text()),
             "own_network": json.loads((work / "app_py" / "siyu-prod.template.json").read_text()),
+            "validation": {name: json.loads((work / name / "validation-report.json").read_text())
+                           for name in ("china", "global", "app_py")},
             "report": report, "stderr": done.stderr, "work": work, "root": root}
 
 
@@ -363,6 +365,15 @@ def test_api_endpoint_is_regional_in_china_and_elsewhere(synthesized):
         assert "EDGE" not in json.dumps(synthesized[name]), name
 
 
+def test_cdk_validation_finds_nothing_in_any_variant(synthesized):
+    """CDK's built-in CloudFormation validation (resource schemas, references) runs at every synth
+    and only warns: here a finding fails the test."""
+    for name, report in synthesized["validation"].items():
+        for plugin in report["pluginReports"]:
+            assert plugin["conclusion"] == "success" and not plugin["violations"], (name, plugin["violations"])
+    assert "Template validation found issues" not in synthesized["stderr"]
+
+
 def test_options_that_cannot_deploy_are_refused_with_the_reason(synthesized):
     refusals = synthesized["report"]["refusals"]
     assert "cn-north-1 offers only REGIONAL" in refusals["edge_in_china"]
@@ -438,7 +449,7 @@ def test_wechat_traffic_leaves_through_nat_gateways_with_elastic_ips(synthesized
         eips = of_type(template, "AWS::EC2::EIP")
         if name == "china":      # created by the stack, outliving it: the brand has whitelisted them
             assert len(eips) == 2 and all(e["DeletionPolicy"] == "Retain" for e in eips.values())
-            expected = sorted((arn_of(k) | {"Fn::GetAtt": [k, "AllocationId"]} for k in eips), key=json.dumps)
+            expected = sorted(({"Fn::GetAtt": [k, "AllocationId"]} for k in eips), key=json.dumps)
             assert template["Outputs"]["EgressIps"]["Value"] == {"Fn::Join": [",", [{"Ref": k} for k in eips]]}
         else:                    # reused: -c eip_allocation_ids=...
             assert not eips
