@@ -46,7 +46,7 @@ CDK     ?= npx --yes aws-cdk@2
 synth: layer                       ## the CloudFormation template -> infra/cdk.out (offline: no account, no Docker)
 	cd infra && ../$(PY) app.py $(CONTEXT)
 
-deploy: layer                      ## cdk deploy: needs Node.js >= 20 (npx), AWS credentials, `cdk bootstrap` once
+deploy: layer                      ## cdk deploy: needs Node.js >= 22 (npx), AWS credentials, `cdk bootstrap` once
 	cd infra && $(CDK) deploy --require-approval broadening $(CONTEXT)
 
 clean:

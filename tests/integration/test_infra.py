@@ -542,7 +542,8 @@ def test_alarms_watch_every_function_queue_the_api_and_wechat_config_errors(depl
         queue = logical_id(deployed, f"{spec.key.title()}Queue", "AWS::SQS::Queue")
         [alarm] = alarms_on(deployed, "ApproximateAgeOfOldestMessage",
                             [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}])
-        assert alarm["Threshold"] == spec.visibility_timeout * spec.max_receive_count and alarm["Statistic"] == "Maximum"
+        assert alarm["Threshold"] == spec.visibility_timeout * spec.max_receive_count
+        assert alarm["Statistic"] == "Maximum"
     for spec in resources.STREAMS:
         fn = worker(deployed, spec.handler)
         [alarm] = alarms_on(deployed, "IteratorAge", [{"Name": "FunctionName", "Value": {"Ref": fn}}])
@@ -555,7 +556,8 @@ def test_alarms_watch_every_function_queue_the_api_and_wechat_config_errors(depl
     env = next(p for p in functions(deployed).values() if p["Handler"] == "app.app")["Environment"]["Variables"]
     # Powertools' metrics carry the service dimension
     [alarm] = alarms_on(deployed, "WeChatConfigError", [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}])
-    assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == (env["POWERTOOLS_METRICS_NAMESPACE"], "Sum", 1)
+    assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("siyu", "Sum", 1)
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "siyu"
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
@@ -580,8 +582,9 @@ def test_every_function_logs_to_a_group_with_a_retention_period(synthesized):
 def test_gateway_responses_answer_in_siyus_shape_and_echo_nothing(synthesized):
     for name in ("china", "global", "own_network"):
         responses = properties(synthesized[name], "RestAPI")["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
-        assert set(responses) >= {"DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN", "UNSUPPORTED_MEDIA_TYPE",
-                                  "BAD_REQUEST_BODY", "REQUEST_TOO_LARGE", "THROTTLED", "INTEGRATION_TIMEOUT"}
+        assert set(responses) >= {"DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN",
+                                  "UNSUPPORTED_MEDIA_TYPE", "BAD_REQUEST_BODY", "REQUEST_TOO_LARGE", "THROTTLED",
+                                  "INTEGRATION_TIMEOUT"}
         for kind, response in responses.items():
             # API Gateway's MISSING_AUTHENTICATION_TOKEN message quotes the caller's Authorization header,
             # and $context.error.message(String) carries it: no template may use a variable at all
