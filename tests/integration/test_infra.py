@@ -78,7 +78,7 @@ def synthesized(tmp_path_factory):
                             "-c", f"certificate_arn={CERTIFICATE}"]},
     }
     env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-           "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1", "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "1"}
+           "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1"}
     env.pop("CDK_CONTEXT_JSON", None)
     env.pop("CDK_OUTDIR", None)
     # cwd: chalice's construct writes chalice.out/ into the working directory
