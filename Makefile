@@ -29,14 +29,25 @@ test: $(VENV)/.stamp-test          ## every test: unit (pure), then integration 
 unit: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests/unit
 
+integration: $(VENV)/.stamp-test
+	$(PY) -m pytest -q tests/integration tests/e2e
+
 bench: $(VENV)/.stamp-test         ## figures for the README
 	$(PY) -m bench
 
 layer: $(VENV)/.stamp-test         ## Lambda layer with the pinned runtime dependencies (arm64, py3.11)
 	bash infra/build_layer.sh
 
-synth: layer
-	cd infra && ../$(PY) app.py
+# CDK context values for synth/deploy, e.g. CONTEXT="-c stage=prod -c region=cn-north-1 -c alarm_email=ops@brand.cn"
+# (infra/README.md lists them all).
+CONTEXT ?=
+CDK     ?= npx --yes aws-cdk@2
+
+synth: layer                       ## the CloudFormation template -> infra/cdk.out (offline: no account, no Docker)
+	cd infra && ../$(PY) app.py $(CONTEXT)
+
+deploy: layer                      ## cdk deploy: needs Node.js >= 22 (npx), AWS credentials, `cdk bootstrap` once
+	cd infra && $(CDK) deploy --require-approval broadening $(CONTEXT)
 
 clean:
 	rm -rf $(VENV) build infra/cdk.out .siyu-local

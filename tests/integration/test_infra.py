@@ -14,24 +14,95 @@ from chalicelib import resources
 pytest.importorskip("aws_cdk", reason="the CDK toolchain comes with requirements-test.txt")
 
 
+# One child interpreter synthesizes every variant the tests read: jsii's start dominates (~20 s), a
+# further synth costs a few seconds. Chalice's packager imports the app and copies the stage's
+# environment (CDK tokens) into os.environ, which must not leak into the local stack's tests.
+SYNTH = r"""
+import json, os, runpy, sys
+root, work, jobs = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+sys.path.insert(0, root)
+from infra import siyu_stack
+report = {"default_outdir": str(siyu_stack.DEFAULT_OUTDIR), "refusals": {}}
+for name, context in jobs["direct"].items():
+    siyu_stack.synth(os.path.join(work, name), context)
+for name, context in jobs["refused"].items():
+    try:
+        siyu_stack.synth(os.path.join(work, name), context)
+    except SystemExit as exc:
+        report["refusals"][name] = str(exc)
+# as `make synth` and `make deploy` run it: infra/app.py, context from the CDK CLI's environment
+# (CDK_CONTEXT_JSON) and from -c arguments, written where neither names an outdir
+cli = jobs["app_py"]
+os.environ["CDK_CONTEXT_JSON"] = json.dumps(cli["env"])
+os.environ.pop("CDK_OUTDIR", None)
+siyu_stack.DEFAULT_OUTDIR = siyu_stack.Path(work, "app_py")
+sys.argv = ["app.py", *cli["argv"]]
+runpy.run_path(os.path.join(root, "infra", "app.py"), run_name="__main__")
+json.dump(report, open(os.path.join(work, "report.json"), "w"))
+"""
+
+CHINA, GLOBAL, OWN_NETWORK = "cn-north-1", "ap-southeast-1", "cn-northwest-1"
+ALARM_EMAILS = ["ops@brand.cn", "oncall@brand.cn"]
+REUSED_EIPS = ["eipalloc-0aaaaaaaaaaaaaaaa", "eipalloc-0bbbbbbbbbbbbbbbb"]
+DOMAIN, CERTIFICATE = "api.brand.cn", "arn:aws-cn:acm:cn-northwest-1:111122223333:certificate/0000-1111"
+
+
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """Synthesize in a child process: Chalice's packager imports the app and copies the stage's
-    environment (CDK tokens) into os.environ, which must not leak into the local stack's tests."""
+def synthesized(tmp_path_factory):
     work = tmp_path_factory.mktemp("cdk")
     layer = work / "layer" / "python"
     layer.mkdir(parents=True)
     (layer / "placeholder.txt").write_text("stand-in for `make layer` output")
     root = Path(__file__).resolve().parents[2]
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from infra.siyu_stack import synth; "
-            "synth(sys.argv[2], {'stage': 'prod', 'layer_dir': sys.argv[3], 'region': 'cn-northwest-1'})")
+    base = {"stage": "prod", "layer_dir": str(work / "layer")}
+    jobs = {
+        "direct": {
+            # China with every default, and who the alarms mail
+            "china": {**base, "region": CHINA, "alarm_email": ",".join(ALARM_EMAILS)},
+            # a global region, reusing Elastic IPs a brand has already whitelisted
+            "global": {**base, "region": GLOBAL, "eip_allocation_ids": ",".join(REUSED_EIPS)},
+        },
+        "refused": {
+            "edge_in_china": {**base, "region": CHINA, "endpoint_type": "EDGE"},
+            "private": {**base, "region": GLOBAL, "endpoint_type": "PRIVATE"},
+            "three_nats": {**base, "region": CHINA, "nat_gateways": "3"},
+            "eips_vs_nats": {**base, "region": CHINA, "nat_gateways": "2", "eip_allocation_ids": "eipalloc-1"},
+            "domain_without_certificate": {**base, "region": CHINA, "domain_name": DOMAIN},
+            "odd_retention": {**base, "region": CHINA, "log_retention_days": "100"},
+            "odd_flag": {**base, "region": CHINA, "fixed_egress": "maybe"},
+            "unknown_endpoint": {**base, "region": CHINA, "interface_endpoints": "sqs,kinesis"},
+        },
+        # a brand with its own network: no fixed egress, its ICP-filed domain, shorter log retention
+        "app_py": {"env": {**base, "region": OWN_NETWORK, "fixed_egress": "false"},
+                   "argv": ["-c", "log_retention_days=30", "-c", f"domain_name={DOMAIN}",
+                            "-c", f"certificate_arn={CERTIFICATE}"]},
+    }
     env = {**os.environ, "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
            "JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION": "1"}
+    env.pop("CDK_CONTEXT_JSON", None)
+    env.pop("CDK_OUTDIR", None)
     # cwd: chalice's construct writes chalice.out/ into the working directory
-    done = subprocess.run([sys.executable, "-c", code, str(root), str(work / "out"), str(work / "layer")],
+    done = subprocess.run([sys.executable, "-c", SYNTH, str(root), str(work), json.dumps(jobs)],
                           cwd=work, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((work / "out" / "siyu-prod.template.json").read_text())
+    report = json.loads((work / "report.json").read_text())
+    return {"china": json.loads((work / "china" / "siyu-prod.template.json").read_text()),
+            "global": json.loads((work / "global" / "siyu-prod.template.json").read_text()),
+            "own_network": json.loads((work / "app_py" / "siyu-prod.template.json").read_text()),
+            "validation": {name: json.loads((work / name / "validation-report.json").read_text())
+                           for name in ("china", "global", "app_py")},
+            "report": report, "stderr": done.stderr, "work": work, "root": root}
+
+
+@pytest.fixture(scope="module")
+def template(synthesized):
+    return synthesized["china"]
+
+
+@pytest.fixture(scope="module", params=["china", "global"])
+def deployed(request, synthesized):
+    """The China and the global template, each test run against both."""
+    return synthesized[request.param]
 
 
 def of_type(template, kind):
@@ -57,9 +128,9 @@ def test_every_queue_has_a_dlq_with_redrive_and_an_alarm(template):
     queues = of_type(template, "AWS::SQS::Queue")
     redriven = [q["Properties"]["RedrivePolicy"] for q in queues.values() if "RedrivePolicy" in q["Properties"]]
     assert sorted(r["maxReceiveCount"] for r in redriven) == sorted(q.max_receive_count for q in resources.QUEUES)
-    alarms = of_type(template, "AWS::CloudWatch::Alarm")
-    assert len(alarms) == len(resources.QUEUES) + len(resources.STREAMS)
-    assert all(a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible" for a in alarms.values())
+    alarms = [a for a in of_type(template, "AWS::CloudWatch::Alarm").values()
+              if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    assert len(alarms) == len(resources.QUEUES) + len(resources.STREAMS)      # one per DLQ
 
 
 def test_every_event_source_reports_batch_item_failures(template):
@@ -96,11 +167,13 @@ def test_chalice_api_and_bus_and_schedule_group_exist(template):
     assert len(of_type(template, "AWS::Scheduler::ScheduleGroup")) == 1
 
 
-def test_nothing_names_a_partition_or_a_foreign_region(template):
-    text = json.dumps(template)
+@pytest.mark.parametrize("name, region", [("china", CHINA), ("global", GLOBAL)])
+def test_nothing_names_a_partition_or_a_foreign_region(synthesized, name, region):
+    text = json.dumps(synthesized[name])
     assert "arn:aws:" not in text and "arn:aws-cn:" not in text
-    for region in ("us-east-1", "us-west-2", "cn-north-1", "ap-east-1"):
-        assert region not in text
+    for other in ("us-east-1", "us-west-2", "cn-north-1", "cn-northwest-1", "ap-east-1", "ap-southeast-1"):
+        if other != region:
+            assert other not in text, other
 
 
 def test_policies_are_least_privilege(template):
@@ -289,3 +362,270 @@ def test_campaign_workers_have_what_their_code_calls(template):
     # handlers/send.py shortens the retry delay of a chunk with ChangeMessageVisibility on its own queue
     send = statements_of(template, role_of(functions(template)[worker(template, resources.queue("send").handler)]))
     assert allows(send, "sqs:ChangeMessageVisibility", send_queue)
+
+
+# ---- issue 7 §2: deployable to China, fixed egress to WeChat, alarms that notify ------------------
+
+def properties(template, logical):
+    return template["Resources"][logical]["Properties"]
+
+
+def test_api_endpoint_is_regional_in_china_and_elsewhere(synthesized):
+    for name in ("china", "global", "own_network"):
+        api = properties(synthesized[name], "RestAPI")
+        assert api["EndpointConfiguration"] == "REGIONAL", name
+        assert "EDGE" not in json.dumps(synthesized[name]), name
+
+
+def test_cdk_validation_finds_nothing_in_any_variant(synthesized):
+    """CDK's built-in CloudFormation validation (resource schemas, references) runs at every synth
+    and only warns: here a finding fails the test."""
+    for name, report in synthesized["validation"].items():
+        for plugin in report["pluginReports"]:
+            assert plugin["conclusion"] == "success" and not plugin["violations"], (name, plugin["violations"])
+    assert "Template validation found issues" not in synthesized["stderr"]
+
+
+def test_options_that_cannot_deploy_are_refused_with_the_reason(synthesized):
+    refusals = synthesized["report"]["refusals"]
+    assert "cn-north-1 offers only REGIONAL" in refusals["edge_in_china"]
+    assert "REGIONAL or EDGE" in refusals["private"]
+    assert "nat_gateways=3" in refusals["three_nats"]
+    assert "1 given for 2 NAT gateway" in refusals["eips_vs_nats"]
+    assert "certificate_arn" in refusals["domain_without_certificate"]
+    assert "log_retention_days=100" in refusals["odd_retention"]
+    assert "fixed_egress=maybe" in refusals["odd_flag"]
+    assert "kinesis" in refusals["unknown_endpoint"]
+
+
+def test_make_synth_writes_infra_cdk_out_and_says_where(synthesized):
+    """infra/app.py (what `make synth` and the CDK CLI run) takes context from the CLI's environment and
+    from -c arguments, and without an outdir writes to infra/cdk.out, printing the template's path."""
+    assert synthesized["report"]["default_outdir"] == str(synthesized["root"] / "infra" / "cdk.out")
+    written = synthesized["work"] / "app_py" / "siyu-prod.template.json"
+    assert f"synthesized siyu-prod ({OWN_NETWORK}) -> {written}" in synthesized["stderr"]
+    own = synthesized["own_network"]
+    assert not of_type(own, "AWS::EC2::VPC")                                   # from CDK_CONTEXT_JSON
+    assert {g["Properties"]["RetentionInDays"] for g in of_type(own, "AWS::Logs::LogGroup").values()} == {30}  # -c
+
+
+@pytest.fixture(scope="module")
+def wechat_callers(synthesized) -> set[str]:
+    """The deployed entry points (the API's handler is `app.app`) whose code loads the WeChat client.
+    One child interpreter imports each in turn, forgetting siyu's own modules in between (the
+    third-party ones it keeps are not what is asked)."""
+    entries = ["app.app"] + [spec.handler for spec in (*resources.QUEUES, *resources.STREAMS)]
+    code = ("import importlib, json, sys\n"
+            "found = []\n"
+            "for entry in sys.argv[1:]:\n"
+            "    for name in [m for m in sys.modules if m.split('.')[0] in ('app', 'handlers', 'chalicelib')]:\n"
+            "        del sys.modules[name]\n"
+            "    importlib.import_module(entry.rsplit('.', 1)[0])\n"
+            "    if 'chalicelib.wechat.client' in sys.modules:\n"
+            "        found.append(entry)\n"
+            "print(json.dumps(found))\n")
+    done = subprocess.run([sys.executable, "-c", code, *entries], cwd=synthesized["root"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def in_vpc(template) -> dict[str, dict]:
+    """Handler -> VpcConfig of every function in a VPC."""
+    return {p["Handler"]: p["VpcConfig"] for p in functions(template).values() if p.get("VpcConfig")}
+
+
+def test_exactly_the_functions_that_call_wechat_sit_in_the_vpc(wechat_callers, deployed):
+    callers = wechat_callers
+    assert callers == {"app.app", resources.queue("followups").handler, resources.queue("send").handler}
+    assert set(in_vpc(deployed)) == callers          # the planner and the outbox publisher stay out
+
+
+def default_route(template, subnet_ref):
+    associations = [a["Properties"]["RouteTableId"] for a in
+                    of_type(template, "AWS::EC2::SubnetRouteTableAssociation").values()
+                    if a["Properties"]["SubnetId"] == subnet_ref]
+    assert len(associations) == 1
+    routes = [r["Properties"] for r in of_type(template, "AWS::EC2::Route").values()
+              if r["Properties"]["RouteTableId"] == associations[0]
+              and r["Properties"].get("DestinationCidrBlock") == "0.0.0.0/0"]
+    assert len(routes) == 1
+    return associations[0], routes[0]
+
+
+def test_wechat_traffic_leaves_through_nat_gateways_with_elastic_ips(synthesized):
+    for name in ("china", "global"):
+        template = synthesized[name]
+        nats = of_type(template, "AWS::EC2::NatGateway")
+        assert len(nats) == 2
+        eips = of_type(template, "AWS::EC2::EIP")
+        if name == "china":      # created by the stack, outliving it: the brand has whitelisted them
+            assert len(eips) == 2 and all(e["DeletionPolicy"] == "Retain" for e in eips.values())
+            expected = sorted(({"Fn::GetAtt": [k, "AllocationId"]} for k in eips), key=json.dumps)
+            assert template["Outputs"]["EgressIps"]["Value"] == {"Fn::Join": [",", [{"Ref": k} for k in eips]]}
+        else:                    # reused: -c eip_allocation_ids=...
+            assert not eips
+            expected = sorted(REUSED_EIPS)
+            assert template["Outputs"]["EgressIpAllocations"]["Value"] == ",".join(REUSED_EIPS)
+        assert sorted((n["Properties"]["AllocationId"] for n in nats.values()), key=json.dumps) == expected
+        for nat in nats.values():   # each NAT sits in a public subnet that routes to the internet gateway
+            _, route = default_route(template, nat["Properties"]["SubnetId"])
+            assert "GatewayId" in route
+        for handler, vpc_config in in_vpc(template).items():
+            assert len(vpc_config["SubnetIds"]) == 2, handler       # two availability zones
+            for subnet in vpc_config["SubnetIds"]:
+                _, route = default_route(template, subnet)
+                assert route["NatGatewayId"]["Ref"] in nats, handler
+            [group] = vpc_config["SecurityGroupIds"]
+            sg = properties(template, group["Fn::GetAtt"][0])
+            assert sg["SecurityGroupEgress"] == [{"CidrIp": "0.0.0.0/0", "Description": "WeChat APIs and AWS endpoints",
+                                                  "FromPort": 443, "IpProtocol": "tcp", "ToPort": 443}]
+            assert not sg.get("SecurityGroupIngress")
+        # every function in the VPC may manage its network interfaces there
+        managed = "service-role/AWSLambdaVPCAccessExecutionRole"
+        for props in functions(template).values():
+            if props.get("VpcConfig"):
+                arns = json.dumps(properties(template, role_of(props)).get("ManagedPolicyArns", []))
+                assert managed in arns, props["Handler"]
+
+
+def test_aws_services_are_reached_through_vpc_endpoints(deployed):
+    [vpc_config] = {json.dumps(c, sort_keys=True) for c in in_vpc(deployed).values()}   # one network for all
+    vpc_config = json.loads(vpc_config)
+    route_tables = sorted((default_route(deployed, s)[0] for s in vpc_config["SubnetIds"]), key=json.dumps)
+    endpoints = of_type(deployed, "AWS::EC2::VPCEndpoint")
+
+    def service(props):
+        name = props["ServiceName"]
+        return (name if isinstance(name, str) else name["Fn::Join"][1][-1]).rsplit(".", 1)[-1]
+
+    gateway = {service(e["Properties"]): e["Properties"] for e in endpoints.values()
+               if e["Properties"]["VpcEndpointType"] == "Gateway"}
+    interface = {service(e["Properties"]): e["Properties"] for e in endpoints.values()
+                 if e["Properties"]["VpcEndpointType"] == "Interface"}
+    assert set(gateway) == {"dynamodb"}
+    assert sorted(gateway["dynamodb"]["RouteTableIds"], key=json.dumps) == route_tables
+    assert set(interface) == {"sqs", "ssm", "events", "scheduler"}
+    [function_sg] = vpc_config["SecurityGroupIds"]
+    for name, props in interface.items():
+        assert props["PrivateDnsEnabled"] is True, name          # the SDK's default hostnames resolve to them
+        assert sorted(props["SubnetIds"], key=json.dumps) == sorted(vpc_config["SubnetIds"], key=json.dumps)
+        [endpoint_sg] = props["SecurityGroupIds"]
+        ingress = [i["Properties"] for i in of_type(deployed, "AWS::EC2::SecurityGroupIngress").values()
+                   if i["Properties"]["GroupId"] == endpoint_sg]
+        assert ingress == [{"Description": "siyu functions", "FromPort": 443, "GroupId": endpoint_sg,
+                            "IpProtocol": "tcp", "SourceSecurityGroupId": function_sg, "ToPort": 443}], name
+
+
+def test_a_brand_with_its_own_network_gets_no_vpc(synthesized):
+    own = synthesized["own_network"]
+    assert not [k for k, r in own["Resources"].items() if r["Type"].startswith("AWS::EC2::")]
+    assert not in_vpc(own)
+    assert "ManagedPolicyArns" not in properties(own, "ApiHandlerRole")
+    assert "EgressIps" not in own["Outputs"] and "EgressIpAllocations" not in own["Outputs"]
+
+
+def alarms(template) -> list[dict]:
+    return [a["Properties"] for a in of_type(template, "AWS::CloudWatch::Alarm").values()]
+
+
+def test_every_alarm_notifies_the_alarm_topic(synthesized, deployed):
+    [topic] = of_type(deployed, "AWS::SNS::Topic")
+    for alarm in alarms(deployed):
+        assert alarm["AlarmActions"] == [{"Ref": topic}], alarm["AlarmDescription"]
+        assert alarm["OKActions"] == [{"Ref": topic}], alarm["AlarmDescription"]
+    assert deployed["Outputs"]["AlarmTopicArn"]["Value"] == {"Ref": topic}
+    mails = sorted(s["Properties"]["Endpoint"] for s in of_type(deployed, "AWS::SNS::Subscription").values()
+                   if s["Properties"]["Protocol"] == "email" and s["Properties"]["TopicArn"] == {"Ref": topic})
+    assert mails == (sorted(ALARM_EMAILS) if deployed is synthesized["china"] else [])
+
+
+def alarms_on(template, metric, dimensions):
+    return [a for a in alarms(template) if a["MetricName"] == metric and a["Dimensions"] == dimensions]
+
+
+def test_alarms_watch_every_function_queue_the_api_and_wechat_config_errors(deployed):
+    for logical, props in functions(deployed).items():
+        for metric in ("Errors", "Throttles"):
+            [alarm] = alarms_on(deployed, metric, [{"Name": "FunctionName", "Value": {"Ref": logical}}])
+            assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("AWS/Lambda", "Sum", 1), logical
+            assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    for spec in resources.QUEUES:
+        queue = logical_id(deployed, f"{spec.key.title()}Queue", "AWS::SQS::Queue")
+        [alarm] = alarms_on(deployed, "ApproximateAgeOfOldestMessage",
+                            [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}])
+        assert alarm["Threshold"] == spec.visibility_timeout * spec.max_receive_count
+        assert alarm["Statistic"] == "Maximum"
+    for spec in resources.STREAMS:
+        fn = worker(deployed, spec.handler)
+        [alarm] = alarms_on(deployed, "IteratorAge", [{"Name": "FunctionName", "Value": {"Ref": fn}}])
+        assert alarm["Statistic"] == "Maximum"
+    api = properties(deployed, "RestAPI")
+    [alarm] = alarms_on(deployed, "5XXError", [{"Name": "ApiName", "Value": api["Name"]},
+                                               {"Name": "Stage", "Value": api["StageName"]}])
+    assert api["Name"] == api["DefinitionBody"]["info"]["title"] == "siyu-prod"    # one name per stage
+    assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("AWS/ApiGateway", "Average", 0.01)
+    env = next(p for p in functions(deployed).values() if p["Handler"] == "app.app")["Environment"]["Variables"]
+    # Powertools' metrics carry the service dimension
+    [alarm] = alarms_on(deployed, "WeChatConfigError", [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}])
+    assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("siyu", "Sum", 1)
+    assert env["POWERTOOLS_METRICS_NAMESPACE"] == "siyu"
+    assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_every_function_logs_to_a_group_with_a_retention_period(synthesized):
+    for name, days in (("china", 90), ("global", 90), ("own_network", 30)):
+        template = synthesized[name]
+        groups = of_type(template, "AWS::Logs::LogGroup")
+        assert len(groups) == len(functions(template)), name
+        for logical in functions(template):
+            [group] = [k for k, g in groups.items()
+                       if g["Properties"]["LogGroupName"] == {"Fn::Join": ["", ["/aws/lambda/", {"Ref": logical}]]}]
+            assert properties(template, group)["RetentionInDays"] == days
+            assert template["Resources"][group]["DeletionPolicy"] == "Retain"       # prod keeps its logs
+            # a worker's first invocation must not create its group before the stack does
+            for mapping in of_type(template, "AWS::Lambda::EventSourceMapping").values():
+                if mapping["Properties"]["FunctionName"] == {"Ref": logical}:
+                    assert group in mapping["DependsOn"], logical
+
+
+# ---- issue 8 §5, as deployed: API Gateway's own answers in siyu's error shape ----------------------
+
+def test_gateway_responses_answer_in_siyus_shape_and_echo_nothing(synthesized):
+    for name in ("china", "global", "own_network"):
+        responses = properties(synthesized[name], "RestAPI")["DefinitionBody"]["x-amazon-apigateway-gateway-responses"]
+        assert set(responses) >= {"DEFAULT_4XX", "DEFAULT_5XX", "MISSING_AUTHENTICATION_TOKEN",
+                                  "UNSUPPORTED_MEDIA_TYPE", "BAD_REQUEST_BODY", "REQUEST_TOO_LARGE", "THROTTLED",
+                                  "INTEGRATION_TIMEOUT"}
+        for kind, response in responses.items():
+            # API Gateway's MISSING_AUTHENTICATION_TOKEN message quotes the caller's Authorization header,
+            # and $context.error.message(String) carries it: no template may use a variable at all
+            text = json.dumps(response)
+            assert "$" not in text and "method.request" not in text, kind
+            assert set(response["responseTemplates"]) == {"application/json"}
+            body = json.loads(response["responseTemplates"]["application/json"])
+            assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, kind
+            assert response["responseParameters"]["gatewayresponse.header.Cache-Control"] == "'no-store'"
+            if "statusCode" in response:
+                assert 400 <= int(response["statusCode"]) < 600
+        codes = {kind: (r.get("statusCode"), json.loads(r["responseTemplates"]["application/json"])["error"]["code"])
+                 for kind, r in responses.items()}
+        assert codes["MISSING_AUTHENTICATION_TOKEN"] == ("404", "not_found")      # unknown path or method
+        assert codes["UNSUPPORTED_MEDIA_TYPE"] == ("415", "unsupported_media_type")
+        assert codes["THROTTLED"] == ("429", "too_many_requests")
+        assert codes["DEFAULT_4XX"][0] is None and codes["DEFAULT_5XX"] == (None, "unavailable")
+
+
+def test_a_custom_domain_maps_to_the_api_stage(synthesized):
+    own = synthesized["own_network"]
+    [domain] = of_type(own, "AWS::ApiGateway::DomainName")
+    assert properties(own, domain) == {"DomainName": DOMAIN, "EndpointConfiguration": {"Types": ["REGIONAL"]},
+                                       "RegionalCertificateArn": CERTIFICATE, "SecurityPolicy": "TLS_1_2"}
+    [mapping] = of_type(own, "AWS::ApiGateway::BasePathMapping").values()
+    # RestAPI.Stage: the stage SAM generates, so the mapping waits for it
+    assert mapping["Properties"] == {"DomainName": {"Ref": domain}, "RestApiId": {"Ref": "RestAPI"},
+                                     "Stage": {"Ref": "RestAPI.Stage"}}
+    assert own["Outputs"]["ApiDomainTarget"]["Value"] == {"Fn::GetAtt": [domain, "RegionalDomainName"]}
+    assert own["Outputs"]["ApiCustomUrl"]["Value"] == f"https://{DOMAIN}/"
+    for name in ("china", "global"):
+        assert not of_type(synthesized[name], "AWS::ApiGateway::DomainName")
