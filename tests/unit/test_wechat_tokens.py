@@ -109,7 +109,7 @@ class PausedAfterRead:
     act on what it read) `meanwhile` runs: another container's whole get() is forced into that gap.
     Deterministic: no threads, no sleeps."""
 
-    def __init__(self, store: MemoryTokenStore):
+    def __init__(self, store):
         self.store, self.meanwhile = store, None
 
     def read(self, key):
@@ -134,9 +134,9 @@ class Nested:
     gap, which reads, then container 2 runs get() in its gap, ...: all n read before any acts; the
     last one refreshes; the n-1 others then try the lease on what they read."""
 
-    def __init__(self, n: int, wechat: WeChat, store: MemoryTokenStore):
+    def __init__(self, n: int, wechat: WeChat, store, key: str = "wx1"):
         self.views = [PausedAfterRead(store) for _ in range(n)]
-        self.sources = [SharedTokenSource("wx1", wechat.fetch, v, sleep=lambda _s: None) for v in self.views]
+        self.sources = [SharedTokenSource(key, wechat.fetch, v, sleep=lambda _s: None) for v in self.views]
         self.got: list[str | None] = [None] * n
 
     def _get(self, i: int) -> None:
