@@ -318,8 +318,9 @@ class ChunkRun:
             except WeChatError as err:
                 last = err
                 outcome = rules.classify(err.errcode, api=err.api, outcome_unknown=err.outcome_unknown)
-            except Exception as err:  # noqa: BLE001 - not from the call (the client turns every failure
-                # after the request may have been written into OutcomeUnknown): retried like a transient one
+            except Exception as err:  # noqa: BLE001
+                # not WeChat's answer (the client reports any failure once the request may have been
+                # written as OutcomeUnknown), e.g. the token store failed first: nothing sent, retried
                 logger.warning("send failed unexpectedly", extra={"error": repr(err)})
                 last, outcome = None, rules.Outcome("retry", "unexpected")
             if outcome.kind == "skip":
