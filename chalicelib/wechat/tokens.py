@@ -56,6 +56,8 @@ class TokenStore(Protocol):
 
     def put(self, key: str, owner: str, token: str, valid_until: float) -> bool: ...
 
+    def release(self, key: str, owner: str) -> bool: ...
+
     def expire(self, key: str, token: str) -> bool: ...
 
 
@@ -98,6 +100,10 @@ class DynamoTokenStore:
         return self._update(key, [T.token.set(token), T.valid_until.set(valid_until), T.lease_until.set(0),
                                   T.refreshed_at.set(datetime.now(timezone.utc).isoformat())],
                             T.lease_owner == owner)
+
+    def release(self, key: str, owner: str) -> bool:
+        from chalicelib.storage.models import WeChatToken as T
+        return self._update(key, [T.lease_until.set(0)], T.lease_owner == owner)
 
     def expire(self, key: str, token: str) -> bool:
         from chalicelib.storage.models import WeChatToken as T
@@ -163,11 +169,20 @@ class SharedTokenSource:
             self._sleep(self._poll)
 
     def _refresh_now(self) -> tuple[str, float]:
-        token, expires_in = self._fetch(False)
-        if token in self._bad:
-            # stable_token hands back the current token while WeChat thinks it valid; this one was
-            # refused, so ask for a new one (force_refresh is rationed by WeChat: only here)
-            token, expires_in = self._fetch(True)
+        try:
+            token, expires_in = self._fetch(False)
+            if token in self._bad:
+                # stable_token hands back the current token while WeChat thinks it valid; this one was
+                # refused, so ask for a new one (force_refresh is rationed by WeChat: only here)
+                token, expires_in = self._fetch(True)
+        except BaseException:
+            # a slow or refusing WeChat: hand the lease back now, so the next caller (here or in
+            # another container) tries again at once instead of waiting the lease out
+            try:
+                self._store.release(self.key, self._owner)
+            except Exception:  # noqa: BLE001 - the fetch's failure is the one to report; the lease expires anyway
+                pass
+            raise
         valid_until = self._clock() + int(expires_in)
         if not self._store.put(self.key, self._owner, token, valid_until):
             # the fetch outlasted our lease and another container took over: use what it stored
@@ -216,6 +231,14 @@ class MemoryTokenStore:
             if item.get("lease_owner") != owner:
                 return False
             item.update(token=token, valid_until=valid_until, lease_until=0)
+            return True
+
+    def release(self, key: str, owner: str) -> bool:
+        with self._lock:
+            item = self._items.get(key)
+            if not item or item.get("lease_owner") != owner:
+                return False
+            item["lease_until"] = 0
             return True
 
     def expire(self, key: str, token: str) -> bool:

@@ -39,3 +39,15 @@ def test_containers_that_read_no_token_just_before_another_put_fetch_once_on_dyn
         key = f"test#oa#wx{secrets.token_hex(4)}"
         assert Nested(n, wechat, DynamoTokenStore(), key=key).run() == ["tok1"] * n
         assert wechat.fetches == [False]
+
+
+def test_a_released_lease_is_free_at_once_and_only_its_owner_can_release_it(stack):
+    import time
+
+    from chalicelib.wechat.tokens import DynamoTokenStore
+    store, key, now = DynamoTokenStore(), f"test#oa#wx{secrets.token_hex(4)}", time.time()
+    assert store.take_lease(key, "a", now + 10, now)
+    assert not store.take_lease(key, "b", now + 10, now)
+    assert not store.release(key, "b")
+    assert store.release(key, "a")
+    assert store.take_lease(key, "b", now + 10, now)

@@ -125,6 +125,9 @@ class PausedAfterRead:
     def put(self, *args, **kwargs):
         return self.store.put(*args, **kwargs)
 
+    def release(self, *args, **kwargs):
+        return self.store.release(*args, **kwargs)
+
     def expire(self, *args, **kwargs):
         return self.store.expire(*args, **kwargs)
 
@@ -216,3 +219,27 @@ def test_a_brand_naming_another_brands_app_id_with_a_wrong_secret_does_not_get_i
     assert wechat_apps.token_source(wechat_apps.App("brandA", "mp", "wxVictim", "right", "t", None),
                                     "http://wechat.test", store).key != wechat_apps.token_source(
         victim, "http://wechat.test", store).key
+
+
+def test_a_refresher_whose_fetch_failed_hands_the_lease_back_at_once():
+    from chalicelib.wechat.client import OutcomeUnknown
+    store, now = MemoryTokenStore(), [1000.0]
+    answers = [OutcomeUnknown("network, outcome unknown: ReadTimeoutError", "cgi-bin/stable_token"), ("tok1", 7200)]
+
+    def fetch(force):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    a = SharedTokenSource("wx1", fetch, store, clock=lambda: now[0], sleep=sleep)
+    b = SharedTokenSource("wx1", fetch, store, clock=lambda: now[0], sleep=sleep)
+    try:
+        a.get()
+        raise AssertionError("the fetch failed")
+    except OutcomeUnknown:
+        pass
+    assert b.get() == "tok1" and now[0] == 1000.0          # no lease to wait out
