@@ -41,7 +41,7 @@ def base_url(kind: str) -> str:
     return os.environ.get(WECHAT_BASE_URL_ENV, WECHAT_BASE_URL_DEFAULT)
 
 
-_apis: dict[tuple[str, str, str, str], object] = {}
+_apis: dict[tuple[str, str, str, str, str], object] = {}
 _lock = threading.Lock()
 
 
