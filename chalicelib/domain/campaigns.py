@@ -19,7 +19,7 @@ CHANNELS = ("mp_subscribe", "oa_template", "oa_custom")
 STATES = ("scheduled", "running", "paused", "completed", "cancelled")
 # Every skip reason a campaign can report; the stats view lists each, zero or not.
 SKIP_REASONS = ("no_credit", "frequency_capped", "unsubscribed", "no_openid", "invalid_openid", "outside_48h",
-                "blocked")
+                "blocked", "response_limit")
 ONCE = "once"                      # the fire id of a one-time (`at`) campaign: every fire of it is the same run
 MAX_TAGS = 50
 MAX_DATA_BYTES = 4096
@@ -636,35 +636,30 @@ def under_cap(count: int, cap: int | None) -> bool:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str                    # sent | retry | token | skip | fail
+    kind: str                    # sent | retry | token | skip | fail | config
     reason: str | None = None
 
 
 SENT = Outcome("sent")
-_SKIPS = {43101: "unsubscribed",       # user refused / no subscription left
-          43004: "unsubscribed",       # needs the user to follow the OA
-          40003: "invalid_openid",
-          45015: "outside_48h",        # customer-service message outside the 48 h window
-          43019: "blocked",            # the user blocked the account
-          }
-_TRANSIENT = {-1, 45009, 45011, 45033, 45047}
-_TOKEN = {40001, 40014, 42001}
+OUTCOME_UNKNOWN = "outcome_unknown"
+
+# the one table of WeChat answers (pure), shared with welcome messages and every other caller
+from chalicelib.wechat import errors as answers  # noqa: E402 - kept beside its only use in this module
+
+_OUTCOMES = {answers.TRANSIENT: "retry", answers.TOKEN_INVALID: "token", answers.RECIPIENT: "skip",
+             answers.REQUEST: "fail", answers.OUTCOME_UNKNOWN: "fail", answers.CONFIG: "config"}
 
 
-def classify(errcode: int | None) -> Outcome:
-    """What a WeChat answer means for this recipient: sent; retry (transient: system busy, rate
-    limits, timeouts and 5xx, which the client reports as -1); token (refresh once, then retry);
-    skip (a permanent answer about this user); fail (a permanent answer about the request itself,
-    e.g. a bad template: recorded, never retried)."""
-    if not errcode:
+def classify(errcode: int | None, *, api: str | None = None, outcome_unknown: bool = False) -> Outcome:
+    """What a WeChat answer means for this recipient (chalicelib.wechat.errors decides): sent;
+    retry (WeChat certainly did not act: busy, rate limits, 5xx, no connection); token (refresh
+    once, then retry); skip (a permanent answer about this user); fail (a permanent answer about the
+    request, or `outcome_unknown`: it may have been delivered, so it is never sent again); config
+    (the account is misconfigured: stop sending, keep the recipient for later)."""
+    if not errcode and not outcome_unknown:
         return SENT
-    if errcode in _TRANSIENT:
-        return Outcome("retry", f"errcode_{errcode}")
-    if errcode in _TOKEN:
-        return Outcome("token", f"errcode_{errcode}")
-    if errcode in _SKIPS:
-        return Outcome("skip", _SKIPS[errcode])
-    return Outcome("fail", f"errcode_{errcode}")
+    verdict = answers.classify(errcode or 0, api=api, outcome_unknown=outcome_unknown)
+    return Outcome(_OUTCOMES[verdict.kind], verdict.reason)
 
 
 def backoff(attempt: int, base: float = 0.2, cap: float = 2.0) -> float:

@@ -7,14 +7,22 @@ tallies, so retries cannot count twice). What that means under failure:
 
 - SQS redelivers a chunk, or two containers get the same chunk: final entries are skipped, a
   claim still held by a live attempt is left to it (its own message covers it);
-- WeChat says "busy" (-1, 45009, timeouts, 5xx): retried here with backoff; still failing, the
-  claim is released (credit kept) and the chunk reported failed, so SQS retries it later and, after
-  maxReceiveCount, dead-letters it as queued (redrive resumes it);
+- WeChat proves it did not act (-1, 45009, 5xx, no connection made): retried here with backoff;
+  still failing, the claim is released (credit kept) and the chunk reported failed, so SQS retries
+  it later and, after maxReceiveCount, dead-letters it as queued (redrive resumes it);
+- the call may have reached WeChat but no answer says so (read timeout, reset, 504: the client's
+  `OutcomeUnknown`): closed at once as failed `outcome_unknown`, credit consumed, never resent;
+- a container dies between claim and finalize: the same, once the claim's lease (the dead
+  invocation's deadline) is over;
 - 40001/42001: the client expires exactly that token (compare-and-expire on the shared item) and
-  retries once with a fresh one; permanent answers (43101, 40003, ...) are recorded, never retried;
-- a container dies between claim and finalize: nobody can know whether WeChat delivered, so once
-  the claim's lease (the dead invocation's deadline) is over, the entry is closed as failed
-  `outcome_unknown` rather than risk a second message.
+  retries once with a fresh one; permanent answers (43101, 40003, 45047, ...) are recorded, never
+  retried (chalicelib.wechat.errors is the one table);
+- a configuration error (40164 IP not whitelisted, 40125 bad secret, 48001 ...): no call from this
+  account can succeed until a person fixes it, so the chunk stops at once instead of burning its
+  audience: no further call is made, the recipient's claim is released (credit kept), unclaimed
+  recipients stay unclaimed, and the chunk goes back to SQS. If the fix lands within SQS's retries
+  the campaign carries on by itself; otherwise the chunk dead-letters as queued and a redrive resumes
+  it. The client has logged the error and counted `WeChatConfigError` (alarmed on).
 
 WeChat is called from a bounded thread pool (the call dominates), C calls in flight per container;
 claims and finals are grouped (25 recipients per transaction) and run ahead of / behind the pool;
@@ -63,7 +71,8 @@ def pool() -> ThreadPoolExecutor:
 
 
 class ChunkIncomplete(Exception):
-    """Some recipients met only transient failures; the chunk must come again (SQS retry, then DLQ)."""
+    """Some recipients met only transient failures, or the account is misconfigured; the chunk must
+    come again (SQS retry, then DLQ)."""
 
 
 def _utcnow() -> datetime:
@@ -136,6 +145,8 @@ def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lamb
                    mp_app_id=mp_app_id)
     run.go()
     service.check_completion(brand_id, campaign_id, fire)
+    if run.config_error is not None:
+        raise ChunkIncomplete(f"stopped on a WeChat configuration error: {run.config_error}")
     if run.retry_later:
         raise ChunkIncomplete(f"{run.retry_later} recipients hit transient errors only")
 
@@ -150,6 +161,7 @@ class ChunkRun:
         self.finals: list[store.Final] = []
         self.oldest_final = 0.0
         self.retry_later = 0
+        self.config_error: WeChatError | None = None     # set once: no more calls from this chunk
         self.held: list[tuple[rules.Recipient, float]] = []
         self.counts: dict[str, int] = {}
         seen: set[str] = set()
@@ -169,7 +181,8 @@ class ChunkRun:
         next_check = time.monotonic() + STATE_CHECK
         try:
             while ((todo or untriaged) and stop is None) or in_flight:
-                while (todo or untriaged) and stop is None and len(in_flight) < CONCURRENCY + GROUP:
+                while ((todo or untriaged) and stop is None and self.config_error is None
+                       and len(in_flight) < CONCURRENCY + GROUP):
                     if len(todo) < GROUP and untriaged:
                         # triage in blocks, the first one small: the first WeChat calls start after
                         # one small read and one claim, not after reading the whole chunk
@@ -186,6 +199,8 @@ class ChunkRun:
                         in_flight.pop(future)
                         self._finished(future.result())
                 self._flush(force=False)
+                if self.config_error is not None and stop is None:
+                    stop = "config_error"
                 if time.monotonic() >= next_check and stop is None:
                     next_check = time.monotonic() + STATE_CHECK
                     stop = self._should_stop()
@@ -289,23 +304,37 @@ class ChunkRun:
         return claimed
 
     def _send(self, r: rules.Recipient, token: str) -> Sent:
-        """In the pool: call WeChat (retrying what is transient), then issue the coupon if delivered."""
+        """In the pool: call WeChat (retrying only what proves WeChat did not act), then issue the
+        coupon if delivered. An unknown outcome is final: the message may be out, so never again."""
         last: WeChatError | None = None
         for attempt in range(1, ATTEMPTS + 1):
+            if self.config_error is not None:
+                # another call of this chunk met a configuration error: release, do not call
+                return Sent(r, token, "retry", None, self.config_error.errcode)
             self.gate.acquire()
             try:
                 self._call(r)
                 return Sent(r, token, "sent", coupon=self._coupon(r))
             except WeChatError as err:
                 last = err
-                outcome = rules.classify(err.errcode)
-            except Exception as err:  # noqa: BLE001 - an unexpected failure is retried like a transient one
+                outcome = rules.classify(err.errcode, api=err.api, outcome_unknown=err.outcome_unknown)
+            except Exception as err:  # noqa: BLE001
+                # not WeChat's answer (the client reports any failure once the request may have been
+                # written as OutcomeUnknown), e.g. the token store failed first: nothing sent, retried
                 logger.warning("send failed unexpectedly", extra={"error": repr(err)})
                 last, outcome = None, rules.Outcome("retry", "unexpected")
             if outcome.kind == "skip":
                 return Sent(r, token, "skipped", outcome.reason, last.errcode)
             if outcome.kind == "fail":
+                if outcome.reason == rules.OUTCOME_UNKNOWN:
+                    count("CampaignOutcomeUnknown")
+                    logger.warning("send outcome unknown: recorded, never resent",
+                                   extra={"member_id": r.member_id, "error": last.errmsg})
+                    return Sent(r, token, "failed", outcome.reason, None)
                 return Sent(r, token, "failed", outcome.reason, last.errcode)
+            if outcome.kind == "config":
+                self.config_error = self.config_error or last
+                return Sent(r, token, "retry", None, last.errcode)
             if attempt < ATTEMPTS:
                 time.sleep(rules.backoff(attempt) * random.uniform(0.5, 1.0))
         return Sent(r, token, "retry", None, last.errcode if last else None)
@@ -380,8 +409,9 @@ class ChunkRun:
 
     def _hand_on(self, stop: str | None, left: list[rules.Recipient]) -> None:
         """Recipients not yet claimed when the chunk stopped: parked while paused, re-queued at the
-        deadline, dropped when cancelled."""
-        if stop == "cancelled":
+        deadline, dropped when cancelled, left to the chunk's own redelivery on a configuration error
+        (the chunk is reported failed: it comes again, then dead-letters as queued)."""
+        if stop in ("cancelled", "config_error"):
             return
         rest = {**self.body, "recipients": [r.pack() for r in left], "chunk": f"{self.body.get('chunk')}+"}
         if stop == "paused" and store.park(self.campaign, self.fire, "send", rest, _utcnow()):

@@ -48,24 +48,33 @@ def base_url(kind: str) -> str:
     return os.environ.get(WECHAT_BASE_URL_ENV, WECHAT_BASE_URL_DEFAULT)
 
 
-_apis: dict[tuple[str, str, str], object] = {}
+_apis: dict[tuple[str, str, str, str, str], object] = {}
 _lock = threading.Lock()
+
+
+def token_source(app: App, url: str, store=None):
+    """This brand's token for this app, shared by every container through one item keyed by brand,
+    kind and app id: two brands naming the same app id never share a token (a wrong secret gets
+    WeChat's refusal, not the other brand's token)."""
+    from chalicelib.wechat.client import fetch_stable_token, fetch_wecom_token
+    from chalicelib.wechat.tokens import SharedTokenSource, token_key
+    key = token_key(app.brand_id, app.kind, app.app_id)
+    if app.kind == "wecom":
+        return SharedTokenSource(key, lambda force: fetch_wecom_token(url, app.app_id, app.secret), store)
+    return SharedTokenSource(key, lambda force: fetch_stable_token(url, app.app_id, app.secret, force_refresh=force),
+                             store)
 
 
 def api_for(app: App, *, timeout: float = 4.0):
     """The WeChat API client for this app. Its access token is shared by every container (one
-    DynamoDB item per app, one refresher at a time: chalicelib.wechat.tokens)."""
-    from chalicelib.wechat.client import WeChatApi, fetch_stable_token, fetch_wecom_token
-    from chalicelib.wechat.tokens import SharedTokenSource
+    DynamoDB item per brand and app, one refresher at a time: chalicelib.wechat.tokens); the
+    in-process cache is keyed the same way (and by secret: a rotated secret is a new source)."""
+    from chalicelib.wechat.client import WeChatApi
     url = base_url(app.kind)
-    key = (app.brand_id, app.kind, app.app_id, url)
+    key = (app.brand_id, app.kind, app.app_id, url, app.secret)
     with _lock:
         tokens = _apis.get(key)
         if tokens is None:
-            if app.kind == "wecom":
-                tokens = SharedTokenSource(app.app_id, lambda force: fetch_wecom_token(url, app.app_id, app.secret))
-            else:
-                tokens = SharedTokenSource(app.app_id, lambda force: fetch_stable_token(
-                    url, app.app_id, app.secret, force_refresh=force))
-            _apis[key] = tokens
-    return WeChatApi(url, tokens, timeout=timeout)
+            tokens = _apis[key] = token_source(app, url)
+    return WeChatApi(url, tokens, timeout=timeout, context={"brand_id": app.brand_id, "app": app.kind,
+                                                            "app_id": app.app_id})

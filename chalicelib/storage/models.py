@@ -24,7 +24,7 @@ configuration (stores, guides, channel codes) shares the brand's partition so it
 | delivery ledger | B#<brand>#DLV#<campaign>#<fire>#<nn> | <member>  (nn: the member's audience shard) |
 | subscribe credit | B#<brand>#CREDIT#<openid> | <template>         |
 | frequency count | B#<brand>#FREQ#<member>    | <brand-local day>  |
-| WeChat token    | WXTOKEN#<app_id>           | TOKEN              |
+| WeChat token    | WXTOKEN#<brand>#<kind>#<app_id> | TOKEN         |
 
 (Coupons list their keys beside their models below.)
 """

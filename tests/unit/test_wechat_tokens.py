@@ -102,3 +102,144 @@ def test_a_refresher_whose_lease_ran_out_mid_fetch_takes_the_token_its_successor
     source = SharedTokenSource("wx1", slow_fetch, store, clock=lambda: now[0])
     assert source.get() == "tokSuccessor"
     assert store.read("wx1").token == "tokSuccessor"
+
+
+class PausedAfterRead:
+    """One container's view of the shared store. Once armed, right after its next read (before it can
+    act on what it read) `meanwhile` runs: another container's whole get() is forced into that gap.
+    Deterministic: no threads, no sleeps."""
+
+    def __init__(self, store):
+        self.store, self.meanwhile = store, None
+
+    def read(self, key):
+        record = self.store.read(key)
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            meanwhile()
+        return record
+
+    def take_lease(self, *args, **kwargs):
+        return self.store.take_lease(*args, **kwargs)
+
+    def put(self, *args, **kwargs):
+        return self.store.put(*args, **kwargs)
+
+    def release(self, *args, **kwargs):
+        return self.store.release(*args, **kwargs)
+
+    def expire(self, *args, **kwargs):
+        return self.store.expire(*args, **kwargs)
+
+
+class Nested:
+    """n containers sharing one store. `run()`: container 0 reads, then container 1 runs get() in that
+    gap, which reads, then container 2 runs get() in its gap, ...: all n read before any acts; the
+    last one refreshes; the n-1 others then try the lease on what they read."""
+
+    def __init__(self, n: int, wechat: WeChat, store, key: str = "wx1"):
+        self.views = [PausedAfterRead(store) for _ in range(n)]
+        self.sources = [SharedTokenSource(key, wechat.fetch, v, sleep=lambda _s: None) for v in self.views]
+        self.got: list[str | None] = [None] * n
+
+    def _get(self, i: int) -> None:
+        self.got[i] = self.sources[i].get()
+
+    def run(self) -> list[str | None]:
+        for i, view in enumerate(self.views[:-1]):
+            view.meanwhile = lambda j=i + 1: self._get(j)
+        self._get(0)
+        return self.got
+
+
+def test_containers_that_read_no_token_just_before_another_put_do_not_fetch_again():
+    for n in (2, 5):
+        wechat, store = WeChat(), MemoryTokenStore()
+        assert Nested(n, wechat, store).run() == ["tok1"] * n
+        assert wechat.fetches == [False]                 # N containers, one fetch
+
+
+def test_containers_that_saw_40001_and_read_the_emptied_item_late_do_not_fetch_again():
+    for n in (2, 5):
+        wechat, store = WeChat(), MemoryTokenStore()
+        nested = Nested(n, wechat, store)
+        assert {s.get() for s in nested.sources} == {"tok1"}
+        for s in nested.sources:                        # every container saw 40001 on tok1
+            s.expire("tok1")
+        assert nested.run() == ["tok2"] * n
+        assert wechat.fetches == [False, False]
+
+
+def test_a_container_holding_a_refused_token_that_the_item_still_holds_refreshes_it():
+    # this container saw tokA refused, but the shared item holds tokA again (another container's
+    # stable_token got it back while WeChat still thought it valid): the lease must be takeable on
+    # that token, or this container would wait on a "fresh" token it cannot use
+    store = MemoryTokenStore()
+    answers = iter([("tokA", 7200), ("tokA", 7200), ("tokA", 7200), ("tokB", 7200)])
+    forced = []
+
+    def fetch(force):
+        forced.append(force)
+        return next(answers)
+
+    a = SharedTokenSource("wx1", fetch, store, sleep=lambda _s: None)
+    b = SharedTokenSource("wx1", fetch, store, sleep=lambda _s: None)
+    assert a.get() == "tokA"
+    a.expire("tokA")
+    assert b.get() == "tokA"                       # b refreshes first and is handed tokA back
+    assert a.get() == "tokB" and forced == [False, False, False, True]
+    assert store.read("wx1").token == "tokB"
+
+
+def test_a_brand_naming_another_brands_app_id_with_a_wrong_secret_does_not_get_its_token(monkeypatch):
+    import pytest
+
+    from chalicelib.services import wechat_apps
+    from chalicelib.wechat import client
+    from chalicelib.wechat.client import WeChatError
+    fetched = []
+
+    def fetch_stable_token(url, app_id, secret, force_refresh=False, timeout=4.0):
+        # WeChat: one registered secret per app id
+        fetched.append((app_id, secret))
+        if (app_id, secret) != ("wxVictim", "right"):
+            raise WeChatError(40125, "invalid appsecret", "cgi-bin/stable_token")
+        return "tokVictim", 7200
+
+    monkeypatch.setattr(client, "fetch_stable_token", fetch_stable_token)
+    store = MemoryTokenStore()               # the item every container of every brand shares
+    victim = wechat_apps.App("brandA", "oa", "wxVictim", "right", "t", None)
+    intruder = wechat_apps.App("brandB", "oa", "wxVictim", "wrong", "t", None)
+    assert wechat_apps.token_source(victim, "http://wechat.test", store).get() == "tokVictim"
+    with pytest.raises(WeChatError) as err:
+        wechat_apps.token_source(intruder, "http://wechat.test", store).get()
+    assert err.value.config_error and err.value.errcode == 40125
+    assert fetched == [("wxVictim", "right"), ("wxVictim", "wrong")]
+    # the same brand's other app kinds are separate items too
+    assert wechat_apps.token_source(wechat_apps.App("brandA", "mp", "wxVictim", "right", "t", None),
+                                    "http://wechat.test", store).key != wechat_apps.token_source(
+        victim, "http://wechat.test", store).key
+
+
+def test_a_refresher_whose_fetch_failed_hands_the_lease_back_at_once():
+    from chalicelib.wechat.client import OutcomeUnknown
+    store, now = MemoryTokenStore(), [1000.0]
+    answers = [OutcomeUnknown("network, outcome unknown: ReadTimeoutError", "cgi-bin/stable_token"), ("tok1", 7200)]
+
+    def fetch(force):
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    a = SharedTokenSource("wx1", fetch, store, clock=lambda: now[0], sleep=sleep)
+    b = SharedTokenSource("wx1", fetch, store, clock=lambda: now[0], sleep=sleep)
+    try:
+        a.get()
+        raise AssertionError("the fetch failed")
+    except OutcomeUnknown:
+        pass
+    assert b.get() == "tok1" and now[0] == 1000.0          # no lease to wait out
