@@ -144,3 +144,83 @@ def test_a_lone_surrogate_in_a_mini_program_text_is_stored_as_a_replacement_char
         assert r.status_code == 200, r.text
     stored = list(Message.query(f"B#{brand.brand_id}#MSG#o_surrogate"))
     assert [m.content for m in stored] == ["hi \ufffd there \U0001F600"]
+
+
+# ---- DynamoDB's key limits, which the emulator does not enforce ---------------------------------
+
+KEY_LIMITS = {"pk": 2048, "gsi1pk": 2048, "sk": 1024, "gsi1sk": 1024}      # bytes, as DynamoDB counts them
+
+
+def _items_and_keys(params: dict):
+    yield params.get("Key"), params.get("Item")
+    for entry in params.get("TransactItems", ()):
+        for op in entry.values():
+            yield op.get("Key"), op.get("Item")
+    for requests_ in (params.get("RequestItems") or {}).values():
+        if isinstance(requests_, dict):                                     # BatchGetItem
+            yield from ((key, None) for key in requests_.get("Keys", ()))
+        else:                                                               # BatchWriteItem
+            for request in requests_:
+                for op in request.values():
+                    yield op.get("Key"), op.get("Item")
+
+
+@pytest.fixture
+def dynamodb_key_limits(stack):
+    """Refuse, as real DynamoDB would (ValidationException), any request whose key is too long; the
+    refusals are listed too, so a test sees them even where the app would have swallowed the error."""
+    from botocore.exceptions import ClientError
+
+    from chalicelib import aws
+    from chalicelib.storage.models import Item
+    seen: list[str] = []
+
+    def check(params, model, **_kw):
+        for key, item in _items_and_keys(params):
+            for attrs in (key, item):
+                for name, limit in KEY_LIMITS.items():
+                    value = (attrs or {}).get(name, {}).get("S")
+                    if value is not None and len(value.encode()) > limit:
+                        seen.append(f"{model.name} {name} of {len(value.encode())} bytes")
+        if model.name == "Query":
+            for value in (params.get("ExpressionAttributeValues") or {}).values():
+                if len(value.get("S", "").encode()) > KEY_LIMITS["pk"]:
+                    seen.append(f"Query key of {len(value['S'].encode())} bytes")
+        if seen:
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": seen[-1]}}, model.name)
+
+    clients = [Item._get_connection().connection.client, aws.client("dynamodb")]
+    for client in clients:
+        client.meta.events.register("before-parameter-build.dynamodb", check, unique_id="key-limits")
+    yield seen
+    for client in clients:
+        client.meta.events.unregister("before-parameter-build.dynamodb", unique_id="key-limits")
+
+
+def test_the_key_limit_check_refuses_what_dynamodb_refuses(brand, dynamodb_key_limits):
+    from pynamodb.exceptions import GetError
+
+    from chalicelib.storage import members
+    with pytest.raises(GetError, match="ValidationException"):
+        members.find_member_id(brand.brand_id, "oa", "o" * 3000)
+    size = len(members.identity_key(brand.brand_id, "oa", "o" * 3000).encode())
+    assert dynamodb_key_limits == [f"GetItem pk of {size} bytes"]
+
+
+def test_the_longest_ids_a_callback_may_carry_make_keys_dynamodb_accepts(make_brand, dynamodb_key_limits):
+    brand = make_brand("k" * 30)                        # a brand id of 40 characters, the longest allowed
+    widest = "\U0001F600" * 128                         # 128 characters of 4 UTF-8 bytes each
+    now = int(time.time())
+    follow = phone.oa_subscribe(app_username="gh", openid=widest, scene="場" * 64, create_time=now)
+    text = phone.oa_text(app_username="gh", openid=widest, content="hi", create_time=now, msg_id=1)
+    text["MsgId"] = "\U0001F600" * 64
+    add = phone.wecom_add_external_contact(corp_id=brand.app("wecom")["corp_id"], user_id=widest,
+                                           external_userid=widest, create_time=now, state="場" * 64,
+                                           welcome_code="W" * 512)
+    popup = phone.mp_subscribe_msg_popup(app_username="gh", openid=widest, create_time=now,
+                                         accepted=[f"{i:02d}" + "\U0001F600" * 126 for i in range(20)], rejected=[])
+    for kind, msg, fmt in (("oa", follow, "xml"), ("oa", text, "xml"), ("wecom", add, "xml"), ("mp", popup, "json")):
+        r = brand.post_callback(kind, msg, fmt=fmt)
+        assert r.status_code == 200, (kind, r.text)
+    assert dynamodb_key_limits == []
+    assert brand.member(openid=widest)["first_touch"]["scene"] == "場" * 64
