@@ -7,6 +7,7 @@ dedupe key, so WeChat's retries (3x when it hears nothing in 5 s) change nothing
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -132,6 +133,9 @@ MAX_WELCOME_CODE_CHARS = 512  # opaque, not part of any key; only bounded
 MAX_CREATE_TIME = 10 ** 10    # CreateTime is zero-padded to 10 digits in the message sort key
 
 
+_ID_TEXT = re.compile(r"\S{1,%d}" % MAX_ID_CHARS)
+
+
 class InvalidMessage(crypto.CallbackError):
     status, code = 400, "invalid_message"
 
@@ -152,8 +156,7 @@ def _identity(msg: dict, name: str, *, required: bool = True) -> str | None:
         if required:
             raise InvalidMessage(f"{name} is required")
         return None
-    if not isinstance(value, str) or len(value) > MAX_ID_CHARS or not value.isprintable() \
-            or any(c.isspace() for c in value):
+    if not isinstance(value, str) or not _ID_TEXT.fullmatch(value) or not value.isprintable():
         raise InvalidMessage(f"{name} must be an id of at most {MAX_ID_CHARS} characters")
     return value
 
