@@ -76,6 +76,7 @@ def test_a_subscribe_with_spaces_around_its_cdata_makes_the_member_once(brand, b
 @pytest.mark.parametrize("kind, fmt, body, code", [
     ("mp", "json", b'{"ToUserName": "gh", "a": ' + b"[" * 5000 + b"]" * 5000 + b"}", "malformed_json"),
     ("mp", "json", b'{"a":' * 5000 + b"1" + b"}" * 5000, "malformed_json"),
+    ("mp", "json", b"[" * 5000, "malformed_xml"),                       # not an object: neither XML nor JSON
     ("oa", "xml", b"<xml>" + b"<a>" * 5000 + b"</a>" * 5000 + b"</xml>", "malformed_xml"),
 ])
 @pytest.mark.parametrize("mode", ["plain", "safe"])

@@ -141,6 +141,9 @@ def test_invalid_utf8_is_refused():
         messages.parse_body(b'{"Content": "\xff\xfe"}')
     with pytest.raises(messages.MalformedXml):
         messages.parse_body(b"<xml><Content>\xed\xa0\x80</Content></xml>")     # an encoded lone surrogate
+    for body in (b"<xml><Content>&#xD800;</Content></xml>", b'<?xml version="1.0" encoding="GBK"?><xml><A>\xc4\xe3</A></xml>'):
+        with pytest.raises(messages.MalformedXml):
+            messages.parse_body(body)
 
 
 # ---- odd fields --------------------------------------------------------------------------------
