@@ -50,7 +50,10 @@ def verify_url(brand_id: str, kind: str, query: dict, *, now: float | None = Non
             box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id)
             box.verify(query.get("msg_signature"), timestamp or "", nonce, echostr)
             crypto.check_timestamp(timestamp, now or time.time())
-            return Reply(box.decrypt(echostr).decode())
+            try:
+                return Reply(box.decrypt(echostr).decode())
+            except UnicodeDecodeError:
+                raise crypto.BadCiphertext("echostr does not decrypt to text") from None
         crypto.verify_signature(query.get("signature"), app.token, timestamp or "", nonce)
         crypto.check_timestamp(timestamp, now or time.time())
         return Reply(echostr)

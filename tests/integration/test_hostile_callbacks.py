@@ -224,3 +224,13 @@ def test_the_longest_ids_a_callback_may_carry_make_keys_dynamodb_accepts(make_br
         assert r.status_code == 200, (kind, r.text)
     assert dynamodb_key_limits == []
     assert brand.member(openid=widest)["first_touch"]["scene"] == "場" * 64
+
+
+def test_a_signed_wecom_url_check_whose_echostr_is_not_text_is_refused(brand):
+    from chalicelib.wechat.crypto import MessageCrypto
+    cfg = brand.app("wecom")
+    box = MessageCrypto(cfg["token"], cfg["encoding_aes_key"], cfg["corp_id"])
+    echostr, ts = box.encrypt(b"\xff\xfe not utf-8"), str(int(time.time()))
+    r = brand.api.call("GET", f"/wechat/{brand.brand_id}/wecom", params={
+        "msg_signature": box.sign(ts, "n1", echostr), "timestamp": ts, "nonce": "n1", "echostr": echostr})
+    refused(r, 400, "bad_ciphertext")
