@@ -28,9 +28,26 @@ def build_callback(message: dict, *, token: str, receive_id: str, encoding_aes_k
                    mode: str = "plain", fmt: str = "xml", wecom: bool = False, timestamp: int | None = None,
                    nonce: str | None = None, openid: str | None = None) -> Callback:
     """Sign (and in compat/safe mode, or always for WeCom, encrypt) `message` as WeChat would."""
+    inner = json.dumps(message, ensure_ascii=False) if fmt == "json" else to_xml(message)
+    to_user = message.get("ToUserName", receive_id)
+    if mode == "compat" and not wecom:
+        outer = dict(message)
+    elif wecom:
+        outer = {"ToUserName": to_user, "AgentID": ""} if fmt == "xml" else {"ToUserName": to_user}
+    else:
+        outer = {"ToUserName": to_user}
+    return build_raw_callback(inner.encode(), token=token, receive_id=receive_id, encoding_aes_key=encoding_aes_key,
+                              mode=mode, fmt=fmt, wecom=wecom, timestamp=timestamp, nonce=nonce, openid=openid,
+                              outer=outer)
+
+
+def build_raw_callback(inner: bytes, *, token: str, receive_id: str, encoding_aes_key: str | None = None,
+                       mode: str = "plain", fmt: str = "xml", wecom: bool = False, timestamp: int | None = None,
+                       nonce: str | None = None, openid: str | None = None, outer: dict | None = None) -> Callback:
+    """Sign (and encrypt unless plain) a body given byte for byte: a sample another SDK recorded, a
+    body with a byte-order mark, a hostile one. `outer` is the envelope around Encrypt (default: ToUserName)."""
     ts = str(timestamp if timestamp is not None else int(time.time()))
     nonce = nonce or random_nonce()
-    inner = json.dumps(message, ensure_ascii=False) if fmt == "json" else to_xml(message)
     content_type = "application/json" if fmt == "json" else "text/xml"
     if wecom:
         mode = "safe"
@@ -42,25 +59,18 @@ def build_callback(message: dict, *, token: str, receive_id: str, encoding_aes_k
     else:
         query.update(timestamp=ts, nonce=nonce)
     if mode == "plain":
-        return Callback(query, inner.encode(), content_type)
+        return Callback(query, inner, content_type)
     if not encoding_aes_key:
         raise ValueError(f"{mode} mode needs the EncodingAESKey")
     box = MessageCrypto(token, encoding_aes_key, receive_id)
-    encrypt = box.encrypt(inner.encode())
+    encrypt = box.encrypt(inner)
     query["msg_signature"] = box.sign(ts, nonce, encrypt)
     if not wecom:
         query["encrypt_type"] = "aes"
-    to_user = message.get("ToUserName", receive_id)
+    envelope = {**(outer if outer is not None else {"ToUserName": receive_id}), "Encrypt": encrypt}
     if fmt == "json":
-        outer = {**message, "Encrypt": encrypt} if mode == "compat" else {"ToUserName": to_user, "Encrypt": encrypt}
-        return Callback(query, json.dumps(outer, ensure_ascii=False).encode(), content_type)
-    if mode == "compat":
-        outer = {**message, "Encrypt": encrypt}
-    elif wecom:
-        outer = {"ToUserName": to_user, "AgentID": "", "Encrypt": encrypt}
-    else:
-        outer = {"ToUserName": to_user, "Encrypt": encrypt}
-    return Callback(query, to_xml(outer).encode(), content_type)
+        return Callback(query, json.dumps(envelope, ensure_ascii=False).encode(), content_type)
+    return Callback(query, to_xml(envelope).encode(), content_type)
 
 
 def build_verification(*, token: str, echostr: str, receive_id: str | None = None,

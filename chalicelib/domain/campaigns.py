@@ -744,8 +744,10 @@ def subscription_changes(msg: dict) -> SubscriptionChanges:
     for entry in entries if isinstance(entries, list) else []:
         if not isinstance(entry, dict):
             continue
-        template = str(entry.get("TemplateId") or "").strip()
-        status = str(entry.get("SubscribeStatusString") or "").strip().lower()
+        template, status = entry.get("TemplateId"), entry.get("SubscribeStatusString")
+        if not isinstance(template, str) or not isinstance(status, str):
+            continue                    # an element with children or a JSON object is no template id
+        template, status = template.strip(), status.strip().lower()
         if not template or len(template) > 128:
             continue
         if event == "subscribe_msg_popup_event":

@@ -7,6 +7,7 @@ dedupe key, so WeChat's retries (3x when it hears nothing in 5 s) change nothing
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,7 +50,10 @@ def verify_url(brand_id: str, kind: str, query: dict, *, now: float | None = Non
             box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id, also_receive=app.receive_ids)
             box.verify(query.get("msg_signature"), timestamp or "", nonce, echostr)
             crypto.check_timestamp(timestamp, now or time.time())
-            return Reply(box.decrypt(echostr).decode())
+            try:
+                return Reply(box.decrypt(echostr).decode())
+            except UnicodeDecodeError:
+                raise crypto.BadCiphertext("echostr does not decrypt to text") from None
         crypto.verify_signature(query.get("signature"), app.token, timestamp or "", nonce)
         crypto.check_timestamp(timestamp, now or time.time())
         return Reply(echostr)
@@ -98,16 +102,16 @@ def receive(brand_id: str, kind: str, query: dict, body: bytes, *, now: float | 
     app = app_for(brand, kind)
     try:
         opened = open_callback(app, query, body, now)
+        msg = opened.msg
+        action = route(app.kind, msg)
     except crypto.CallbackError as err:
         logger.warning("callback refused", extra={"brand_id": brand_id, "app": kind, "reason": err.code})
         raise _callback_error(err) from None
-    msg = opened.msg
-    action = route(app.kind, msg)
     logger.append_keys(brand_id=brand.brand_id, app=app.kind, action=action.name)
     answer = execute(brand, app, action, datetime.fromtimestamp(now, timezone.utc))
     if answer is None:
         return SUCCESS
-    reply_xml = messages.text_reply(msg.get("FromUserName", ""), msg.get("ToUserName", ""), answer, int(now))
+    reply_xml = messages.text_reply(action.args["openid"], _string(msg, "ToUserName"), answer, int(now))
     if opened.box is None:
         return Reply(reply_xml, "application/xml")
     return Reply(messages.encrypted_reply(opened.box, reply_xml, str(int(now)), opened.nonce), "application/xml")
@@ -116,49 +120,124 @@ def receive(brand_id: str, kind: str, query: dict, body: bytes, *, now: float | 
 @dataclass(frozen=True)
 class Action:
     """What a callback asks of siyu, decided from the message alone (pure; unit-testable)."""
-    name: str                 # touch | unsubscribe | wecom_removed | text | ignore
+    name: str                 # touch | unsubscribe | wecom_removed | subscriptions | text | ignore
     key: str = ""             # the dedupe key every resulting write carries
     args: dict = field(default_factory=dict)
 
 
 IGNORE = Action("ignore")
 
+# Every value a callback carries into a DynamoDB key is bounded (a partition key holds 2048 bytes, a
+# sort key 1024, and the emulator does not check): openids and unionids are 28 characters,
+# external_userid about 32, a WeCom UserID at most 64.
+MAX_ID_CHARS = 128
+MAX_SCENE_CHARS = 64          # WeChat's longest scene: a QR code's scene_str
+MAX_MSG_ID_CHARS = 64         # a MsgId is a 64-bit number
+MAX_WELCOME_CODE_CHARS = 512  # opaque, not part of any key; only bounded
+MAX_CREATE_TIME = 10 ** 10    # CreateTime is zero-padded to 10 digits in the message sort key
+
+
+_ID_TEXT = re.compile(r"\S{1,%d}" % MAX_ID_CHARS)
+
+
+class InvalidMessage(crypto.CallbackError):
+    status, code = 400, "invalid_message"
+
+
+def _string(msg: dict, name: str) -> str:
+    """A text field; "" when absent or not text. For fields that only select what to do (MsgType,
+    Event, ChangeType): a message whose selector is an element with children or a JSON array is not
+    one siyu acts on."""
+    value = msg.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _identity(msg: dict, name: str, *, required: bool = True) -> str | None:
+    """An identity siyu keys items by: text without whitespace or control characters, at most
+    MAX_ID_CHARS. Anything else in a message siyu acts on is refused (400, nothing written)."""
+    value = msg.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidMessage(f"{name} is required")
+        return None
+    if not isinstance(value, str) or not _ID_TEXT.fullmatch(value) or not value.isprintable():
+        raise InvalidMessage(f"{name} must be an id of at most {MAX_ID_CHARS} characters")
+    return value
+
+
+def _scene(value: str) -> str | None:
+    """A scene a WeChat code could carry (at most 64 printable characters); anything else attributes nothing."""
+    return value if value and len(value) <= MAX_SCENE_CHARS and value.isprintable() else None
+
+
+def _optional_text(msg: dict, name: str, limit: int) -> str | None:
+    value = msg.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidMessage(f"{name} must be text of at most {limit} characters")
+    return value
+
 
 def route(kind: str, msg: dict) -> Action:
-    msg_type = str(msg.get("MsgType", "")).lower()
-    event = str(msg.get("Event", "")).lower() if msg_type == "event" else ""
-    openid = msg.get("FromUserName") or None
-    key = messages.dedupe_key(msg)
+    """Decide what a message asks. Raises InvalidMessage when a field the action needs is not a sane
+    string; fields siyu does not use are never looked at."""
+    msg_type = _string(msg, "MsgType").lower()
+    event = _string(msg, "Event").lower() if msg_type == "event" else ""
     if kind == "wecom":
-        event = event or str(msg.get("InfoType", "")).lower()      # third-party (suite) callbacks
+        event = event or _string(msg, "InfoType").lower()      # third-party (suite) callbacks
         if event != "change_external_contact" or not msg.get("ExternalUserID"):
             return IGNORE
-        change = str(msg.get("ChangeType", ""))
+        change = _string(msg, "ChangeType")
         if change in ("add_external_contact", "add_half_external_contact"):
-            return Action("touch", key, {"shopper": Shopper(wecom=msg["ExternalUserID"]),
-                                         "scene": msg.get("State") or None, "event": change,
-                                         "wecom_user_id": msg.get("UserID") or None,
-                                         "welcome_code": msg.get("WelcomeCode") or None})
+            external_userid = _identity(msg, "ExternalUserID")
+            return Action("touch", messages.dedupe_key(msg), {
+                "shopper": Shopper(wecom=external_userid), "scene": _scene(_string(msg, "State")), "event": change,
+                "wecom_user_id": _identity(msg, "UserID", required=False),
+                "welcome_code": _optional_text(msg, "WelcomeCode", MAX_WELCOME_CODE_CHARS)})
         if change in ("del_external_contact", "del_follow_user") and msg.get("UserID"):
-            return Action("wecom_removed", key, {"external_userid": msg["ExternalUserID"],
-                                                 "user_id": msg["UserID"], "event": change})
+            return Action("wecom_removed", messages.dedupe_key(msg), {
+                "external_userid": _identity(msg, "ExternalUserID"), "user_id": _identity(msg, "UserID"),
+                "event": change})
         return IGNORE
-    if not openid:
+    acts = event in ("subscribe", "scan", "subscribe_msg_popup_event", "subscribe_msg_change_event") \
+        or (event == "unsubscribe" and kind == "oa") or msg_type == "text"
+    if not acts or not msg.get("FromUserName"):
         return IGNORE
+    openid = _identity(msg, "FromUserName")
+    key = messages.dedupe_key(msg)
     if event in ("subscribe", "scan"):
-        event_key = str(msg.get("EventKey") or "")
-        scene = event_key[len(QRSCENE_PREFIX):] if event_key.startswith(QRSCENE_PREFIX) else event_key
-        return Action("touch", key, {"shopper": Shopper(**{kind: openid}), "scene": scene or None, "event": event,
+        event_key = _string(msg, "EventKey")
+        # Only a parametric QR code marks a scene: qrscene_<scene> on a follow, the bare scene on a
+        # follower's SCAN. A follow's other keys (last_trade_no_<id> from the payment page,
+        # scanbarcode|... from a product scan) say where the follow happened, not which code.
+        if event == "subscribe":
+            scene = event_key[len(QRSCENE_PREFIX):] if event_key.startswith(QRSCENE_PREFIX) else ""
+        else:
+            scene = event_key
+        return Action("touch", key, {"shopper": Shopper(**{kind: openid}), "scene": _scene(scene), "event": event,
                                      "subscribed": True if kind == "oa" else None})
-    if event == "unsubscribe" and kind == "oa":
+    if event == "unsubscribe":
         return Action("unsubscribe", key, {"openid": openid, "event": event})
     if event in ("subscribe_msg_popup_event", "subscribe_msg_change_event"):
-        from chalicelib.domain.campaigns import subscription_changes      # campaign rules load only here
-        return Action("subscriptions", key, {"openid": openid, "changes": subscription_changes(msg)})
-    if msg_type == "text":
-        return Action("text", key, {"openid": openid, "content": msg.get("Content"),
-                                    "msg_id": str(msg.get("MsgId") or key), "create_time": _int(msg.get("CreateTime"))})
-    return IGNORE
+        from chalicelib.domain.campaigns import MAX_TEMPLATES, subscription_changes   # campaign rules load only here
+        changes = subscription_changes(msg)
+        # One transaction holds the inbound marker and one item per template (DynamoDB: 100 at most);
+        # WeChat's popup asks for at most a few templates at a time.
+        if len(changes.accepted) + len(changes.rejected) + len(changes.revoked) > MAX_TEMPLATES:
+            raise InvalidMessage(f"a subscription event may name at most {MAX_TEMPLATES} templates")
+        if set(changes.accepted) & set(changes.rejected):
+            raise InvalidMessage("a template cannot be both accepted and rejected")
+        return Action("subscriptions", key, {"openid": openid, "changes": changes})
+    content = msg.get("Content")
+    if content is not None and not isinstance(content, str):
+        raise InvalidMessage("Content must be text")
+    msg_id = msg.get("MsgId")
+    if msg_id is not None and (isinstance(msg_id, bool) or not isinstance(msg_id, (str, int))
+                               or len(str(msg_id)) > MAX_MSG_ID_CHARS or not str(msg_id).isprintable()):
+        raise InvalidMessage(f"MsgId must be at most {MAX_MSG_ID_CHARS} characters")
+    return Action("text", key, {"openid": openid, "content": content, "msg_id": str(msg_id or key),
+                                "create_time": _create_time(msg.get("CreateTime"))})
 
 
 def execute(brand, app: App, action: Action, now: datetime) -> str | None:
@@ -197,11 +276,13 @@ def _update_known(brand_id: str, ns: str, value: str, actions: list, action: Act
             pass
 
 
-def _int(value) -> int:
+def _create_time(value) -> int:
+    """CreateTime as seconds; 0 when it is not a time WeChat could send (it is part of a sort key)."""
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        seconds = int(value) if isinstance(value, (str, int, float)) and not isinstance(value, bool) else 0
+    except (ValueError, OverflowError):      # not digits, more digits than int() reads, an infinite float
         return 0
+    return seconds if 0 <= seconds < MAX_CREATE_TIME else 0
 
 
 def _unionid_lookup(app: App, shopper: Shopper):

@@ -1,8 +1,11 @@
 """Reading and writing WeChat messages: defused XML or JSON in, dedupe keys, passive replies out."""
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
+import re
+from itertools import accumulate
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
@@ -11,6 +14,9 @@ from defusedxml.ElementTree import fromstring
 from chalicelib.wechat.crypto import CallbackError
 
 MAX_BODY_BYTES = 64 * 1024
+# WeChat's deepest message is xml > SubscribeMsgPopupEvent > List > TemplateId; anything much deeper
+# is not a WeChat message, and unbounded depth would exhaust the stack (RecursionError, a 500).
+MAX_DEPTH = 16
 
 
 class ForbiddenXml(CallbackError):
@@ -34,13 +40,17 @@ def check_size(body: bytes | str) -> None:
         raise BodyTooLarge(f"callback bodies are limited to {MAX_BODY_BYTES} bytes")
 
 
-def _value(element: Element):
+def _value(element: Element, depth: int = 0):
+    """A leaf's text (stripped: WeChat's card-event samples put spaces around CDATA sections), or a
+    dict of the children. Recursion is bounded by MAX_DEPTH, so hostile nesting is a 400, never a 500."""
     children = list(element)
     if not children:
-        return element.text or ""
+        return (element.text or "").strip()
+    if depth >= MAX_DEPTH:
+        raise MalformedXml(f"elements nest deeper than {MAX_DEPTH} levels")
     out: dict = {}
     for child in children:
-        value = _value(child)
+        value = _value(child, depth + 1)
         if child.tag in out:
             if not isinstance(out[child.tag], list):
                 out[child.tag] = [out[child.tag]]
@@ -52,7 +62,8 @@ def _value(element: Element):
 
 def parse_xml(body: bytes | str) -> dict:
     """The root element's children as a dict (nested elements as dicts, repeated tags as lists).
-    No DTDs, no entities, no external references: ForbiddenXml; anything unparsable: MalformedXml."""
+    No DTDs, no entities, no external references: ForbiddenXml; anything unparsable or nested
+    deeper than MAX_DEPTH: MalformedXml."""
     try:
         root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException:
@@ -63,24 +74,70 @@ def parse_xml(body: bytes | str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# The closing quote is optional so that an unterminated string matches once, to the end, instead of
+# being retried from every later quote (quadratic time on a hostile body, which WeCom's unsigned
+# outer envelope can be).
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.S)
+_JSON_BRACKETS = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_ESCAPED_SURROGATE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_too_deep(text: str) -> bool:
+    """Whether brackets outside strings nest deeper than MAX_DEPTH, found before json.loads (whose C
+    scanner recurses) ever sees the text. A WeChat message has a handful of brackets: no scan at all."""
+    if text.count("[") + text.count("{") <= MAX_DEPTH:
+        return False
+    brackets = _JSON_BRACKETS.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
+
+
+def _no_surrogates(value):
+    """JSON may escape a lone UTF-16 surrogate (a truncated emoji): it cannot be encoded as UTF-8, so
+    no hash, key or stored attribute could hold it. Replace it with U+FFFD (depth is already bounded)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_no_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_no_surrogates(k): _no_surrogates(v) for k, v in value.items()}
+    return value
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_json(body: bytes | str) -> dict:
     try:
-        value = json.loads(body)
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        if _json_too_deep(text):
+            raise MalformedJson(f"arrays and objects nest deeper than {MAX_DEPTH} levels")
+        value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError):
         raise MalformedJson("body is not valid JSON") from None
     if not isinstance(value, dict):
         raise MalformedJson("a JSON message must be an object")
-    return value
+    return _no_surrogates(value) if _ESCAPED_SURROGATE.search(text) else value
+
+
+def _strip_bom(body: bytes | str) -> bytes | str:
+    """Drop a UTF-8 byte-order mark (some stacks write one before the XML or JSON) and leading whitespace
+    (an XML declaration must come first)."""
+    if isinstance(body, bytes):
+        return body[len(codecs.BOM_UTF8):].lstrip() if body.startswith(codecs.BOM_UTF8) else body.lstrip()
+    return body.removeprefix("\ufeff").lstrip()
 
 
 def parse_body(body: bytes | str) -> dict:
     """XML or (mini-program message push) JSON, sniffed from the first character."""
     check_size(body)
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    first = text.lstrip()[:1]
-    if first == "{":
+    body = _strip_bom(body)
+    first = body[:1]
+    if first in (b"{", "{"):
         return parse_json(body)
-    if first == "<":
+    if first in (b"<", "<"):
         return parse_xml(body)
     raise MalformedXml("body is neither XML nor JSON")
 
