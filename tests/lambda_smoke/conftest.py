@@ -208,7 +208,7 @@ def trace_header() -> tuple[str, str]:
 
 
 def function_env(stack: StackProcess, xray: XRayDaemon, name: str, memory: int, timeout: int,
-                 **overrides: str) -> dict[str, str]:
+                 **overrides: str | None) -> dict[str, str]:
     env = {
         # what infra/siyu_stack.py puts in every function's environment (lambda_env)
         **{k: v for k, v in stack.env.items() if k.startswith("SIYU_") and k != "SIYU_LOCAL_TAP_QUEUE_URL"},
@@ -227,8 +227,19 @@ def function_env(stack: StackProcess, xray: XRayDaemon, name: str, memory: int, 
         # the one difference from AWS: the endpoint is the local emulator
         "AWS_ENDPOINT_URL": stack.aws_url,
     }
-    env.update(overrides)
+    for key, value in overrides.items():        # None: the variable is absent
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
+
+
+def closed_port_url() -> str:
+    """An endpoint nothing listens on: connections are refused at once, as from an unreachable AWS."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return "http://127.0.0.1:%d" % sock.getsockname()[1]
 
 
 class LambdaFunction:
