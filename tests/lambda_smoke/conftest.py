@@ -58,6 +58,9 @@ def _built(name: str, inputs: list[Path], build) -> Path:
             partial.rename(final)
         except OSError:         # another run finished the same build first
             shutil.rmtree(partial, ignore_errors=True)
+        for stale in CACHE.glob(f"{name}-*"):       # builds of inputs that have changed since
+            if stale != final:
+                shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
