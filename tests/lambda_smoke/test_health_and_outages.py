@@ -27,8 +27,12 @@ def error_of(response: dict) -> dict:
 
 
 def aws_calls(xray, trace: str) -> list[str]:
-    """The AWS calls a trace made (botocore subsegments), after its segments have arrived."""
-    time.sleep(0.3)
+    """The AWS calls a request made (botocore subsegments). Waits for the request's own subsegment,
+    which closes (and is emitted) after every call made inside it."""
+    deadline = time.monotonic() + 5
+    while not any(s.get("name") == "## request" for s in xray.subsegments(trace)):
+        assert time.monotonic() < deadline, f"the request's subsegment never arrived ({trace})"
+        time.sleep(0.05)
     return [s["name"] for s in xray.subsegments(trace) if s.get("namespace") == "aws"]
 
 
