@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
 import uuid
 
 import pytest

@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 
-import pytest
 
 from tests.lambda_smoke.conftest import closed_port_url
 from tests.lambda_smoke.events import rest_event
