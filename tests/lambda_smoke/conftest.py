@@ -279,8 +279,13 @@ class LambdaFunction:
         self._log.flush()
         return self.logs.read_text(errors="replace")
 
+    def shut_down(self) -> None:
+        """Tell the container to end (its stdin closes), without waiting for it."""
+        if not self.proc.stdin.closed:
+            self.proc.stdin.close()
+
     def stop(self) -> None:
-        self.proc.stdin.close()
+        self.shut_down()
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -291,16 +296,22 @@ class LambdaFunction:
 
 @pytest.fixture(scope="session")
 def start_function(layer, runtime_sdk, api_asset, worker_asset, stack, xray, tmp_path_factory):
-    started: list[LambdaFunction] = []
+    """start(name, handler, ...) -> the function's container: a new one the first time, then the same
+    warm one (as Lambda reuses a container), unless the environment differs (a function of its own)."""
+    started: dict[str, LambdaFunction] = {}
     logs = tmp_path_factory.mktemp("logs")
 
     def start(name: str, handler: str, *, memory: int = 256, timeout: int = 30, **env_overrides) -> LambdaFunction:
+        if name in started and not env_overrides:
+            return started[name]
         asset = api_asset if handler == "app.app" else worker_asset
         env = function_env(stack, xray, name, memory, timeout, **env_overrides)
         fn = LambdaFunction(name, handler, asset, layer, runtime_sdk, env, logs / f"{name}.log", timeout, memory)
-        started.append(fn)
+        started[name] = fn
         return fn
 
     yield start
-    for fn in started:
+    for fn in started.values():         # all end side by side
+        fn.shut_down()
+    for fn in started.values():
         fn.stop()
