@@ -79,7 +79,10 @@ def test_an_unreachable_aws_answers_503_unavailable_with_retry_after_and_writes_
 
     # logged as an outage, not as a bug
     log = fn.log()
-    assert '"dependency outage"' in log and '"level":"WARNING"' in log
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    outages = [e for e in entries if e.get("message") == "dependency outage"]
+    assert len(outages) == 2 and {e["level"] for e in outages} == {"WARNING"}, outages
+    assert {e["path"] for e in outages} == {"/admin/{brand_id}", "/admin/brands"}
     assert "unhandled error" not in log and "Traceback" not in log
 
     # and nothing of the refused brand exists once AWS is reachable again
