@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -250,7 +251,7 @@ class LambdaFunction:
 
     def __init__(self, name: str, handler: str, asset: Path, layer: Path, sdk: Path, env: dict, logs: Path,
                  timeout: int = 30, memory: int = 256):
-        self.name, self.logs = name, logs
+        self.name, self.logs, self.timeout = name, logs, timeout
         read_fd, write_fd = os.pipe()
         spec = {"path": [str(asset), str(layer), str(sdk)], "handler": handler, "fd": write_fd,
                 "function_name": name, "timeout": timeout, "memory": memory}
@@ -262,7 +263,12 @@ class LambdaFunction:
         self._results = os.fdopen(read_fd, "r")
         self.init = self._read()
 
-    def _read(self) -> dict:
+    def _read(self, timeout: float | None = None) -> dict:
+        """The next result; past `timeout` seconds the container is killed, as Lambda ends an invocation
+        that outlives the function's timeout ("Task timed out")."""
+        if timeout is not None and not select.select([self._results], [], [], timeout)[0]:
+            self.proc.kill()
+            raise AssertionError(f"{self.name}: Task timed out after {timeout} s; its log:\n{self.log()[-3000:]}")
         line = self._results.readline()
         if not line:
             raise AssertionError(f"{self.name} died; its log:\n{self.log()}")
@@ -273,7 +279,7 @@ class LambdaFunction:
         root, header = trace_header()
         self.proc.stdin.write((json.dumps({"event": event, "trace_id": header}) + "\n").encode())
         self.proc.stdin.flush()
-        return self._read(), root
+        return self._read(self.timeout), root
 
     def log(self) -> str:
         self._log.flush()
@@ -315,3 +321,35 @@ def start_function(layer, runtime_sdk, api_asset, worker_asset, stack, xray, tmp
         fn.shut_down()
     for fn in started.values():
         fn.stop()
+
+
+class SilentEndpoint:
+    """An endpoint that accepts connections and never answers: AWS reachable but not responding."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self._held.append(conn)
+
+    def close(self) -> None:
+        for conn in self._held:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_endpoint():
+    endpoint = SilentEndpoint()
+    yield endpoint
+    endpoint.close()

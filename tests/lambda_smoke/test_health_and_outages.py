@@ -92,3 +92,13 @@ def test_an_unreachable_aws_answers_503_unavailable_with_retry_after_and_writes_
     params = stack.client("ssm").get_parameters_by_path(Path=f"{stack.env['SIYU_SECRETS_PREFIX']}/"
                                                         f"{new_brand['brand_id']}", Recursive=True)
     assert params["Parameters"] == []
+
+
+def test_an_aws_that_never_answers_is_a_503_before_the_function_times_out(start_function, stack, silent_endpoint):
+    """AWS reachable but silent: botocore must give up (timeouts x attempts) while the API can still
+    answer 503, inside its 10 s Lambda timeout (the harness kills an invocation that outlives it)."""
+    fn = start_function("siyu-api-silent-aws", "app.app", memory=512, timeout=10, AWS_ENDPOINT_URL=silent_endpoint.url)
+    response, _ = invoke(fn, rest_event("GET", "/admin/{brand_id}", "/admin/any", path_params={"brand_id": "any"},
+                                        headers={"Authorization": f"Bearer {stack.platform_key}"}))
+    assert response["statusCode"] == 503 and error_of(response)["code"] == "unavailable", response
+    assert "ReadTimeoutError" in error_of(response)["message"]
