@@ -14,6 +14,9 @@ import sys
 
 
 def main() -> None:
+    # stdout is the protocol's alone: anything the stack prints or logs (Powertools logs to stdout)
+    # goes to stderr, so it can neither be mistaken for an answer nor fill a pipe nobody reads
+    protocol, sys.stdout = sys.stdout, sys.stderr
     from siyu_dev.stack import LocalStack
     stack = LocalStack(api_port=0, aws_port=0, wechat_port=0, serve_api=False, run_pump=False).start()
     # The emulator loads its SSM backend on first use, seconds on a busy machine: longer than a
@@ -21,18 +24,18 @@ def main() -> None:
     from chalicelib import aws
     aws.client("ssm").put_parameter(Name="/siyu/smoke/warm-up", Value="{}", Type="SecureString", Overwrite=True)
     print("READY " + json.dumps({"env": stack.env, "aws_url": stack.aws_url, "wechat_url": stack.wechat_url,
-                                 "platform_key": stack.platform_key}), flush=True)
+                                 "platform_key": stack.platform_key}), file=protocol, flush=True)
     try:
         for line in sys.stdin:
             command, _, argument = line.strip().partition(" ")
             try:
                 if command == "fire":
                     stack.scheduler.fire(argument, times=1)
-                    print("OK {}", flush=True)
+                    print("OK {}", file=protocol, flush=True)
                 else:
-                    print(f"ERR unknown command {command!r}", flush=True)
+                    print(f"ERR unknown command {command!r}", file=protocol, flush=True)
             except Exception as err:  # noqa: BLE001 - tell the test, keep serving
-                print(f"ERR {err!r}", flush=True)
+                print(f"ERR {err!r}", file=protocol, flush=True)
     finally:
         stack.stop()
 
