@@ -22,9 +22,10 @@ $(VENV)/.stamp-test: $(VENV)/.stamp-local requirements-test.txt requirements-dep
 run: $(VENV)/.stamp-local          ## the whole stack on 127.0.0.1, seeded with a demo brand
 	$(PY) -m siyu_dev run
 
-test: $(VENV)/.stamp-test          ## every test: unit (pure), then integration (local stack, simulator, CDK synth)
+test: $(VENV)/.stamp-test          ## every test: unit (pure), integration (local stack, simulator, CDK synth), Lambda smoke
 	$(PY) -m pytest -q tests/unit
 	$(PY) -m pytest -q tests/integration tests/e2e
+	$(PY) -m pytest -q tests/lambda_smoke    # the deployed artifact, in Lambda-like child interpreters
 
 unit: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests/unit

@@ -7,8 +7,9 @@ import json
 
 from chalice import Chalice, Response
 
-from chalicelib.errors import ApiError, BadRequest
-from chalicelib.observability import flush_metrics, logger, tracer
+from chalicelib import health as readiness
+from chalicelib.errors import ApiError, BadRequest, Unavailable, dependency_outage
+from chalicelib.observability import flush_metrics, logger, traced
 from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
 
 app = Chalice(app_name="siyu")
@@ -34,6 +35,9 @@ WECHAT_CONTENT_TYPES = ["text/xml", "application/xml", "application/json", "text
 
 def api(path: str, methods=("GET",), content_types=None):
     """Register a route whose ApiErrors become `{"error": {"code", "message"}}` with their 4xx status.
+    An AWS outage (unreachable, or throttling beyond botocore's retries) is a 503 `unavailable` with
+    Retry-After, logged as an outage rather than a bug: the caller was told nothing succeeded and may
+    retry (each change commits as one conditional write or transaction, so a retry cannot double it).
     Anything else is a bug: logged with its stack and answered 500 in the same shape."""
     def register(view):
         @functools.wraps(view)
@@ -41,11 +45,17 @@ def api(path: str, methods=("GET",), content_types=None):
             try:
                 return view(**params)
             except ApiError as err:
-                return Response(err.body(), status_code=err.status)
-            except Exception:  # noqa: BLE001 - the one place a bug becomes a 500
-                logger.exception("unhandled error", extra={"path": path})
-                return Response({"error": {"code": "internal", "message": "internal error; it has been logged"}},
-                                status_code=500)
+                return Response(err.body(), status_code=err.status, headers=err.headers())
+            except Exception as err:  # noqa: BLE001 - the one place a bug becomes a 500
+                outage = dependency_outage(err)
+                if outage is None:
+                    logger.exception("unhandled error", extra={"path": path})
+                    return Response({"error": {"code": "internal", "message": "internal error; it has been logged"}},
+                                    status_code=500)
+                readiness.record_outage(outage)
+                logger.warning("dependency outage", extra={"path": path, "outage": outage, "error": repr(err)})
+                refusal = Unavailable(f"a service siyu depends on is unavailable ({outage}); retry later")
+                return Response(refusal.body(), status_code=refusal.status, headers=refusal.headers())
         options = {"methods": list(methods)}
         if content_types:
             options["content_types"] = content_types
@@ -57,13 +67,12 @@ def api(path: str, methods=("GET",), content_types=None):
 def observe(event, get_response):
     logger.clear_state()
     logger.append_keys(request_id=event.context.get("requestId"), path=event.path)
-    xray = tracer()     # None unless tracing is on in Lambda: the X-Ray SDK is never imported otherwise
-    if xray is not None:
-        xray.put_annotation("path", event.path)
-    try:
-        return get_response(event)
-    finally:
-        flush_metrics()
+    # one X-Ray subsegment per request, annotated with its path (a no-op unless tracing is on in Lambda)
+    with traced("## request", path=event.path):
+        try:
+            return get_response(event)
+        finally:
+            flush_metrics()
 
 
 def body() -> dict:
@@ -93,6 +102,18 @@ def created(payload: dict, *, carries_key: bool = False) -> Response:
 
 @api("/health")
 def health():
+    """200 when this function can serve: its configuration is complete and no request met an AWS
+    outage lately. Answered from memory (chalicelib.health): no network call per probe."""
+    missing = readiness.missing_configuration()
+    if missing:
+        return Response({"error": {"code": "misconfigured", "missing": missing,
+                                   "message": "this function lacks configuration: " + ", ".join(missing)}},
+                        status_code=503)
+    outage = readiness.recent_outage()
+    if outage is not None:
+        ago, what = outage
+        refusal = Unavailable(f"a request {ago:.0f} s ago found a dependency unavailable ({what})")
+        return Response(refusal.body(), status_code=refusal.status, headers=refusal.headers())
     return {"ok": True}
 
 

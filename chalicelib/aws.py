@@ -24,6 +24,14 @@ _session: botocore.session.Session | None = None
 _clients: dict[str, Any] = {}
 _client_hooks: list[Callable[[Any], None]] = []
 
+# Give up on an AWS that is unreachable or silent while the caller can still be told so (503
+# unavailable, app.api): two attempts of at most 1 s to connect and 3 s to read, plus botocore's
+# backoff (< 1 s), is under 8 s, inside the API's 10 s Lambda timeout; a Lambda timeout would answer
+# API Gateway's bare 502 instead. SSM, SQS, EventBridge and Scheduler answer in milliseconds.
+CONNECT_TIMEOUT = 1
+READ_TIMEOUT = 3.0
+TOTAL_ATTEMPTS = 2
+
 
 def region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "cn-north-1"
@@ -48,7 +56,8 @@ def client(service: str):
         if service not in _clients:
             made = session().create_client(
                 service, region_name=region(),
-                config=Config(connect_timeout=2, read_timeout=10, retries={"mode": "standard", "max_attempts": 3},
+                config=Config(connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
+                              retries={"mode": "standard", "total_max_attempts": TOTAL_ATTEMPTS},
                               max_pool_connections=32))
             for hook in _client_hooks:
                 hook(made)

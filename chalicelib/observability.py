@@ -5,9 +5,11 @@ when tracing is on; local runs and tests never pay for it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from functools import lru_cache
+from typing import Iterator
 
 from aws_lambda_powertools import Logger, Metrics
 
@@ -41,8 +43,34 @@ def tracing_enabled() -> bool:
 
 @lru_cache(maxsize=1)
 def tracer():
-    """The Powertools Tracer, imported on first call; None when tracing is off."""
+    """The Powertools Tracer, imported on first call; None when tracing is off (or, should the layer
+    ever lack the X-Ray SDK, off with one warning: tracing is never a reason to fail a request).
+
+    Only botocore is patched: every AWS call becomes a subsegment, while patching everything the SDK
+    knows (http.client, requests, sqlite3...) would cost cold-start time for calls traced nowhere."""
     if not tracing_enabled():
         return None
-    from aws_lambda_powertools import Tracer
-    return Tracer()
+    try:
+        from aws_lambda_powertools import Tracer
+        return Tracer(auto_patch=True, patch_modules=("botocore",))
+    except ImportError:
+        logger.warning("tracing is on but the X-Ray SDK is not installed; requests are served untraced",
+                       exc_info=True)
+        return None
+
+
+@contextlib.contextmanager
+def traced(name: str, **annotations: str) -> Iterator[None]:
+    """Run the block in an X-Ray subsegment carrying `annotations` (searchable in the console).
+
+    In Lambda the segment is the function's facade segment, which belongs to Lambda: annotating it
+    raises FacadeSegmentMutationException in every sampled request, so annotations go on a subsegment
+    of our own. Nothing at all happens when tracing is off."""
+    xray = tracer()
+    if xray is None:
+        yield
+        return
+    with xray.provider.in_subsegment(name) as subsegment:
+        for key, value in annotations.items():
+            subsegment.put_annotation(key, value)
+        yield

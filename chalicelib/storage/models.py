@@ -59,10 +59,11 @@ class Item(Model):
         table_name = os.environ.get(MAIN.env, "siyu-local-main")
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         # A callback must be answered inside WeChat's 5 s; a DynamoDB call that takes seconds is
-        # better failed fast (WeChat retries, the dedupe marker keeps that safe) than waited for.
-        connect_timeout_seconds = 2
-        read_timeout_seconds = 3
-        max_retry_attempts = 2
+        # better failed fast (WeChat retries, the dedupe marker keeps that safe) than waited for: an
+        # unreachable or silent DynamoDB is given up on within 2 x 2 s + backoff (503 unavailable).
+        connect_timeout_seconds = 1
+        read_timeout_seconds = 2
+        max_retry_attempts = 1
         # the sender issues campaign coupons from its WeChat pool's threads (32 by default)
         max_pool_connections = 50
 
@@ -91,11 +92,14 @@ class Item(Model):
 
 
 def allow_slow_storage(read_timeout_seconds: float) -> None:
-    """Raise the DynamoDB read timeout (before the first request). For the local emulator only: it
-    applies DynamoDB requests one at a time, so under a test's deliberate contention on a shared
-    2-core machine a request can queue for longer than the 3 s a callback may spend on real DynamoDB."""
+    """Raise the read timeout of DynamoDB and of the other AWS clients (before the first request). For
+    the local emulator only: it applies DynamoDB requests one at a time, so under a test's deliberate
+    contention on a shared 2-core machine a request can queue for longer than the 2 s a callback may
+    spend on real DynamoDB, and it loads a service's backend on first use (SSM: seconds)."""
     Item.Meta.read_timeout_seconds = read_timeout_seconds
     Item._connection = None             # the next request makes it again, with the new timeout
+    aws.READ_TIMEOUT = max(aws.READ_TIMEOUT, read_timeout_seconds)
+    aws.reset_clients()
 
 
 # ---- tenancy -------------------------------------------------------------------------------
