@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from chalicelib import ids
+from chalicelib.domain import times
 from chalicelib.domain.tenancy import text
 from chalicelib.errors import BadRequest
 
@@ -92,7 +93,8 @@ def _int(body: dict, field: str, *, low: int, high: int, default=None, required=
     return value
 
 
-def parse_time(value: object, field: str) -> datetime | None:
+def parse_time(value: object, field: str, now: datetime | None = None) -> datetime | None:
+    """An ISO 8601 time with a zone, in UTC, inside times.window(now); BadRequest otherwise."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -104,7 +106,10 @@ def parse_time(value: object, field: str) -> datetime | None:
         raise BadRequest(f"{field} is not an ISO 8601 time: {value!r}", code="invalid_" + field) from None
     if parsed.tzinfo is None:
         raise BadRequest(f"{field} needs a time zone offset (e.g. +08:00)", code="invalid_" + field)
-    return parsed.astimezone(timezone.utc)
+    problem = times.problem(parsed, now)
+    if problem:
+        raise BadRequest(f"{field} {problem}", code="invalid_" + field)
+    return times.to_utc(parsed)
 
 
 def shard_count(total_stock: int | None, flash_sale: bool, claims_per_second: int | None) -> int:
@@ -121,8 +126,9 @@ def split_stock(total_stock: int, shards: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(shards)]
 
 
-def template(body: dict, template_id: str) -> Template:
-    """Validate a template definition; every refusal is a BadRequest naming the field."""
+def template(body: dict, template_id: str, *, now: datetime | None = None) -> Template:
+    """Validate a template definition; every refusal is a BadRequest naming the field. `now` (the
+    service always gives it) bounds every time to times.window and refuses a valid_until in the past."""
     kind = body.get("kind")
     if kind not in KINDS:
         raise BadRequest(f"kind must be one of {', '.join(KINDS)}", code="invalid_kind")
@@ -132,18 +138,20 @@ def template(body: dict, template_id: str) -> Template:
         value = _int(body, "value", low=1, high=99, required=True)
     else:
         value = _int(body, "value", low=0, high=10_000_000, default=0)
-    valid_from = parse_time(body.get("valid_from"), "valid_from")
-    valid_until = parse_time(body.get("valid_until"), "valid_until")
+    valid_from = parse_time(body.get("valid_from"), "valid_from", now)
+    valid_until = parse_time(body.get("valid_until"), "valid_until", now)
     days = _int(body, "valid_days_after_claim", low=1, high=3650)
     if days is not None and (valid_from or valid_until):
         raise BadRequest("give valid_from/valid_until or valid_days_after_claim, not both", code="invalid_validity")
     if days is None and not valid_until:
         raise BadRequest("give valid_until (and optionally valid_from) or valid_days_after_claim",
                          code="invalid_validity")
+    if valid_until and now is not None and valid_until <= now:
+        raise BadRequest("valid_until is in the past: no one could use the coupon", code="invalid_valid_until")
     if valid_from and valid_until and valid_from >= valid_until:
         raise BadRequest("valid_from must be before valid_until", code="invalid_validity")
-    claim_starts = parse_time(body.get("claim_starts_at"), "claim_starts_at")
-    claim_ends = parse_time(body.get("claim_ends_at"), "claim_ends_at")
+    claim_starts = parse_time(body.get("claim_starts_at"), "claim_starts_at", now)
+    claim_ends = parse_time(body.get("claim_ends_at"), "claim_ends_at", now)
     if claim_starts and claim_ends and claim_starts >= claim_ends:
         raise BadRequest("claim_starts_at must be before claim_ends_at", code="invalid_claim_window")
     stock = _int(body, "total_stock", low=1, high=100_000_000)
@@ -255,7 +263,7 @@ def read_member_code(secret: bytes, code: object, now: float) -> str | None:
     if not isinstance(code, str) or code.count(".") != 2:
         return None
     member_id, step_text, mac = code.split(".")
-    if not step_text.isdigit():
+    if not (step_text.isascii() and step_text.isdigit()):      # '²'.isdigit(), but int('²') raises
         return None
     step = int(step_text)
     if int(now // MEMBER_CODE_STEP) - step not in (0, 1):

@@ -16,7 +16,7 @@ import json
 import os
 from datetime import datetime, timezone
 
-from chalicelib import aws
+from chalicelib import aws, untrusted
 from chalicelib.domain import campaigns as rules
 from chalicelib.domain.members import AUDIENCE_SHARDS
 from chalicelib.errors import ApiError, BadRequest, NotFound
@@ -226,7 +226,8 @@ def deliveries(brand_id: str, campaign_id: str, query: dict) -> dict:
         raise BadRequest("state must be one of sending, retry, sent, skipped, failed", code="invalid_state")
     try:
         limit = min(max(int(query.get("limit", 100)), 1), 500)
-        cursor = json.loads(base64.urlsafe_b64decode(query["cursor"].encode())) if query.get("cursor") else None
+        cursor = (untrusted.loads(base64.urlsafe_b64decode(query["cursor"].encode()), what="cursor",
+                                  code="invalid_cursor") if query.get("cursor") else None)
     except (ValueError, TypeError):
         raise BadRequest("limit must be a number and cursor the next_cursor of a previous page",
                          code="invalid_cursor") from None

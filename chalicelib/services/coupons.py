@@ -55,7 +55,7 @@ def template_view(item, counts: dict) -> dict:
 
 def create_template(brand_id: str, body: dict) -> dict:
     tenancy.require_brand(brand_id)
-    template = rules.template(body, new_id("tpl", 12))
+    template = rules.template(body, new_id("tpl", 12), now=_now())
     if template.store_ids:
         known = {s.store_id for s in Store.batch_get([(tenancy.brand_pk(brand_id), f"STORE#{s}")
                                                       for s in template.store_ids])}
