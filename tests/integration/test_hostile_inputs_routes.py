@@ -180,6 +180,14 @@ def test_a_hostile_deliveries_cursor_is_an_invalid_cursor(caller, cursor):
     _refused(r, 400, "invalid_cursor")
 
 
+@pytest.mark.parametrize("limit", ["٢", "²", "-1", "1e3", " 5"])
+def test_a_deliveries_limit_takes_ascii_digits_only(caller, limit):
+    campaign = _campaign(caller)
+    r = caller.client.http.get(f"/admin/{caller.brand.brand_id}/campaigns/{campaign}/deliveries?limit={limit}",
+                               headers=caller.headers("/admin/x"))
+    _refused(r, 400, "invalid_cursor")
+
+
 LONG = "x" * 3000
 PATHS = [  # (method, path, expected status, code): ids no siyu key can hold, refused before any read
     ("GET", "/admin/{LONG}", 404, "unknown_brand"),
