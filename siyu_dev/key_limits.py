@@ -23,7 +23,7 @@ RANGE_MESSAGE = ("One or more parameter values were invalid: Aggregated size of 
                  f"the size limit of {RANGE_KEY_MAX_LENGTH} bytes")
 
 
-def _table(name: str):
+def table_named(name: str):
     for account in dynamodb_backends.values():
         for backend in account.values():
             table = backend.tables.get(name) if name else None
@@ -41,7 +41,7 @@ def _size(value: object) -> int:
 
 def key_problem(table_name: str, attrs: dict | None, *, index_keys: bool = False) -> str | None:
     """The message DynamoDB gives for `attrs` (a Key, or an Item when index_keys) of that table, or None."""
-    table = _table(table_name)
+    table = table_named(table_name)
     if table is None or not isinstance(attrs, dict):
         return None
     hashes = table.hash_key_names if index_keys else [table.hash_key_attr]
