@@ -131,7 +131,8 @@ def flash_sale_model(rate: int = 100_000, stock: int = 10_000, containers: int =
     partitions = collections.Counter()
     for (pk, _sk), n in writes.items():
         partitions[pk] += n
-    return {"shards": template.shards, "hottest_item": max(writes.values()), "hottest_partition": max(partitions.values()),
+    return {"shards": template.shards, "hottest_item": max(writes.values()),
+            "hottest_partition": max(partitions.values()),
             "hottest_read": max(reads.values()) if reads else 0, "issued": issued,
             "oversold": max(0, issued - stock), "refused_writes": refused_writes,
             "refused_with_stock_left": refused_with_stock_left, "left": stock - issued}

@@ -29,7 +29,8 @@ def code_of(call, *args, **kwargs) -> str:
 
 @pytest.mark.parametrize("raw", [b"[" * 5000, b"[" * 5000 + b"]" * 5000, b'{"a":' * 5000 + b"1" + b"}" * 5000,
                                  b"[" * 33 + b"]" * 33, b'"\\ud800"', b'{"k": ["ok", "\\udfff"]}', b'{"\\ud83d": 1}',
-                                 b'"\xed\xa0\x80"', b"NaN", b"[Infinity]", b"\xff\xfe", b"1" * 5000])
+                                 b'"\xed\xa0\x80"', b"NaN", b"[Infinity]", b"[1e400]", b"-1e999", b"\xff\xfe",
+                                 b"1" * 5000])
 def test_json_a_caller_writes_is_refused_not_crashed_on(raw):
     assert code_of(untrusted.loads, raw) == "malformed_json"
     assert code_of(untrusted.loads, raw, what="cursor", code="invalid_cursor") == "invalid_cursor"
