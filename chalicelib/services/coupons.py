@@ -111,24 +111,29 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
     shards that emptied meanwhile: late claims go where stock is left instead of each container
     paying one refused write per empty shard. At most MAX_SHARD_TRIES shards are tried, so a claim
     near the end of a sale answers out_of_stock in bounded time; OutOfStock otherwise only when every
-    shard is known empty. Never oversold: each shard's write is conditional on its own quota."""
+    shard is known empty, ShardBusy when the last try met a concurrent transaction on its shard
+    (in AWS, a hot shard's transactions conflict; another shard is tried, but never forever). Never
+    oversold: each shard's write is conditional on its own quota."""
     key = (brand.brand_id, template.template_id)
-    tries = 0
+    tries, busy = 0, False
     while True:
         with _empty_lock:
             empty = _empty_shards.setdefault(key, set())
             candidates = [n for n in range(template.shards) if n not in empty]
         if not candidates or tries >= MAX_SHARD_TRIES:
-            raise store.OutOfStock()
+            raise store.ShardBusy() if busy and candidates else store.OutOfStock()
         shard = random.choice(candidates)
         tries += 1
         try:
             return store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=rules.new_code(),
                                now=now, source=source, retention_days=retention(brand), issue_key=issue_key)
         except store.OutOfStock:
+            busy = False
             with _empty_lock:
                 empty.add(shard)
             _learn_empty_shards(brand.brand_id, template, empty)
+        except store.ShardBusy:
+            busy = True
         except store.CodeTaken:
             continue
 
@@ -169,6 +174,9 @@ def claim(brand_id: str, session: dict, template_id: str) -> dict:
     except store.OutOfStock:
         count("ClaimsOutOfStock")
         raise Conflict("all gone", code="out_of_stock") from None
+    except store.ShardBusy:
+        count("ClaimsBusy")
+        raise TooManyRequests("this sale is busy: try again in a moment", code="claims_busy") from None
     except store.LimitReached:
         raise Conflict(f"at most {template.per_member_limit} per member", code="limit_reached") from None
     count("CouponsIssued")

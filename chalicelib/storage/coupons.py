@@ -23,7 +23,7 @@ from chalicelib.errors import Conflict
 from chalicelib.storage.members import outbox_item
 from chalicelib.storage.models import (Coupon, CouponTemplate, DailyStats, IdempotencyRecord, IssueKey, Item,
                                        MemberClaims, Redemption, StockShard, TemplateTotals, UnknownCodeGuard)
-from chalicelib.storage.tx import Tx
+from chalicelib.storage.tx import Conflicted, Tx
 
 IDEMPOTENCY_RETENTION = timedelta(days=7)
 GUARD_WINDOW = 300                     # seconds
@@ -44,6 +44,12 @@ class AlreadyIssued(Exception):
 
 class CodeTaken(Exception):
     """A freshly drawn code collided with an existing one (2^-65 per pair): draw again."""
+
+
+class ShardBusy(Exception):
+    """DynamoDB cancelled the claim because a concurrent transaction held the stock shard (in AWS, a
+    hot shard's transactions conflict long before its write throughput runs out): another shard may
+    take it. Nothing was written."""
 
 
 class NotRedeemable(Exception):
@@ -200,7 +206,10 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
     tx.save("outbox", outbox_item("event", "coupon.issued", brand_id, {
         "brand_id": brand_id, "member_id": member_id, "code": code, "template_id": t.template_id,
         "source": source, "valid_until": iso(valid_until)}, now))
-    tx.commit({"issue": AlreadyIssued(), "stock": OutOfStock(), "limit": LimitReached(), "coupon": CodeTaken()})
+    try:
+        tx.commit({"issue": AlreadyIssued(), "stock": OutOfStock(), "limit": LimitReached(), "coupon": CodeTaken()})
+    except Conflicted:
+        raise ShardBusy() from None
     return coupon
 
 

@@ -82,3 +82,46 @@ def test_many_shards_never_oversell_under_concurrent_claims(brand):
         codes = [c for c in pool.map(claim, sessions) if c]
     counted = coupons.get_template(brand.brand_id, template["template_id"])
     assert len(codes) == len(set(codes)) == counted["issued"] == 30 and counted["remaining"] == 0
+
+
+def _conflicting(monkeypatch, times: int) -> list[int]:
+    """Make the next `times` claim transactions be cancelled as DynamoDB cancels concurrent ones on a hot item
+    (TransactionConflict; the emulator serializes requests, so it never does)."""
+    from chalicelib.storage import tx as tx_module
+    left, hits = [times], []
+    original = tx_module.Tx.attempt
+
+    def attempt(self):
+        if left[0] > 0 and "stock" in self._labels["update"]:
+            left[0] -= 1
+            hits.append(1)
+            raise tx_module.Conflicted()
+        return original(self)
+    monkeypatch.setattr(tx_module.Tx, "attempt", attempt)
+    return hits
+
+
+def test_a_claim_meeting_a_busy_shard_tries_another_and_succeeds(brand, monkeypatch):
+    from chalicelib.services import coupons
+    template = _template(brand.brand_id, total_stock=100, expected_claims_per_second=100_000)
+    session = _shoppers(brand, 1)[0]
+    hits = _conflicting(monkeypatch, 2)
+    coupon = coupons.claim(brand.brand_id, session, template["template_id"])["coupon"]
+    assert len(hits) == 2 and coupon["code"]
+    assert coupons.get_template(brand.brand_id, template["template_id"])["issued"] == 1
+
+
+def test_a_claim_that_only_meets_busy_shards_is_told_to_retry_and_writes_nothing(brand, monkeypatch):
+    from chalicelib.errors import ApiError
+    from chalicelib.services import coupons
+    from tests.integration.conftest import table_items
+    template = _template(brand.brand_id, total_stock=100, expected_claims_per_second=100_000)
+    session = _shoppers(brand, 1)[0]
+    _conflicting(monkeypatch, 1000)
+    before = table_items()
+    with pytest.raises(ApiError) as refused:
+        coupons.claim(brand.brand_id, session, template["template_id"])
+    assert (refused.value.status, refused.value.code) == (429, "claims_busy")
+    assert table_items() == before
+    monkeypatch.undo()
+    assert coupons.claim(brand.brand_id, session, template["template_id"])["coupon"]["code"]   # no shard marked empty
