@@ -179,7 +179,8 @@ def shard_issued(brand_id: str, template_id: str, shards: int, *, consistent: bo
 
 def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code: str, now: datetime,
           source: str, retention_days: int, issue_key: str | None = None) -> Coupon:
-    """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued or CodeTaken."""
+    """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued, CodeTaken
+    or ShardBusy."""
     valid_from, valid_until = rules.validity(t, now)
     coupon = Coupon(coupon_pk(brand_id, code), "COUPON", brand_id=brand_id, code=code, template_id=t.template_id,
                     member_id=member_id, state="issued", coupon_kind=t.kind, value=t.value,
