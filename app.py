@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import functools
 import importlib
-import json
 
 from chalice import Chalice, Response
 
 from chalicelib import health as readiness
+from chalicelib import ids, untrusted
 from chalicelib.errors import ApiError, BadRequest, Unavailable, dependency_outage
 from chalicelib.observability import flush_metrics, logger, traced
 from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
@@ -43,6 +43,7 @@ def api(path: str, methods=("GET",), content_types=None):
         @functools.wraps(view)
         def guarded(**params):
             try:
+                ids.path_params(params)
                 return view(**params)
             except ApiError as err:
                 return Response(err.body(), status_code=err.status, headers=err.headers())
@@ -76,11 +77,7 @@ def observe(event, get_response):
 
 
 def body() -> dict:
-    raw = app.current_request.raw_body or b""
-    try:
-        value = json.loads(raw or b"{}")
-    except ValueError:
-        raise BadRequest("body is not valid JSON", code="malformed_json") from None
+    value = untrusted.loads(app.current_request.raw_body or b"{}")
     if not isinstance(value, dict):
         raise BadRequest("body must be a JSON object", code="malformed_json")
     return value

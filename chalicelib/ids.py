@@ -4,27 +4,59 @@ from __future__ import annotations
 import re
 import secrets
 
-from chalicelib.errors import BadRequest
+from chalicelib.errors import BadRequest, NotFound
 
+# Patterns are applied with fullmatch: `$` also matches before a trailing "\n", so "acme\n" passed.
 # Caller-chosen ids end up inside DynamoDB keys (`B#<brand>#...`), so '#' and spaces are never allowed.
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+_SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 # WeChat scenes: OA QR_STR_SCENE allows 64 chars, a mini-program code's scene 32 visible chars.
-_SCENE = re.compile(r"^[A-Za-z0-9_\-.=&!*()~,:@]{1,64}$")
+_SCENE = re.compile(r"[A-Za-z0-9_\-.=&!*()~,:@]{1,64}")
+# WeChat identities (openid 28 chars, unionid 29, WeCom external_userid 32-ish) as a caller looks them up.
+_IDENTITY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# What new_id mints (a short prefix, '_', base32), with room to spare.
+_MINTED = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The ids a route's path may name, and the 404 a malformed one gets: such an id names nothing siyu
+# stores, and an oversized one would reach DynamoDB as a key it refuses (2 KB / 1 KB) with a 500.
+PATH_IDS = {"brand_id": (_SLUG, "unknown_brand"), "store_id": (_SLUG, "unknown_store"),
+            "template_id": (_MINTED, "unknown_coupon_template"), "campaign_id": (_MINTED, "unknown_campaign"),
+            "redemption_id": (_MINTED, "unknown_redemption")}
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
 def slug(value: object, field: str) -> str:
-    if not isinstance(value, str) or not _SLUG.match(value):
+    if not isinstance(value, str) or not _SLUG.fullmatch(value):
         raise BadRequest(f"{field} must be 1-40 characters of a-z, 0-9, '-' or '_', starting with a letter or digit",
                          code="invalid_" + field)
     return value
 
 
 def scene(value: object, field: str = "scene") -> str:
-    if not isinstance(value, str) or not _SCENE.match(value):
+    if not isinstance(value, str) or not _SCENE.fullmatch(value):
         raise BadRequest(f"{field} must be 1-64 characters of letters, digits and -_.=&!*()~,:@",
                          code="invalid_" + field)
     return value
+
+
+def identity(value: object, field: str) -> str:
+    """A WeChat openid / unionid / external_userid a caller gives (a query parameter): bounded, so it
+    never reaches DynamoDB as an oversized key."""
+    if not isinstance(value, str) or not _IDENTITY.fullmatch(value):
+        raise BadRequest(f"{field} must be 1-128 letters, digits, '-' or '_'", code="invalid_" + field)
+    return value
+
+
+def minted(value: object) -> bool:
+    """Whether `value` could be an id new_id minted (bounded, so it is safe in a DynamoDB key)."""
+    return isinstance(value, str) and _MINTED.fullmatch(value) is not None
+
+
+def path_params(params: dict) -> None:
+    """Refuse, before any read, a path parameter that cannot be the id it names (404, the same code
+    as for an id that does not exist)."""
+    for name, value in params.items():
+        pattern, code = PATH_IDS.get(name, (_MINTED, "not_found"))
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise NotFound(f"no such {name.removesuffix('_id')}", code=code)
 
 
 def new_id(prefix: str, random_chars: int = 16) -> str:

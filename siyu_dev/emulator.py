@@ -30,6 +30,8 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from siyu_dev import key_limits
+
 
 class SerializedDynamoDB:
     """WSGI middleware: one DynamoDB request at a time (they are told apart by their X-Amz-Target)."""
@@ -41,8 +43,13 @@ class SerializedDynamoDB:
     def __call__(self, environ, start_response):
         # DynamoDB_20120810.* and DynamoDBStreams_20120810.*: a stream read must not see a transaction
         # half-applied (moto applies its items one by one and rolls back by restoring a snapshot).
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if target.startswith("DynamoDB"):
             with self.lock:
+                if target.startswith("DynamoDB_20120810."):
+                    refused = key_limits.check_request(environ)
+                    if refused is not None:
+                        return refused(environ, start_response)
                 return list(self.app(environ, start_response))
         return self.app(environ, start_response)
 

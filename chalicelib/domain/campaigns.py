@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from chalicelib.domain import times
 from chalicelib.errors import BadRequest, Conflict
 
 CHANNELS = ("mp_subscribe", "oa_template", "oa_custom")
@@ -129,7 +130,7 @@ def spec(body: dict, *, brand_timezone: str, now: datetime) -> Spec:
     schedule_body = _section(body, "schedule")
     tz = schedule_body.get("timezone") or brand_timezone
     zone(tz)
-    return Spec(name=name.strip(), audience=audience(_section(body, "audience"), tz),
+    return Spec(name=name.strip(), audience=audience(_section(body, "audience"), tz, now),
                 message=message(_section(body, "message")), schedule=schedule(schedule_body, tz, now),
                 limits=limits(_section(body, "limits")), quiet_hours=quiet_hours(body.get("quiet_hours")),
                 coupon_template_id=coupon)
@@ -173,8 +174,9 @@ def parse_instant(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _instant(value: object, field_name: str, tz: str) -> datetime:
-    """An ISO 8601 date or date-time; without an offset it is read in the campaign's time zone."""
+def _instant(value: object, field_name: str, tz: str, now: datetime) -> datetime:
+    """An ISO 8601 date or date-time inside times.window(now); without an offset it is read in the
+    campaign's time zone."""
     if not isinstance(value, str) or not value:
         raise BadRequest(f"{field_name} must be an ISO 8601 date-time", code=f"invalid_{field_name}")
     try:
@@ -184,12 +186,16 @@ def _instant(value: object, field_name: str, tz: str) -> datetime:
                          code=f"invalid_{field_name}") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=ZoneInfo(tz))
+    problem = times.problem(moment, now)
+    if problem:
+        raise BadRequest(f"{field_name} {problem}", code=f"invalid_{field_name}")
     return moment
 
 
-def audience(body: dict, tz: str) -> Audience:
-    after = _instant(body["joined_after"], "joined_after", tz) if body.get("joined_after") is not None else None
-    before = _instant(body["joined_before"], "joined_before", tz) if body.get("joined_before") is not None else None
+def audience(body: dict, tz: str, now: datetime) -> Audience:
+    after = _instant(body["joined_after"], "joined_after", tz, now) if body.get("joined_after") is not None else None
+    before = (_instant(body["joined_before"], "joined_before", tz, now) if body.get("joined_before") is not None
+              else None)
     if after and before and after >= before:
         raise BadRequest("joined_after must be before joined_before", code="invalid_audience")
     percent = body.get("sample_percent", 100)
@@ -255,7 +261,7 @@ def schedule(body: dict, tz: str, now: datetime) -> Schedule:
         # no time given: as soon as the next whole minute
         moment = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
     else:
-        moment = _instant(at, "at", tz)
+        moment = _instant(at, "at", tz, now)
         if moment < now:
             raise BadRequest(f"schedule.at {at} is in the past", code="at_in_past")
     return Schedule(kind="at", timezone=tz, at=utc_iso(moment))
@@ -272,11 +278,12 @@ def limits(body: dict) -> Limits:
     return Limits(per_second=bounded("per_second", 10_000), frequency_cap_per_day=bounded("frequency_cap_per_day", 100))
 
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# [0-9], not \d: in a str pattern \d matches every Unicode digit ('٢', '²'), which no caller means.
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
 
 
 def _hhmm(value: object, name: str) -> time:
-    match = _HHMM.match(value) if isinstance(value, str) else None
+    match = _HHMM.fullmatch(value) if isinstance(value, str) else None
     if not match:
         raise BadRequest(f"quiet_hours.{name} must be HH:MM (00:00-23:59)", code="invalid_quiet_hours")
     return time(int(match.group(1)), int(match.group(2)))
@@ -352,9 +359,15 @@ def _bad_cron(message: str) -> BadRequest:
                       code="invalid_cron")
 
 
+def _digits(token: str) -> bool:
+    """ASCII digits only: str.isdigit() is also true of '²' (which int() refuses: a 500) and '٢'
+    (which int() reads as 2, and which EventBridge would then be handed in the expression)."""
+    return token.isascii() and token.isdigit()
+
+
 def _number(token: str, spec_: tuple) -> int:
     name, low, high, names = spec_
-    value = names.get(token.upper()) if not token.isdigit() else int(token)
+    value = int(token) if _digits(token) else names.get(token.upper()) if token.isascii() else None
     if value is None or not low <= value <= high:
         raise _bad_cron(f"{token!r} is not a valid {name} ({low}-{high})")
     return value
@@ -370,14 +383,14 @@ def _cron_field(text: str, index: int) -> CronField:
     if name == "day-of-month":
         if text == "L":
             return CronField(name, text, last=True)
-        if re.fullmatch(r"\d{1,2}W", text):
+        if re.fullmatch(r"[0-9]{1,2}W", text):
             return CronField(name, text, nearest_weekday=_number(text[:-1], spec_))
     if name == "day-of-week":
         if text == "L":
             return CronField(name, text, values=frozenset({7}))      # as in Quartz: L alone is Saturday
-        if re.fullmatch(r"\w{1,3}L", text):
+        if re.fullmatch(r"[0-9A-Za-z]{1,3}L", text):
             return CronField(name, text, last_weekday=_number(text[:-1], spec_))
-        if re.fullmatch(r"\w{1,3}#[1-5]", text):
+        if re.fullmatch(r"[0-9A-Za-z]{1,3}#[1-5]", text):
             day, nth = text.split("#")
             return CronField(name, text, nth=(_number(day, spec_), int(nth)))
     if text == "*":
@@ -389,7 +402,7 @@ def _cron_field(text: str, index: int) -> CronField:
         base, _, step_text = part.partition("/")
         step = 1
         if step_text:
-            if not step_text.isdigit() or int(step_text) < 1:
+            if not _digits(step_text) or int(step_text) < 1:
                 raise _bad_cron(f"bad step {step_text!r} in {name}")
             step = int(step_text)
         if base == "*":
@@ -412,6 +425,8 @@ def parse_cron(expression: object) -> tuple[CronField, ...]:
     if not isinstance(expression, str) or len(expression) > 256:
         raise _bad_cron("must be a string")
     text = expression.strip()
+    if not text.isascii():      # 'frı'.upper() == 'FRI', '٢'.isdigit(): nothing non-ASCII reaches EventBridge
+        raise _bad_cron("only ASCII letters, digits, spaces and * ? , - / L W # are allowed")
     if text.startswith("cron(") and text.endswith(")"):
         text = text[5:-1].strip()
     parts = text.split()

@@ -7,9 +7,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from chalicelib import ids
 from chalicelib.errors import BadRequest
 
-_TOKEN = re.compile(r"^[A-Za-z0-9]{3,32}$")          # WeChat's rule for the server-config Token
-_AES_KEY = re.compile(r"^[A-Za-z0-9]{43}$")          # EncodingAESKey: 43 chars of base64 without '='
-_APP_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+# Applied with fullmatch: `^...$` also accepted a trailing "\n" (an AES key ending in a newline made
+# a brand whose every safe-mode callback failed).
+_TOKEN = re.compile(r"[A-Za-z0-9]{3,32}")            # WeChat's rule for the server-config Token
+_AES_KEY = re.compile(r"[A-Za-z0-9]{43}")            # EncodingAESKey: 43 chars of base64 without '='
+_APP_ID = re.compile(r"[A-Za-z0-9_-]{4,64}")
+_WECOM_USER_ID = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 
 
 def _obj(value: object, field: str) -> dict:
@@ -39,7 +42,7 @@ def timezone(value: object) -> str:
 
 
 def _match(pattern: re.Pattern, value: object, field: str, rule: str) -> str:
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise BadRequest(f"{field} must be {rule}", code="invalid_" + field.replace(".", "_"))
     return value
 
@@ -128,7 +131,7 @@ def store(body: dict) -> dict:
 def guide(body: dict) -> dict:
     wecom_user_id = body.get("wecom_user_id")
     if wecom_user_id is not None:
-        wecom_user_id = _match(re.compile(r"^[A-Za-z0-9_.@-]{1,64}$"), wecom_user_id, "wecom_user_id",
+        wecom_user_id = _match(_WECOM_USER_ID, wecom_user_id, "wecom_user_id",
                                "a WeCom UserID (1-64 letters, digits, _ . @ -)")
     return {"guide_id": ids.slug(body.get("guide_id"), "guide_id"), "store_id": ids.slug(body.get("store_id"),
             "store_id"), "name": text(body.get("name"), "name"), "wecom_user_id": wecom_user_id}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import secrets as random
 from datetime import datetime, timezone
 
-from chalicelib import secrets
+from chalicelib import ids, secrets
 from chalicelib.domain import tenancy as rules
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.observability import logger
@@ -119,6 +119,7 @@ def find_member(brand_id: str, query: dict, *, extend=None) -> dict:
     if len(given) != 1:
         raise BadRequest("give exactly one of " + ", ".join(LOOKUPS), code="missing_identity")
     name, value = given[0]
+    ids.identity(value, name)
     for ns in LOOKUPS[name]:
         member_id = members.find_member_id(brand_id, ns, value)
         if member_id:

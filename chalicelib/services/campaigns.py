@@ -17,7 +17,7 @@ import json
 import os
 from datetime import datetime, timezone
 
-from chalicelib import aws
+from chalicelib import aws, untrusted
 from chalicelib.domain import campaigns as rules
 from chalicelib.domain.members import AUDIENCE_SHARDS
 from chalicelib.errors import ApiError, BadRequest, NotFound
@@ -227,8 +227,12 @@ def deliveries(brand_id: str, campaign_id: str, query: dict) -> dict:
     if state is not None and state not in ("sending", "retry", "sent", "skipped", "failed"):
         raise BadRequest("state must be one of sending, retry, sent, skipped, failed", code="invalid_state")
     try:
-        limit = min(max(int(query.get("limit", 100)), 1), 500)
-        cursor = json.loads(base64.urlsafe_b64decode(query["cursor"].encode())) if query.get("cursor") else None
+        limit_text = str(query.get("limit", "100"))
+        if not (limit_text.isascii() and limit_text.isdigit()):       # int() also reads '٢' and ' 5 '
+            raise ValueError(limit_text)
+        limit = min(max(int(limit_text), 1), 500)
+        cursor = (untrusted.loads(base64.urlsafe_b64decode(query["cursor"].encode()), what="cursor",
+                                  code="invalid_cursor") if query.get("cursor") else None)
     except (ValueError, TypeError):
         raise BadRequest("limit must be a number and cursor the next_cursor of a previous page",
                          code="invalid_cursor") from None

@@ -28,8 +28,13 @@ DEFAULT_RETENTION_DAYS = 400
 UNKNOWN_CODE_LIMIT = 20                 # unknown codes one store may submit per guard window
 REVERSAL_WINDOW_DAYS = 30
 _templates = TTLCache(ttl_seconds=30)
+# Which stock shards this container knows to be empty (stock only goes down, so it stays true), and
+# when it last read every shard's count; see _issue.
 _empty_shards: dict[tuple[str, str], set[int]] = {}
+_shards_read_at: dict[tuple[str, str], float] = {}
 _empty_lock = threading.Lock()
+MAX_SHARD_TRIES = 4                     # stock writes one claim may make before answering out_of_stock
+SHARD_READ_INTERVAL = 1.0               # seconds between one container's reads of every shard's count
 
 
 def _now() -> datetime:
@@ -56,7 +61,7 @@ def template_view(item, counts: dict) -> dict:
 
 def create_template(brand_id: str, body: dict) -> dict:
     tenancy.require_brand(brand_id)
-    template = rules.template(body, new_id("tpl", 12))
+    template = rules.template(body, new_id("tpl", 12), now=_now())
     if template.store_ids:
         known = {s.store_id for s in Store.batch_get([(tenancy.brand_pk(brand_id), f"STORE#{s}")
                                                       for s in template.store_ids])}
@@ -99,24 +104,53 @@ def coupon_view(brand_id: str, c) -> dict:
 
 def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: str, issue_key: str | None,
            now: datetime):
-    """Issue from a random shard that still has stock; OutOfStock only when every shard is empty."""
+    """Issue from one stock shard, picked at random among those this container believes non-empty.
+
+    The transaction touches that one shard, so no item takes more than its share of the claims.
+    A refusal (the shard is empty) is remembered and, at most once a second per template, makes the
+    container read every shard's count (eventually consistent, N/100 BatchGetItems) to learn all the
+    shards that emptied meanwhile: late claims go where stock is left instead of each container
+    paying one refused write per empty shard. At most MAX_SHARD_TRIES shards are tried, so a claim
+    near the end of a sale answers out_of_stock in bounded time; OutOfStock otherwise only when every
+    shard is known empty, ShardBusy when the last try met a concurrent transaction on its shard
+    (in AWS, a hot shard's transactions conflict; another shard is tried, but never forever). Never
+    oversold: each shard's write is conditional on its own quota."""
     key = (brand.brand_id, template.template_id)
+    tries, busy = 0, False
     while True:
         with _empty_lock:
             empty = _empty_shards.setdefault(key, set())
             candidates = [n for n in range(template.shards) if n not in empty]
-        if not candidates:
-            raise store.OutOfStock()
+        if not candidates or tries >= MAX_SHARD_TRIES:
+            raise store.ShardBusy() if busy and candidates else store.OutOfStock()
         shard = random.choice(candidates)
+        tries += 1
         try:
             return store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=rules.new_code(),
                                now=now, source=source, retention_days=retention(brand), issue_key=issue_key)
         except store.OutOfStock:
-            # Stock only ever goes down, so an empty shard stays empty for this container's lifetime.
+            busy = False
             with _empty_lock:
                 empty.add(shard)
+            _learn_empty_shards(brand.brand_id, template, empty)
+        except store.ShardBusy:
+            busy = True
         except store.CodeTaken:
             continue
+
+
+def _learn_empty_shards(brand_id: str, template: rules.Template, empty: set[int]) -> None:
+    if template.shards == 1 or template.total_stock is None:
+        return
+    key = (brand_id, template.template_id)
+    with _empty_lock:
+        if time.monotonic() - _shards_read_at.get(key, float("-inf")) < SHARD_READ_INTERVAL:
+            return
+        _shards_read_at[key] = time.monotonic()
+    issued = store.shard_issued(brand_id, template.template_id, template.shards)
+    full = {n for n, count in issued.items() if count >= rules.shard_quota(template.total_stock, template.shards, n)}
+    with _empty_lock:
+        empty.update(full)
 
 
 def _member_of(brand_id: str, session: dict) -> str:
@@ -142,6 +176,9 @@ def claim(brand_id: str, session: dict, template_id: str) -> dict:
     except store.OutOfStock:
         count("ClaimsOutOfStock")
         raise Conflict("all gone", code="out_of_stock") from None
+    except store.ShardBusy:
+        count("ClaimsBusy")
+        raise TooManyRequests("this sale is busy: try again in a moment", code="claims_busy") from None
     except store.LimitReached:
         raise Conflict(f"at most {template.per_member_limit} per member", code="limit_reached") from None
     count("CouponsIssued")

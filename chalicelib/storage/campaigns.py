@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 
+from chalicelib import ids
 from chalicelib.domain import campaigns as rules
 from chalicelib.domain.members import AUDIENCE_SHARDS
 from chalicelib.storage.members import outbox_item
@@ -421,7 +422,7 @@ class Ledger:
         return key is None or (isinstance(key, dict) and set(key) == {"pk", "sk"}
                                and key["pk"] == {"S": self._shard_pk(shard)}
                                and isinstance(key["sk"], dict) and set(key["sk"]) == {"S"}
-                               and isinstance(key["sk"]["S"], str))
+                               and ids.minted(key["sk"]["S"]))      # a member id: never an oversized key
 
     def entries(self, *, state: str | None, cursor: dict | None, limit: int) -> tuple[list[Delivery], dict | None]:
         """A page of the ledger (shard by shard), optionally only entries in `state`."""

@@ -1,8 +1,14 @@
 """Coupon storage. Every state change is one TransactWriteItems whose conditions carry the rule:
-stock > 0 on one shard, the member under their limit, the coupon still `issued`, the idempotency
-key unused. Counters (issued, redeemed, reversed, discount) are in the same transaction, so a
+one stock shard under its quota, the member under their limit, the coupon still `issued`, the
+idempotency key unused. Counters (issued, redeemed, reversed, discount) are in the same transaction, so a
 retried request refused by its condition cannot count twice; they are sharded like the stock, so
 no item becomes a hot key in a flash sale.
+
+Stock shards are counters created by their first claim (a template is one item, whatever its shard
+count: a transaction holds at most 100), each in a partition of its own, as are the daily stats of
+each shard: a partition takes ~1,000 writes/s, and DynamoDB splits a hot item collection only after
+minutes of heat, too late for a sale that peaks in its first second. A template's issued count is the
+sum of its shards', read with the template; no single item counts every claim.
 """
 from __future__ import annotations
 
@@ -10,14 +16,14 @@ import json
 import random
 from datetime import datetime, timedelta, timezone
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.domain import coupons as rules
 from chalicelib.errors import Conflict
 from chalicelib.storage.members import outbox_item
 from chalicelib.storage.models import (Coupon, CouponTemplate, DailyStats, IdempotencyRecord, IssueKey, Item,
                                        MemberClaims, Redemption, StockShard, TemplateTotals, UnknownCodeGuard)
-from chalicelib.storage.tx import Tx
+from chalicelib.storage.tx import Conflicted, Tx
 
 IDEMPOTENCY_RETENTION = timedelta(days=7)
 GUARD_WINDOW = 300                     # seconds
@@ -40,6 +46,12 @@ class CodeTaken(Exception):
     """A freshly drawn code collided with an existing one (2^-65 per pair): draw again."""
 
 
+class ShardBusy(Exception):
+    """DynamoDB cancelled the claim because a concurrent transaction held the stock shard (in AWS, a
+    hot shard's transactions conflict long before its write throughput runs out): another shard may
+    take it. Nothing was written."""
+
+
 class NotRedeemable(Exception):
     """The coupon is not in the state the redemption/reversal needs (raced by another till)."""
 
@@ -58,6 +70,10 @@ def tpl_pk(brand_id: str, template_id: str) -> str:
 
 def coupon_pk(brand_id: str, code: str) -> str:
     return f"B#{brand_id}#C#{code}"
+
+
+def stock_key(brand_id: str, template_id: str, shard: int) -> tuple[str, str]:
+    return f"{tpl_pk(brand_id, template_id)}#STOCK#{shard:02d}", "STOCK"
 
 
 def wallet_pk(brand_id: str, member_id: str) -> str:
@@ -82,7 +98,7 @@ def _kind(model_cls):
 
 
 def _stats(brand_id: str, template_id: str, store_id: str | None, now: datetime, shard: int) -> DailyStats:
-    return DailyStats(f"B#{brand_id}#STATS#{now.date().isoformat()}", f"{template_id}#{store_id or '-'}#{shard:02d}")
+    return DailyStats(f"B#{brand_id}#STATS#{now.date().isoformat()}#{shard:02d}", f"{template_id}#{store_id or '-'}")
 
 
 # ---- templates -----------------------------------------------------------------------------
@@ -97,12 +113,12 @@ def create_template(brand_id: str, t: rules.Template, now: datetime) -> CouponTe
         claim_starts_at=iso(t.claim_starts_at) if t.claim_starts_at else None,
         claim_ends_at=iso(t.claim_ends_at) if t.claim_ends_at else None, flash_sale=t.flash_sale, shards=t.shards,
         reversal_voids=t.reversal_voids, created_at=iso(now))
-    tx = Tx()
-    tx.save("template", item, condition=CouponTemplate.pk.does_not_exist())
-    stock = rules.split_stock(t.total_stock, t.shards) if t.total_stock is not None else [None]
-    for n, remaining in enumerate(stock):
-        tx.save("shard", StockShard(tpl_pk(brand_id, t.template_id), f"STOCK#{n:02d}", remaining=remaining, issued=0))
-    tx.commit({"template": Conflict(f"coupon template {t.template_id} already exists", code="template_exists")})
+    try:
+        item.save(condition=CouponTemplate.pk.does_not_exist())
+    except PutError as err:
+        if err.cause_response_code == "ConditionalCheckFailedException":
+            raise Conflict(f"coupon template {t.template_id} already exists", code="template_exists") from None
+        raise
     return item
 
 
@@ -127,17 +143,17 @@ def get_template(brand_id: str, template_id: str) -> rules.Template | None:
 
 
 def template_with_counts(brand_id: str, template_id: str) -> tuple[CouponTemplate, dict] | None:
-    """The template and its live counts, from one Query of the template's partition."""
+    """The template and its live counts: one Query of the template's partition (template, redemption
+    totals) and the stock shards' issued counts (BatchGetItem, 100 keys a call)."""
     items = list(Item.query(tpl_pk(brand_id, template_id), consistent_read=True))
     template = next((i for i in items if isinstance(i, CouponTemplate)), None)
     if template is None:
         return None
-    shards = [i for i in items if isinstance(i, StockShard)]
     totals = [i for i in items if isinstance(i, TemplateTotals)]
-    issued = sum(int(s.issued or 0) for s in shards)
+    issued = sum(shard_issued(brand_id, template_id, int(template.shards), consistent=True).values())
     redeemed = sum(int(t.redeemed or 0) for t in totals)
     reversed_ = sum(int(t.reversed or 0) for t in totals)
-    remaining = None if template.total_stock is None else sum(int(s.remaining or 0) for s in shards)
+    remaining = None if template.total_stock is None else int(template.total_stock) - issued
     return template, {"issued": issued, "redeemed": redeemed - reversed_, "reversed": reversed_,
                       "remaining": remaining, "discount_cents": sum(int(t.discount_cents or 0) for t in totals)}
 
@@ -154,9 +170,17 @@ def template_exists_check(brand_id: str, template_id: str):
 
 # ---- issuing -------------------------------------------------------------------------------
 
+def shard_issued(brand_id: str, template_id: str, shards: int, *, consistent: bool = False) -> dict[int, int]:
+    """Coupons issued from each stock shard (a shard no claim reached yet has none)."""
+    keys = [stock_key(brand_id, template_id, n) for n in range(shards)]
+    found = {item.pk: int(item.issued or 0) for item in StockShard.batch_get(keys, consistent_read=consistent)}
+    return {n: found.get(key[0], 0) for n, key in enumerate(keys)}
+
+
 def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code: str, now: datetime,
           source: str, retention_days: int, issue_key: str | None = None) -> Coupon:
-    """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued or CodeTaken."""
+    """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued, CodeTaken
+    or ShardBusy."""
     valid_from, valid_until = rules.validity(t, now)
     coupon = Coupon(coupon_pk(brand_id, code), "COUPON", brand_id=brand_id, code=code, template_id=t.template_id,
                     member_id=member_id, state="issued", coupon_kind=t.kind, value=t.value,
@@ -165,12 +189,13 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
                     source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
                     expires_at=valid_until + timedelta(days=retention_days))
     tx = Tx()
-    shard_item = StockShard(tpl_pk(brand_id, t.template_id), f"STOCK#{shard:02d}")
+    shard_item = StockShard(*stock_key(brand_id, t.template_id, shard))
     if t.total_stock is None:
-        tx.update("stock", shard_item, [StockShard.issued.add(1)])
+        tx.update("stock", shard_item, [StockShard.issued.add(1), _kind(StockShard)])
     else:
-        tx.update("stock", shard_item, [StockShard.remaining.add(-1), StockShard.issued.add(1)],
-                  condition=StockShard.remaining > 0)
+        quota = rules.shard_quota(t.total_stock, t.shards, shard)
+        tx.update("stock", shard_item, [StockShard.issued.add(1), _kind(StockShard)],
+                  condition=StockShard.issued.does_not_exist() | (StockShard.issued < quota))
     tx.update("limit", MemberClaims(f"B#{brand_id}#CLAIMS#{member_id}#{t.template_id}", "CLAIMS"),
               [MemberClaims.claimed.add(1), _kind(MemberClaims)],
               condition=MemberClaims.claimed.does_not_exist() | (MemberClaims.claimed < t.per_member_limit))
@@ -182,7 +207,10 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
     tx.save("outbox", outbox_item("event", "coupon.issued", brand_id, {
         "brand_id": brand_id, "member_id": member_id, "code": code, "template_id": t.template_id,
         "source": source, "valid_until": iso(valid_until)}, now))
-    tx.commit({"issue": AlreadyIssued(), "stock": OutOfStock(), "limit": LimitReached(), "coupon": CodeTaken()})
+    try:
+        tx.commit({"issue": AlreadyIssued(), "stock": OutOfStock(), "limit": LimitReached(), "coupon": CodeTaken()})
+    except Conflicted:
+        raise ShardBusy() from None
     return coupon
 
 

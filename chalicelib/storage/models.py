@@ -231,14 +231,14 @@ class Outbox(Item, discriminator="outbox"):
 
 # ---- coupons -------------------------------------------------------------------------------
 # | coupon template | B#<brand>#TPL#<template>        | TEMPLATE            |
-# | stock shard     | B#<brand>#TPL#<template>        | STOCK#<nn>          |
+# | stock shard     | B#<brand>#TPL#<template>#STOCK#<nn> | STOCK  (a partition each: flash-sale claims) |
 # | template totals | B#<brand>#TPL#<template>        | TOTAL#<nn>          |
 # | member claims   | B#<brand>#CLAIMS#<member>#<tpl> | CLAIMS              |
 # | coupon          | B#<brand>#C#<code>              | COUPON  (gsi1: B#<brand>#WALLET#<member>, <valid_until>#<code>) |
 # | issue key       | B#<brand>#ISSUE#<key>           | ISSUE               |
 # | redemption      | B#<brand>#RDM#<redemption>      | RDM                 |
 # | idempotency     | B#<brand>#IDEM#<store>#<key>    | IDEM                |
-# | daily stats     | B#<brand>#STATS#<yyyy-mm-dd>    | <tpl>#<store>#<nn>  |
+# | daily stats     | B#<brand>#STATS#<yyyy-mm-dd>#<nn> | <tpl>#<store>     |
 # | unknown-code guard | B#<brand>#GUARD#<store>      | <window start>      |
 
 class CouponTemplate(Item, discriminator="coupon_template"):
@@ -263,8 +263,7 @@ class CouponTemplate(Item, discriminator="coupon_template"):
 
 
 class StockShard(Item, discriminator="stock_shard"):
-    remaining = NumberAttribute(null=True)       # absent: unlimited stock
-    issued = NumberAttribute(default=0)
+    issued = NumberAttribute(default=0)          # created by the shard's first claim; at most its quota
 
 
 class TemplateTotals(Item, discriminator="template_totals"):
