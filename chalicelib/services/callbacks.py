@@ -104,6 +104,10 @@ def receive(brand_id: str, kind: str, query: dict, body: bytes, *, now: float | 
         opened = open_callback(app, query, body, now)
         msg = opened.msg
         action = route(app.kind, msg)
+        if not _for_this_corp(app, msg, opened):
+            # a suite serves many corps with one suite id: only the corp this brand is may act here
+            logger.warning("suite callback for another corp ignored", extra={"brand_id": brand_id})
+            action = IGNORE
     except crypto.CallbackError as err:
         logger.warning("callback refused", extra={"brand_id": brand_id, "app": kind, "reason": err.code})
         raise _callback_error(err) from None
@@ -115,6 +119,18 @@ def receive(brand_id: str, kind: str, query: dict, body: bytes, *, now: float | 
     if opened.box is None:
         return Reply(reply_xml, "application/xml")
     return Reply(messages.encrypted_reply(opened.box, reply_xml, str(int(now)), opened.nonce), "application/xml")
+
+
+def _for_this_corp(app: App, msg: dict, opened: Opened) -> bool:
+    """A WeCom third-party (suite) callback names the corp that installed the suite (AuthCorpId); the
+    suite id decrypts callbacks of every corp that installed it, so one for another corp is not ours."""
+    if app.kind != "wecom":
+        return True
+    auth_corp = msg.get("AuthCorpId")
+    if auth_corp in (None, ""):
+        # corp-built apps' callbacks carry no AuthCorpId; one that came under the suite id must
+        return opened.box is None or opened.box.receive_id != app.suite_id
+    return auth_corp == app.app_id
 
 
 @dataclass(frozen=True)

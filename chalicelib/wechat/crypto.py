@@ -59,10 +59,10 @@ def verify_signature(given: str | None, token: str, *parts: str) -> None:
 
 def check_timestamp(timestamp: str | None, now: float, window: int = 300) -> int:
     """The callback's timestamp as an int; StaleTimestamp if missing or more than `window` s off."""
-    try:
-        value = int(timestamp or "")
-    except ValueError:
-        raise StaleTimestamp("timestamp must be an integer number of seconds") from None
+    # ASCII digits only: int() also reads "٢" or " 1_0 ", which no WeChat server sends
+    if not timestamp or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        raise StaleTimestamp("timestamp must be an integer number of seconds")
+    value = int(timestamp)
     if abs(now - value) > window:
         raise StaleTimestamp(f"timestamp is more than {window} s away from now")
     return value

@@ -122,3 +122,18 @@ def test_a_mini_program_shopper_without_a_code_joins_as_source_mini_program():
 def test_a_scene_without_a_channel_code_stays_unknown():
     touch = members.attribute(None, scene="S404", via="mp", at="t")
     assert touch.source == members.UNKNOWN_SOURCE
+
+
+def test_a_suite_callback_from_another_corp_that_installed_the_suite_is_not_this_brands():
+    from chalicelib.services.callbacks import _for_this_corp, open_callback
+    from chalicelib.services.wechat_apps import App
+    now = int(time.time())
+    query, body = _suite_callback(now)
+    ours = App("b1", "wecom", AUTH_CORP_ID, "secret", "tok123", KEY, suite_id=SUITE_ID)
+    theirs = App("b2", "wecom", "wwanothercorp", "secret", "tok123", KEY, suite_id=SUITE_ID)
+    assert _for_this_corp(ours, open_callback(ours, query, body, now).msg, open_callback(ours, query, body, now))
+    opened = open_callback(theirs, query, body, now)
+    assert not _for_this_corp(theirs, opened.msg, opened)
+    # a suite envelope that names no corp at all is nobody's
+    anonymous = {k: v for k, v in opened.msg.items() if k != "AuthCorpId"}
+    assert not _for_this_corp(theirs, anonymous, opened)

@@ -80,7 +80,7 @@ def test_msg_signature_covers_the_ciphertext():
 
 def test_timestamp_window():
     assert crypto.check_timestamp("1000", now=1100) == 1000
-    for bad in (None, "", "abc", "1e3"):
+    for bad in (None, "", "abc", "1e3", "\u0661\u0660\u0660\u0660", "1_000", " 1000", "-1000"):
         with pytest.raises(crypto.StaleTimestamp):
             crypto.check_timestamp(bad, now=1000)
     with pytest.raises(crypto.StaleTimestamp):
