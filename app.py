@@ -7,6 +7,7 @@ import json
 
 from chalice import Chalice, Response
 
+from chalicelib import chalice_errors
 from chalicelib.errors import ApiError, BadRequest
 from chalicelib.observability import flush_metrics, logger, tracer
 from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
@@ -64,6 +65,12 @@ def observe(event, get_response):
         return get_response(event)
     finally:
         flush_metrics()
+
+
+@app.middleware("http")
+def chalice_errors_in_siyu_shape(event, get_response):
+    """405/415 that chalice answers before a view runs get siyu's error shape (chalicelib.chalice_errors)."""
+    return chalice_errors.in_siyu_shape(get_response(event), event, app.routes)
 
 
 def body() -> dict:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
 
 from moto.dynamodb.comparisons import get_filter_expression
@@ -29,6 +30,8 @@ from moto.dynamodb.models.table import Table
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
+
+from siyu_dev.listen import listen
 
 
 class SerializedDynamoDB:
@@ -147,10 +150,26 @@ def query(table: Table, hash_key, *args, **kwargs):
 
 
 class EmulatorServer(ThreadedMotoServer):
-    def _server_entry(self) -> None:
+    def start(self, listening: socket.socket | None = None) -> None:
+        """Serve on `listening` (a bound socket from siyu_dev.listen) or bind now. Binding here, in the
+        caller, rather than in moto's server thread: there a taken port only ends the thread, and
+        start() waits forever for a server that never comes up."""
         DynamoDBBackend.transact_write_items = transact_write_items
         Table.query = query
+        if listening is None:
+            listening = listen(self._ip_address, self._port, "SIYU_AWS_PORT")
         app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        try:
+            # werkzeug serves a duplicate of the descriptor, listening with the backlog we gave it
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler,
+                                       fd=listening.fileno())
+        finally:
+            listening.close()
         self._server_ready_event.set()
-        self._server.serve_forever()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._server is not None:
+            self._server.server_close()     # free the port for the next run
