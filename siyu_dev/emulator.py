@@ -34,12 +34,16 @@ from werkzeug.serving import make_server
 from siyu_dev.listen import listen
 
 
+# Held while a DynamoDB request is applied (SerializedDynamoDB), and by item_count.
+DYNAMODB_LOCK = threading.Lock()
+
+
 class SerializedDynamoDB:
     """WSGI middleware: one DynamoDB request at a time (they are told apart by their X-Amz-Target)."""
 
     def __init__(self, app):
         self.app = app
-        self.lock = threading.Lock()
+        self.lock = DYNAMODB_LOCK
 
     def __call__(self, environ, start_response):
         # DynamoDB_20120810.* and DynamoDBStreams_20120810.*: a stream read must not see a transaction
@@ -124,6 +128,22 @@ def _restore(table, hash_key, range_key, before) -> None:
         table.items.get(hash_key, {}).pop(range_key, None)
     else:
         table.items[hash_key][range_key] = before
+
+
+def item_count(table_name: str) -> int:
+    """How many items `table_name` holds, read from the emulator's memory between two requests. Tests
+    compare it before and after a refused request; a COUNT Scan over the API would serialize every
+    item the session ever wrote (25 s for 20,000 items), holding the lock all that time."""
+    from moto.dynamodb.models import dynamodb_backends
+    with DYNAMODB_LOCK:
+        tables = [backend.tables[table_name] for account in list(dynamodb_backends.values())
+                  for backend in list(account.values()) if table_name in backend.tables]
+        if len(tables) != 1:
+            raise LookupError(f"{len(tables)} tables named {table_name} in the emulator")
+        table = tables[0]
+        if table.range_key_attr:
+            return sum(len(partition) for partition in table.items.values())
+        return len(table.items)
 
 
 _table_query = Table.query
