@@ -77,19 +77,20 @@ def test_run_refuses_a_port_that_is_not_a_number(state_file):
 
 # ---- commands when the stack is not running ------------------------------------------------------
 
-COMMANDS = [["scan", "--scene", "S1"], ["scan", "--app", "mp", "--scene", "S1"], ["coupon"], ["campaign"],
-            ["events"]]
+COMMANDS = [["scan", "--scene", "S1"], ["scan", "--app", "mp", "--scene", "S1"], ["coupon"], ["campaign"]]
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_a_command_without_a_stack_asks_whether_make_run_is_running(state_file, command):
-    done = siyu_dev(*command, env={"SIYU_LOCAL_STATE": str(state_file)})
-    assert done.returncode == 1
-    assert "is `make run` running?" in done.stderr and "Traceback" not in done.stderr
+def in_process(monkeypatch, state_file: Path, *argv: str) -> SystemExit:
+    """`python -m siyu_dev argv` in this interpreter (these commands only speak HTTP to the state's
+    URLs): the SystemExit it ends with. A SystemExit carrying a message prints it and exits 1."""
+    from siyu_dev import __main__ as cli
+    monkeypatch.setattr(cli, "STATE_FILE", state_file)
+    with pytest.raises(SystemExit) as ended:
+        cli.main(list(argv))
+    return ended.value
 
 
-@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
-def test_a_command_against_a_stopped_stack_asks_whether_make_run_is_running(state_file, command):
+def _stopped_stack_state(state_file: Path) -> None:
     """The state file of a stack that has gone away (killed, so it could not remove it)."""
     with socket.socket() as sock:                   # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
@@ -98,9 +99,28 @@ def test_a_command_against_a_stopped_stack_asks_whether_make_run_is_running(stat
     state_file.write_text(json.dumps({"api_url": closed, "aws_url": closed, "wechat_url": closed,
                                       "platform_key": "k", "brand": DEMO_BRAND, "admin_key": "a",
                                       "pos_keys": {"sz-futian": "p"}, "tap_queue_url": f"{closed}/000000000000/tap"}))
-    done = siyu_dev(*command, env={"SIYU_LOCAL_STATE": str(state_file)})
-    assert done.returncode == 1
-    assert "is `make run` running?" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_command_without_a_stack_asks_whether_make_run_is_running(monkeypatch, state_file, command):
+    ended = in_process(monkeypatch, state_file, *command)
+    assert isinstance(ended.code, str) and "is `make run` running?" in ended.code
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_a_command_against_a_stopped_stack_asks_whether_make_run_is_running(monkeypatch, state_file, command):
+    _stopped_stack_state(state_file)
+    ended = in_process(monkeypatch, state_file, *command)
+    assert isinstance(ended.code, str) and "is `make run` running?" in ended.code
+
+
+def test_events_without_a_stack_or_against_a_stopped_one_asks_whether_make_run_is_running(state_file):
+    """A child interpreter: `events` points the AWS clients at the state's emulator."""
+    for prepare in (lambda: None, lambda: _stopped_stack_state(state_file)):
+        prepare()
+        done = siyu_dev("events", env={"SIYU_LOCAL_STATE": str(state_file)})
+        assert done.returncode == 1
+        assert "is `make run` running?" in done.stderr and "Traceback" not in done.stderr
 
 
 # ---- events: the latest ones, and --follow ------------------------------------------------------
@@ -205,10 +225,16 @@ def test_platform_key_names_a_table_that_does_not_exist(stack):
 
 # ---- --help --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["run", "scan", "coupon", "campaign", "events", "platform-key"])
-def test_help_describes_each_command_with_examples(command):
-    done = siyu_dev(command, "--help")
-    assert done.returncode == 0
-    description = done.stdout.split("\n\n")[1]
-    assert len(description) > 40                          # what it does, not only the usage line
-    assert "examples:" in done.stdout and f"-m siyu_dev {command}" in done.stdout.split("examples:")[1]
+def test_help_describes_each_command_with_examples(capsys):
+    from siyu_dev.__main__ import main
+    for command in ["run", "scan", "coupon", "campaign", "events", "platform-key"]:
+        with pytest.raises(SystemExit) as ended:
+            main([command, "--help"])
+        assert ended.value.code == 0
+        shown = capsys.readouterr().out
+        description = shown.split("\n\n")[1]
+        assert len(description) > 40, command             # what it does, not only the usage line
+        assert "examples:" in shown and f"-m siyu_dev {command}" in shown.split("examples:")[1]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "examples:" in capsys.readouterr().out
