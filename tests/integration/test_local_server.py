@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
+import subprocess
 import threading
 
 import pytest
@@ -119,3 +121,14 @@ def test_a_wrong_content_type_is_a_415_in_siyu_shape_and_changes_nothing(stack, 
     assert r.json()["error"]["code"] == "unsupported_media_type"
     assert "application/json" in r.json()["error"]["message"]
     assert table_items() == before
+
+
+@pytest.mark.skipif(shutil.which("ss") is None, reason="needs ss (iproute2) to read a listening socket's backlog")
+def test_every_local_server_listens_with_a_backlog_for_bursts(stack):
+    """The bursts above prove the API; the emulator and the simulator held 150 with werkzeug's and
+    http.server's 128 too, so their backlog is read from the kernel (`ss`: Send-Q of a LISTEN socket)."""
+    from siyu_dev.listen import LISTEN_BACKLOG
+    for port in (stack.api_port, stack.aws_port, stack.wechat_port):
+        shown = subprocess.run(["ss", "-Hlnt", f"sport = :{port}"], capture_output=True, text=True, timeout=10).stdout
+        backlogs = [int(line.split()[2]) for line in shown.splitlines() if line.startswith("LISTEN")]
+        assert backlogs == [LISTEN_BACKLOG], (port, shown)
