@@ -286,7 +286,8 @@ def _wait_for_campaign(url: str, admin: str, fires_at, timeout: float, every: fl
         stats, run = campaign["stats"], campaign.get("run") or {}
         if campaign["state"] == "scheduled" and not run:
             left = (fires_at - datetime.now(timezone.utc)).total_seconds()
-            line = f"scheduled: fires in {max(0, math.ceil(left / 10) * 10)} s"     # a line every 10 s
+            # a line every 10 s, then every poll for the last ten seconds
+            line = f"scheduled: fires in {max(0, math.ceil(left / 10) * 10 if left > 10 else math.ceil(left))} s"
         else:
             line = (f"{campaign['state']}: sent {stats['sent']} of {stats['targeted']} targeted, "
                     f"skipped {sum(stats['skipped'].values())}, failed {stats['failed']}")
