@@ -8,14 +8,17 @@ PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 
 # The stamps make a second run skip installs; they depend on the requirement files they installed.
 $(VENV)/.stamp-venv:
+	@echo "Creating $(VENV) with $(PYTHON)…"
 	$(PYTHON) -m venv $(VENV)
 	@touch $@
 
 $(VENV)/.stamp-local: $(VENV)/.stamp-venv requirements.txt requirements-local.txt
+	@echo "Installing the local stack's pinned dependencies into $(VENV) (first run only, about two minutes)…"
 	$(PIP) install -r requirements-local.txt
 	@touch $@
 
 $(VENV)/.stamp-test: $(VENV)/.stamp-local requirements-test.txt requirements-deploy.txt
+	@echo "Installing the test and deploy dependencies into $(VENV) (first run only)…"
 	$(PIP) install -r requirements-test.txt
 	@touch $@
 

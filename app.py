@@ -7,7 +7,7 @@ import importlib
 from chalice import Chalice, Response
 
 from chalicelib import health as readiness
-from chalicelib import ids, untrusted
+from chalicelib import chalice_errors, ids, untrusted
 from chalicelib.errors import ApiError, BadRequest, Unavailable, dependency_outage
 from chalicelib.observability import flush_metrics, logger, traced
 from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
@@ -74,6 +74,12 @@ def observe(event, get_response):
             return get_response(event)
         finally:
             flush_metrics()
+
+
+@app.middleware("http")
+def chalice_errors_in_siyu_shape(event, get_response):
+    """405/415 that chalice answers before a view runs get siyu's error shape (chalicelib.chalice_errors)."""
+    return chalice_errors.in_siyu_shape(get_response(event), event, app.routes)
 
 
 def body() -> dict:

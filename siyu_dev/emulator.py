@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 import threading
 
 from moto.dynamodb.comparisons import get_filter_expression
@@ -31,6 +32,11 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from siyu_dev import key_limits
+from siyu_dev.listen import listen
+
+
+# Held while a DynamoDB request is applied (SerializedDynamoDB), and by item_count.
+DYNAMODB_LOCK = threading.Lock()
 
 
 class SerializedDynamoDB:
@@ -38,7 +44,7 @@ class SerializedDynamoDB:
 
     def __init__(self, app):
         self.app = app
-        self.lock = threading.Lock()
+        self.lock = DYNAMODB_LOCK
 
     def __call__(self, environ, start_response):
         # DynamoDB_20120810.* and DynamoDBStreams_20120810.*: a stream read must not see a transaction
@@ -130,6 +136,22 @@ def _restore(table, hash_key, range_key, before) -> None:
         table.items[hash_key][range_key] = before
 
 
+def item_count(table_name: str) -> int:
+    """How many items `table_name` holds, read from the emulator's memory between two requests. Tests
+    compare it before and after a refused request; a COUNT Scan over the API would serialize every
+    item the session ever wrote (25 s for 20,000 items), holding the lock all that time."""
+    from moto.dynamodb.models import dynamodb_backends
+    with DYNAMODB_LOCK:
+        tables = [backend.tables[table_name] for account in list(dynamodb_backends.values())
+                  for backend in list(account.values()) if table_name in backend.tables]
+        if len(tables) != 1:
+            raise LookupError(f"{len(tables)} tables named {table_name} in the emulator")
+        table = tables[0]
+        if table.range_key_attr:
+            return sum(len(partition) for partition in table.items.values())
+        return len(table.items)
+
+
 _table_query = Table.query
 
 
@@ -154,10 +176,26 @@ def query(table: Table, hash_key, *args, **kwargs):
 
 
 class EmulatorServer(ThreadedMotoServer):
-    def _server_entry(self) -> None:
+    def start(self, listening: socket.socket | None = None) -> None:
+        """Serve on `listening` (a bound socket from siyu_dev.listen) or bind now. Binding here, in the
+        caller, rather than in moto's server thread: there a taken port only ends the thread, and
+        start() waits forever for a server that never comes up."""
         DynamoDBBackend.transact_write_items = transact_write_items
         Table.query = query
+        if listening is None:
+            listening = listen(self._ip_address, self._port, "SIYU_AWS_PORT")
         app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        try:
+            # werkzeug serves a duplicate of the descriptor, listening with the backlog we gave it
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler,
+                                       fd=listening.fileno())
+        finally:
+            listening.close()
         self._server_ready_event.set()
-        self._server.serve_forever()
+        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-emulator", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        super().stop()
+        if self._server is not None:
+            self._server.server_close()     # free the port for the next run

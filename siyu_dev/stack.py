@@ -36,6 +36,12 @@ class LocalStack:
     env: dict = field(default_factory=dict)
 
     def start(self) -> "LocalStack":
+        """Raises siyu_dev.listen.PortInUse, before starting anything, when a port is taken."""
+        from siyu_dev.listen import listen_all
+        wanted = {"SIYU_AWS_PORT": self.aws_port, "SIYU_WECHAT_PORT": self.wechat_port}
+        if self.serve_api:
+            wanted["SIYU_API_PORT"] = self.api_port
+        sockets = listen_all("127.0.0.1", wanted)
         for key, value in LOCAL_ENV.items():
             os.environ.setdefault(key, value)
         os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"]
@@ -45,7 +51,7 @@ class LocalStack:
             os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         from siyu_dev.emulator import EmulatorServer
         self._moto = EmulatorServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
-        self._moto.start()
+        self._moto.start(sockets["SIYU_AWS_PORT"])
         self.aws_port = self._moto.get_host_and_port()[1]
         self.aws_url = f"http://127.0.0.1:{self.aws_port}"
         os.environ["AWS_ENDPOINT_URL"] = self.aws_url
@@ -60,7 +66,7 @@ class LocalStack:
 
         from siyu_dev.wechat_sim import WeChatSimulator
         self.sim = WeChatSimulator(port=self.wechat_port)
-        self.wechat_url = self.sim.start()
+        self.wechat_url = self.sim.start(sockets["SIYU_WECHAT_PORT"])
         self.wechat_port = int(self.wechat_url.rsplit(":", 1)[1])
         os.environ["SIYU_WECHAT_BASE_URL"] = self.wechat_url
         os.environ["SIYU_WECOM_BASE_URL"] = self.wechat_url
@@ -73,7 +79,7 @@ class LocalStack:
         tenancy.create_platform_key(self.platform_key, datetime.now(timezone.utc))
 
         if self.serve_api:
-            self._start_api()
+            self._start_api(sockets["SIYU_API_PORT"])
         from siyu_dev.pump import Pump, SchedulerFirer
         self.pump = Pump()
         self.scheduler = SchedulerFirer()      # fires due EventBridge Scheduler schedules (moto never does)
@@ -82,16 +88,13 @@ class LocalStack:
             self.pump.start()
         return self
 
-    def _start_api(self) -> None:
+    def _start_api(self, listening) -> None:
         from chalice.config import Config
-        from chalice.local import create_local_server
         import app as api_module
+        from siyu_dev.local_api import local_api_server
         config = Config.create(chalice_stage="local", app_name="siyu", chalice_app=api_module.app,
                                environment_variables={})
-        self._api = create_local_server(api_module.app, config, "127.0.0.1", self.api_port)
-        if self.quiet:
-            from chalice.local import ChaliceRequestHandler
-            ChaliceRequestHandler.log_message = lambda *args, **kwargs: None
+        self._api = local_api_server(api_module.app, config, listening, quiet=self.quiet)
         self.api_port = self._api.server.server_address[1]
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self._api_thread = threading.Thread(target=self._api.server.serve_forever, name="api", daemon=True)

@@ -25,11 +25,14 @@ import logging
 import os
 import random
 import secrets
+import socket
 import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
+
+from siyu_dev.listen import PortInUse, adopt, listen
 
 log = logging.getLogger("siyu.wechat_sim")
 TOKEN_TTL = 7200
@@ -89,7 +92,8 @@ class WeChatSimulator:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> str:
+    def start(self, listening: socket.socket | None = None) -> str:
+        """Serve on `listening` (a bound socket from siyu_dev.listen) or bind host:port now."""
         sim = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -127,10 +131,11 @@ class WeChatSimulator:
                 self.end_headers()
                 self.wfile.write(data)
 
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 128        # a sender opens dozens of connections at once
-
-        self._server = Server((self.host, self.port), Handler)
+        if listening is None:
+            listening = listen(self.host, self.port, "SIYU_WECHAT_PORT")
+        # a sender opens dozens of connections at once: the socket listens with a backlog for that
+        self._server = ThreadingHTTPServer(listening.getsockname(), Handler, bind_and_activate=False)
+        adopt(self._server, listening)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, name="wechat-sim", daemon=True)
@@ -408,7 +413,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("SIYU_WECHAT_PORT", 8900)))
     args = parser.parse_args()
     sim = WeChatSimulator(port=args.port)
-    print(f"WeChat simulator on {sim.start()}", flush=True)
+    try:
+        print(f"WeChat simulator on {sim.start()}", flush=True)
+    except PortInUse as err:
+        raise SystemExit(str(err)) from None
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

@@ -273,9 +273,13 @@ def _member_mac(secret: bytes, member_id: str, step: int) -> str:
 
 
 def member_code(secret: bytes, member_id: str, now: float) -> tuple[str, int]:
-    """A code for the till that names the member and stops working a minute or two after it is shown."""
+    """A code for the till that names the member, and the instant the till stops accepting it.
+
+    The code names the current step; read_member_code accepts it during that step and the next one
+    (a code shown just before a rotation still works at the till), so it expires when the step after
+    next begins: one to two minutes after it is shown, never the mere rotation of the display."""
     step = int(now // MEMBER_CODE_STEP)
-    return f"{member_id}.{step}.{_member_mac(secret, member_id, step)}", (step + 1) * MEMBER_CODE_STEP
+    return f"{member_id}.{step}.{_member_mac(secret, member_id, step)}", (step + 2) * MEMBER_CODE_STEP
 
 
 def read_member_code(secret: bytes, code: object, now: float) -> str | None:

@@ -222,9 +222,10 @@ def _code_secret(brand: Brand) -> bytes:
     return secrets.brand_secrets(brand.secret_ref)["session_secret"].encode()
 
 
-def my_member_code(brand_id: str, session: dict) -> dict:
+def my_member_code(brand_id: str, session: dict, now: float | None = None) -> dict:
     brand = tenancy.require_brand(brand_id)
-    code, expires = rules.member_code(_code_secret(brand), _member_of(brand_id, session), time.time())
+    now = time.time() if now is None else now
+    code, expires = rules.member_code(_code_secret(brand), _member_of(brand_id, session), now)
     return {"member_code": code, "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
 
 

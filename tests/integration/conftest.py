@@ -1,6 +1,7 @@
 """The local stack, once per test session, on ephemeral 127.0.0.1 ports; each test gets its own brand."""
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import os
@@ -45,6 +46,13 @@ def api(stack) -> Api:
     return Api(stack.api_url)
 
 
+@pytest.fixture(scope="session")
+def inproc(stack):
+    """The same API without the socket (tests/integration/inprocess.py), for many-case tests."""
+    from tests.integration.inprocess import InProcessApi
+    return InProcessApi()
+
+
 class BusTap:
     """Everything published on the bus, read from the local tap queue (a rule forwards all siyu events)."""
 
@@ -85,6 +93,12 @@ class Brand:
 
     def app(self, kind: str) -> dict:
         return self.body["wechat"][kind]
+
+    def via(self, api) -> "Brand":
+        """This brand, its requests sent through `api` (e.g. the in-process `inproc`)."""
+        other = copy.copy(self)
+        other.api = api
+        return other
 
     def admin(self, method: str, path: str, json_body=None, **kw):
         return self.api.call(method, f"/admin/{self.brand_id}{path}", self.admin_key, json_body, **kw)
@@ -138,29 +152,39 @@ def brand_body(brand_id: str) -> dict:
                                  "token": "wecomToken1", "encoding_aes_key": AES["wecom"]}}}
 
 
+def new_brand(stack, api: Api, prefix: str = "b") -> Brand:
+    brand_id = f"{prefix}-{next(_counter)}-{int(time.time() * 1000) % 100000}"
+    body = brand_body(brand_id)
+    r = api.call("POST", "/admin/brands", stack.platform_key, body)
+    assert r.status_code == 201, r.text
+    brand = Brand(stack, api, brand_id, body, r.json()["admin_key"])
+    r = brand.admin("POST", "/stores", {"store_id": "sz", "name": "Shenzhen 1", "city": "Shenzhen"})
+    assert r.status_code == 201, r.text
+    brand.pos_keys["sz"] = r.json()["pos_key"]
+    r = brand.admin("POST", "/stores", {"store_id": "sh", "name": "Shanghai 1", "city": "Shanghai"})
+    brand.pos_keys["sh"] = r.json()["pos_key"]
+    r = brand.admin("POST", "/guides", {"guide_id": "g1", "store_id": "sz", "name": "Li", "wecom_user_id": "li"})
+    assert r.status_code == 201, r.text
+    r = brand.admin("POST", "/channels", {"scene": "S1", "store_id": "sz", "guide_id": "g1",
+                                          "source": "counter_poster", "tags": ["poster", "sz"],
+                                          "welcome_message": "welcome!"})
+    assert r.status_code == 201, r.text
+    r = brand.admin("POST", "/channels", {"scene": "S2", "store_id": "sh", "source": "receipt", "tags": ["sh"]})
+    assert r.status_code == 201, r.text
+    return brand
+
+
 @pytest.fixture
 def make_brand(stack, api):
     def make(prefix: str = "b") -> Brand:
-        brand_id = f"{prefix}-{next(_counter)}-{int(time.time() * 1000) % 100000}"
-        body = brand_body(brand_id)
-        r = api.call("POST", "/admin/brands", stack.platform_key, body)
-        assert r.status_code == 201, r.text
-        brand = Brand(stack, api, brand_id, body, r.json()["admin_key"])
-        r = brand.admin("POST", "/stores", {"store_id": "sz", "name": "Shenzhen 1", "city": "Shenzhen"})
-        assert r.status_code == 201, r.text
-        brand.pos_keys["sz"] = r.json()["pos_key"]
-        r = brand.admin("POST", "/stores", {"store_id": "sh", "name": "Shanghai 1", "city": "Shanghai"})
-        brand.pos_keys["sh"] = r.json()["pos_key"]
-        r = brand.admin("POST", "/guides", {"guide_id": "g1", "store_id": "sz", "name": "Li", "wecom_user_id": "li"})
-        assert r.status_code == 201, r.text
-        r = brand.admin("POST", "/channels", {"scene": "S1", "store_id": "sz", "guide_id": "g1",
-                                              "source": "counter_poster", "tags": ["poster", "sz"],
-                                              "welcome_message": "welcome!"})
-        assert r.status_code == 201, r.text
-        r = brand.admin("POST", "/channels", {"scene": "S2", "store_id": "sh", "source": "receipt", "tags": ["sh"]})
-        assert r.status_code == 201, r.text
-        return brand
+        return new_brand(stack, api, prefix)
     return make
+
+
+@pytest.fixture(scope="module")
+def shared_brand(stack, api) -> Brand:
+    """One brand for a module's cases that must change nothing (refusals): made once, not per case."""
+    return new_brand(stack, api, "shared")
 
 
 @pytest.fixture
@@ -169,17 +193,8 @@ def brand(make_brand) -> Brand:
 
 
 def table_items() -> int:
-    """How many items the main table holds (a refused request must not change it)."""
-    from chalicelib import aws
+    """How many items the main table holds (a refused request must not change it). Counted in the
+    emulator (siyu_dev.emulator.item_count): a Scan pages through everything the session wrote."""
     from chalicelib.storage.models import Item
-    ddb = aws.client("dynamodb")
-    total, start = 0, None
-    while True:
-        kwargs = {"TableName": Item.Meta.table_name, "Select": "COUNT"}
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        page = ddb.scan(**kwargs)
-        total += page["Count"]
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return total
+    from siyu_dev.emulator import item_count
+    return item_count(Item.Meta.table_name)

@@ -32,8 +32,23 @@ CASES = {
 }
 
 
+@pytest.fixture
+def refusing(shared_brand, inproc):
+    """One brand for every refusal case, called in process: a refused callback leaves it unchanged,
+    and each group below keeps one case over HTTP."""
+    return shared_brand.via(inproc)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_tampered_callback_is_refused_and_writes_nothing(brand, case):
+def test_tampered_callback_is_refused_and_writes_nothing(refusing, case):
+    _tampered(refusing, case)
+
+
+def test_a_tampered_callback_over_http_is_refused_and_writes_nothing(shared_brand):
+    _tampered(shared_brand, "wrong signature")
+
+
+def _tampered(brand, case: str) -> None:
     kwargs, status, code = CASES[case]
     before = table_items()
     r = brand.subscribe(f"o_{abs(hash(case))}", "S1", **kwargs)
@@ -42,7 +57,8 @@ def test_tampered_callback_is_refused_and_writes_nothing(brand, case):
     assert table_items() == before
 
 
-def test_receive_id_of_another_app_is_refused(brand):
+def test_receive_id_of_another_app_is_refused(shared_brand):
+    brand = shared_brand          # a refusal changes nothing: one brand serves every case
     cfg = brand.app("oa")
     msg = phone.oa_subscribe(app_username="gh", openid="o_x", scene="S1", create_time=int(time.time()))
     cb = phone.build_callback(msg, token=cfg["token"], receive_id="wxSOMEONEELSE", encoding_aes_key=cfg["encoding_aes_key"],
@@ -59,7 +75,15 @@ def test_receive_id_of_another_app_is_refused(brand):
     base64.b64encode(os.urandom(64)).decode(),          # decrypts to garbage: bad padding / length
     base64.b64encode(os.urandom(20)).decode(),          # not a whole number of AES blocks
 ])
-def test_broken_ciphertext_is_refused(brand, ciphertext):
+def test_broken_ciphertext_is_refused(refusing, ciphertext):
+    _broken_ciphertext(refusing, ciphertext)
+
+
+def test_broken_ciphertext_over_http_is_refused(shared_brand):
+    _broken_ciphertext(shared_brand, "!!!not-base64!!!")
+
+
+def _broken_ciphertext(brand, ciphertext: str) -> None:
     before = table_items()
     r = brand.subscribe("o_y", "S1", tamper=lambda q, b: _resign(brand, q, b, ciphertext))
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_ciphertext", r.text
@@ -73,7 +97,15 @@ def test_broken_ciphertext_is_refused(brand, ciphertext):
     (b"<xml><ToUserName>unclosed</xml>", "malformed_xml"),
     (b"<xml>" + b"<A>aaaaaaaaaa</A>" * 5000 + b"</xml>", "body_too_large"),
 ])
-def test_hostile_or_broken_xml_is_refused(brand, body, code):
+def test_hostile_or_broken_xml_is_refused(refusing, body, code):
+    _hostile_xml(refusing, body, code)
+
+
+def test_hostile_xml_over_http_is_refused(shared_brand):
+    _hostile_xml(shared_brand, b'<!DOCTYPE xml SYSTEM "file:///etc/passwd"><xml><A>1</A></xml>', "forbidden_xml")
+
+
+def _hostile_xml(brand, body: bytes, code: str) -> None:
     before = table_items()
     q = phone.build_callback({"ToUserName": "x"}, token=brand.app("oa")["token"], receive_id="x").query
     r = brand.api.call("POST", f"/wechat/{brand.brand_id}/oa", params=q, data=body, headers={"Content-Type": "text/xml"})
@@ -81,7 +113,8 @@ def test_hostile_or_broken_xml_is_refused(brand, body, code):
     assert table_items() == before
 
 
-def test_malformed_mini_program_json_is_refused(brand):
+def test_malformed_mini_program_json_is_refused(shared_brand):
+    brand = shared_brand          # a refusal changes nothing: one brand serves every case
     q = phone.build_callback({"ToUserName": "x"}, token=brand.app("mp")["token"], receive_id="x").query
     r = brand.api.call("POST", f"/wechat/{brand.brand_id}/mp", params=q, data=b'{"ToUserName": ',
                        headers={"Content-Type": "application/json"})
@@ -94,13 +127,15 @@ def test_unknown_brand_is_404(api):
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_brand"
 
 
-def test_malformed_admin_json_is_refused(brand):
+def test_malformed_admin_json_is_refused(shared_brand):
+    brand = shared_brand          # a refusal changes nothing: one brand serves every case
     r = brand.api.call("POST", f"/admin/{brand.brand_id}/stores", brand.admin_key, data=b"{not json",
                        headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
 
 
-def test_wecom_without_msg_signature_is_refused(brand):
+def test_wecom_without_msg_signature_is_refused(shared_brand):
+    brand = shared_brand          # a refusal changes nothing: one brand serves every case
     cfg = brand.app("wecom")
     msg = phone.wecom_add_external_contact(corp_id=cfg["corp_id"], user_id="li", external_userid="wm_z",
                                            create_time=int(time.time()), state="S1")

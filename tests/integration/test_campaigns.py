@@ -34,9 +34,10 @@ def completed(c: dict) -> bool:
     return c["state"] == "completed"
 
 
-def test_a_campaign_to_500_members_reaches_exactly_the_300_with_a_credit(stack, brand, bus):
-    openids = add_members(brand, 500)
-    credited = openids[:300]
+def test_a_campaign_to_50_members_reaches_exactly_the_30_with_a_credit(stack, brand, bus):
+    # 50 members spread over the 16 audience shards, a chunk per non-empty shard, as 500 did (PAGE is 400)
+    openids = add_members(brand, 50)
+    credited = openids[:30]
     grant_credits(brand, credited)
     created = create_campaign(brand, audience={"tags_any": ["vip"], "store_ids": ["sz"]})
     assert created["state"] == "scheduled"
@@ -49,21 +50,21 @@ def test_a_campaign_to_500_members_reaches_exactly_the_300_with_a_credit(stack, 
     assert {s["template_id"] for s in sent} == {TEMPLATE}
     assert sent[0]["data"] == {"thing1": {"value": "10 off"}}
     stats = done["stats"]
-    assert (stats["targeted"], stats["sent"], stats["failed"]) == (500, 300, 0)
-    assert stats["skipped"]["no_credit"] == 200 and sum(stats["skipped"].values()) == 200
+    assert (stats["targeted"], stats["sent"], stats["failed"]) == (50, 30, 0)
+    assert stats["skipped"]["no_credit"] == 20 and sum(stats["skipped"].values()) == 20
     # the credits were consumed: a second campaign to the same people skips them all for no_credit
     events = bus.events(brand.brand_id, "campaign.completed")
-    assert len(events) == 1 and events[0]["detail"]["stats"]["sent"] == 300
+    assert len(events) == 1 and events[0]["detail"]["stats"]["sent"] == 30
     skipped = brand.admin("GET", f"/campaigns/{created['campaign_id']}/deliveries?state=skipped&limit=500").json()
-    assert len(skipped["deliveries"]) == 200 and {d["reason"] for d in skipped["deliveries"]} == {"no_credit"}
+    assert len(skipped["deliveries"]) == 20 and {d["reason"] for d in skipped["deliveries"]} == {"no_credit"}
 
 
 def test_transient_errors_duplicate_fires_and_redelivered_chunks_still_send_once(stack, brand, no_faults,
                                                                                    monkeypatch):
     from chalicelib.services import campaigns as service
     from chalicelib.services import sending
-    openids = add_members(brand, 500)
-    credited = openids[:300]
+    openids = add_members(brand, 50)
+    credited = openids[:30]
     grant_credits(brand, credited)
     deliver = sending.deliver_chunk
     duplicated: set[str] = set()
@@ -86,7 +87,7 @@ def test_transient_errors_duplicate_fires_and_redelivered_chunks_still_send_once
 
     per_member = Counter(s["touser"] for s in sent_to(stack, brand))
     assert set(per_member) == set(credited) and max(per_member.values()) == 1
-    assert (done["stats"]["sent"], done["stats"]["skipped"]["no_credit"], done["stats"]["failed"]) == (300, 200, 0)
+    assert (done["stats"]["sent"], done["stats"]["skipped"]["no_credit"], done["stats"]["failed"]) == (30, 20, 0)
     assert duplicated and done["run"]["runs"] == 1
 
 
@@ -139,20 +140,20 @@ def test_cancel_before_the_fire_sends_nothing_even_if_the_fire_arrives(stack, br
 
 
 def test_pause_stops_sending_and_resume_completes_without_duplicates(stack, brand, no_faults):
-    openids = add_members(brand, 400)
+    openids = add_members(brand, 50)
     grant_credits(brand, openids)
-    fault(stack, SUBSCRIBE_SEND, latency_ms=150)   # slow WeChat: the run takes seconds, long enough to pause
-    created = create_campaign(brand)
+    fault(stack, SUBSCRIBE_SEND, latency_ms=150)   # slow WeChat,
+    created = create_campaign(brand, limits={"per_second": 8})     # and a slow campaign: long enough to pause
     cid = created["campaign_id"]
     fire(stack, created)
-    wait_for(brand, cid, lambda c: c["stats"]["sent"] >= 20, timeout=60)
+    wait_for(brand, cid, lambda c: c["stats"]["sent"] >= 8, timeout=60)
     r = brand.admin("POST", f"/campaigns/{cid}/pause")
     assert r.status_code == 200 and r.json()["state"] == "paused"
     time.sleep(2.5)                                # in-flight calls finish; nothing new starts
     stack.pump.idle()
     at_pause = len(sent_to(stack, brand))
     time.sleep(1.5)
-    assert len(sent_to(stack, brand)) == at_pause < 400
+    assert len(sent_to(stack, brand)) == at_pause < 50
     assert campaign(brand, cid)["state"] == "paused"
 
     r = brand.admin("POST", f"/campaigns/{cid}/resume")
@@ -160,7 +161,7 @@ def test_pause_stops_sending_and_resume_completes_without_duplicates(stack, bran
     done = wait_for(brand, cid, completed, timeout=120)
     per_member = Counter(s["touser"] for s in sent_to(stack, brand))
     assert set(per_member) == set(openids) and max(per_member.values()) == 1
-    assert done["stats"]["sent"] == 400
+    assert done["stats"]["sent"] == 50
 
 
 def test_an_attached_coupon_is_issued_once_to_each_delivered_member(stack, brand):
@@ -227,7 +228,16 @@ def test_subscription_credits_from_the_app_and_from_the_popup_push_count_one_acc
     ({"quiet_hours": {"start": "22:00", "end": "25:00"}}, "invalid_quiet_hours"),
     ({"limits": {"per_second": 0}}, "invalid_per_second"),
 ])
-def test_impossible_campaigns_are_refused_and_change_nothing(brand, fields, code):
+def test_impossible_campaigns_are_refused_and_change_nothing(shared_brand, inproc, fields, code):
+    """In process, on one brand for every case (no test in this module gives that brand a campaign)."""
+    _impossible(shared_brand.via(inproc), fields, code)
+
+
+def test_an_impossible_campaign_over_http_is_refused_and_changes_nothing(shared_brand):
+    _impossible(shared_brand, {"schedule": {"cron": "0 10 * *"}}, "invalid_cron")
+
+
+def _impossible(brand, fields: dict, code: str) -> None:
     body = {"name": "x", "message": {"channel": "mp_subscribe", "template_id": TEMPLATE},
             "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}}
     body.update(fields)
@@ -255,7 +265,15 @@ def test_another_brand_cannot_see_or_steer_a_campaign(make_brand):
     ({"accepted": [TEMPLATE], "rejected": [TEMPLATE]}, "invalid_templates"),
     ({"rejected": [""]}, "invalid_rejected"),
 ])
-def test_a_bad_subscription_report_is_refused_and_grants_nothing(brand, body, code):
+def test_a_bad_subscription_report_is_refused_and_grants_nothing(shared_brand, inproc, body, code):
+    _bad_subscription_report(shared_brand.via(inproc), body, code)
+
+
+def test_a_bad_subscription_report_over_http_is_refused(shared_brand):
+    _bad_subscription_report(shared_brand, {"accepted": "TPL"}, "invalid_accepted")
+
+
+def _bad_subscription_report(brand, body: dict, code: str) -> None:
     session = brand.mp_session("o_bad_sub")
     before = table_items()
     r = brand.api.call("POST", f"/mp/{brand.brand_id}/me/subscriptions", session, body)

@@ -30,24 +30,38 @@ def test_keys_are_stored_only_as_hashes(stack, brand):
     assert brand.admin_key not in stored and brand.pos_keys["sz"] not in stored
 
 
-@pytest.mark.parametrize("route, method", [
+ISOLATION_ROUTES = [
     ("/admin/{b}/stores", "GET"), ("/admin/{b}/stores", "POST"), ("/admin/{b}/guides", "POST"),
     ("/admin/{b}/channels", "POST"), ("/admin/{b}/channels", "GET"), ("/admin/{b}/members?openid=x", "GET"),
     ("/admin/{b}", "GET"),
-])
-def test_tenant_isolation_matrix(make_brand, api, route, method):
-    a, b = make_brand("iso"), make_brand("iso")
+]
+
+
+def _isolation_case(client, a, b, route: str, method: str) -> None:
     path = route.format(b=b.brand_id)
     payload = {"store_id": "new" if route.endswith("stores") else "sz", "name": "n", "guide_id": "g9", "scene": "Z9"}
     if route.endswith("channels"):
         payload.pop("guide_id")
     for key, expected in [(a.admin_key, 403), (a.pos_keys["sz"], 403), (b.pos_keys["sz"], 403),
                           ("sk_brand_forged", 401), (None, 401)]:
-        r = api.call(method, path, key, payload if method == "POST" else None)
-        assert r.status_code == expected, (key, r.text)
+        r = client.call(method, path, key, payload if method == "POST" else None)
+        assert r.status_code == expected, (route, method, key, r.text)
         assert r.json()["error"]["code"] in ("forbidden", "invalid_key", "missing_key")
-    own = api.call(method, path, b.admin_key, payload if method == "POST" else None)
+    own = client.call(method, path, b.admin_key, payload if method == "POST" else None)
     assert own.status_code == (404 if path.endswith("openid=x") else 201 if method == "POST" else 200), own.text
+
+
+def test_tenant_isolation_matrix(make_brand, inproc):
+    """Every route × every wrong principal, in process: two brands serve the whole matrix (each route's
+    own write is distinct), the app answers exactly as over HTTP (next test)."""
+    a, b = make_brand("iso"), make_brand("iso")
+    for route, method in ISOLATION_ROUTES:
+        _isolation_case(inproc, a, b, route, method)
+
+
+def test_tenant_isolation_over_http(make_brand, api):
+    a, b = make_brand("iso"), make_brand("iso")
+    _isolation_case(api, a, b, "/admin/{b}/stores", "POST")
 
 
 def test_only_the_platform_creates_brands(brand, api):
@@ -55,7 +69,7 @@ def test_only_the_platform_creates_brands(brand, api):
     assert r.status_code == 403
 
 
-@pytest.mark.parametrize("path, body, code", [
+REFUSED_ADMIN_WRITES = [
     ("/guides", {"guide_id": "g2", "store_id": "nowhere", "name": "x"}, "unknown_store"),
     ("/guides", {"guide_id": "g1", "store_id": "sz", "name": "dup"}, "guide_exists"),
     ("/guides", {"guide_id": "g3", "store_id": "sz", "name": "x", "wecom_user_id": "li"}, "wecom_user_taken"),
@@ -64,12 +78,25 @@ def test_only_the_platform_creates_brands(brand, api):
     ("/channels", {"scene": "S9", "store_id": "nowhere"}, "unknown_store"),
     ("/channels", {"scene": "S9", "store_id": "sz", "guide_id": "nobody"}, "unknown_guide"),
     ("/channels", {"scene": "bad scene", "store_id": "sz"}, "invalid_scene"),
-])
-def test_refused_admin_writes_change_nothing(brand, path, body, code):
+]
+
+
+@pytest.mark.parametrize("path, body, code", REFUSED_ADMIN_WRITES)
+def test_refused_admin_writes_change_nothing(shared_brand, inproc, path, body, code):
+    """In process, on one brand for every case (a refusal leaves it as it was)."""
     from tests.integration.conftest import table_items
     before = table_items()
-    r = brand.admin("POST", path, body)
+    r = shared_brand.via(inproc).admin("POST", path, body)
     assert 400 <= r.status_code < 500 and r.json()["error"]["code"] == code, r.text
+    assert table_items() == before
+
+
+def test_a_refused_admin_write_over_http_changes_nothing(shared_brand):
+    from tests.integration.conftest import table_items
+    path, body, code = REFUSED_ADMIN_WRITES[1]
+    before = table_items()
+    r = shared_brand.admin("POST", path, body)
+    assert r.status_code == 409 and r.json()["error"]["code"] == code, r.text
     assert table_items() == before
 
 

@@ -6,7 +6,7 @@ import pytest
 from chalicelib.services.callbacks import route
 from chalicelib.wechat.messages import parse_body
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "wechat-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "wechat-samples"   # provenance: SOURCES.json there
 
 
 def sample(name: str) -> dict:

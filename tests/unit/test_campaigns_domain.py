@@ -10,7 +10,7 @@ from chalicelib.domain import campaigns as c
 from chalicelib.errors import BadRequest, Conflict
 from chalicelib.wechat.messages import parse_body
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "wechat-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "wechat-samples"   # provenance: SOURCES.json there
 NOW = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)        # 10:00 in Shanghai
 SH = "Asia/Shanghai"
 NY = "America/New_York"

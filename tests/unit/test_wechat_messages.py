@@ -7,7 +7,7 @@ import pytest
 from chalicelib.wechat import messages
 from siyu_dev import phone
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "wechat-samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "wechat-samples"   # provenance: SOURCES.json there
 
 
 def _sample(path: Path) -> bytes:
