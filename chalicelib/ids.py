@@ -11,8 +11,12 @@ from chalicelib.errors import BadRequest, NotFound
 _SLUG = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 # WeChat scenes: OA QR_STR_SCENE allows 64 chars, a mini-program code's scene 32 visible chars.
 _SCENE = re.compile(r"[A-Za-z0-9_\-.=&!*()~,:@]{1,64}")
-# WeChat identities (openid 28 chars, unionid 29, WeCom external_userid 32-ish) as a caller looks them up.
-_IDENTITY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# WeChat identities (openid 28 chars, unionid 29, WeCom external_userid 32-ish, a WeCom UserID up to 64)
+# as WeChat sends them and a caller looks them up: one rule for both, so every member a callback makes
+# can be found. Liberal in the characters (WeChat does not promise its alphabet), strict in the length:
+# 128 characters are at most 512 UTF-8 bytes, well inside DynamoDB's 1 KB sort / 2 KB partition keys.
+IDENTITY_MAX_CHARS = 128
+_IDENTITY = re.compile(r"\S{1,%d}" % IDENTITY_MAX_CHARS)
 # What new_id mints (a short prefix, '_', base32), with room to spare.
 _MINTED = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The ids a route's path may name, and the 404 a malformed one gets: such an id names nothing siyu
@@ -37,11 +41,17 @@ def scene(value: object, field: str = "scene") -> str:
     return value
 
 
+def is_identity(value: object) -> bool:
+    """Whether `value` can be a WeChat identity siyu keys items by: 1-128 printable characters, no spaces."""
+    return isinstance(value, str) and _IDENTITY.fullmatch(value) is not None and value.isprintable()
+
+
 def identity(value: object, field: str) -> str:
     """A WeChat openid / unionid / external_userid a caller gives (a query parameter): bounded, so it
     never reaches DynamoDB as an oversized key."""
-    if not isinstance(value, str) or not _IDENTITY.fullmatch(value):
-        raise BadRequest(f"{field} must be 1-128 letters, digits, '-' or '_'", code="invalid_" + field)
+    if not is_identity(value):
+        raise BadRequest(f"{field} must be 1-{IDENTITY_MAX_CHARS} printable characters without spaces",
+                         code="invalid_" + field)
     return value
 
 

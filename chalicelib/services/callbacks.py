@@ -7,11 +7,11 @@ dedupe key, so WeChat's retries (3x when it hears nothing in 5 s) change nothing
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from chalicelib import ids
 from chalicelib.domain.members import Shopper
 from chalicelib.errors import ApiError, BadRequest
 from chalicelib.observability import logger
@@ -146,14 +146,11 @@ IGNORE = Action("ignore")
 # Every value a callback carries into a DynamoDB key is bounded (a partition key holds 2048 bytes, a
 # sort key 1024, and the emulator does not check): openids and unionids are 28 characters,
 # external_userid about 32, a WeCom UserID at most 64.
-MAX_ID_CHARS = 128
+MAX_ID_CHARS = ids.IDENTITY_MAX_CHARS
 MAX_SCENE_CHARS = 64          # WeChat's longest scene: a QR code's scene_str
 MAX_MSG_ID_CHARS = 64         # a MsgId is a 64-bit number
 MAX_WELCOME_CODE_CHARS = 512  # opaque, not part of any key; only bounded
 MAX_CREATE_TIME = 10 ** 10    # CreateTime is zero-padded to 10 digits in the message sort key
-
-
-_ID_TEXT = re.compile(r"\S{1,%d}" % MAX_ID_CHARS)
 
 
 class InvalidMessage(crypto.CallbackError):
@@ -176,7 +173,7 @@ def _identity(msg: dict, name: str, *, required: bool = True) -> str | None:
         if required:
             raise InvalidMessage(f"{name} is required")
         return None
-    if not isinstance(value, str) or not _ID_TEXT.fullmatch(value) or not value.isprintable():
+    if not ids.is_identity(value):
         raise InvalidMessage(f"{name} must be an id of at most {MAX_ID_CHARS} characters")
     return value
 
