@@ -25,10 +25,11 @@ $(VENV)/.stamp-test: $(VENV)/.stamp-local requirements-test.txt requirements-dep
 run: $(VENV)/.stamp-local          ## the whole stack on 127.0.0.1, seeded with a demo brand
 	$(PY) -m siyu_dev run
 
+# Test files run on TEST_WORKERS processes, each file whole on one (its module fixtures, its own local stack).
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.stamp-test          ## every test: unit (pure), integration (local stack, simulator, CDK synth), Lambda smoke
-	$(PY) -m pytest -q tests/unit
-	$(PY) -m pytest -q tests/integration tests/e2e
-	$(PY) -m pytest -q tests/lambda_smoke    # the deployed artifact, in Lambda-like child interpreters
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration tests/e2e tests/lambda_smoke
 
 unit: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests/unit

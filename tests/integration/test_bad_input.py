@@ -74,7 +74,7 @@ def test_receive_id_of_another_app_is_refused(shared_brand):
     "!!!not-base64!!!",
     base64.b64encode(os.urandom(64)).decode(),          # decrypts to garbage: bad padding / length
     base64.b64encode(os.urandom(20)).decode(),          # not a whole number of AES blocks
-])
+], ids=["not_base64", "garbage_blocks", "partial_block"])   # stable ids: parallel workers collect alike
 def test_broken_ciphertext_is_refused(refusing, ciphertext):
     _broken_ciphertext(refusing, ciphertext)
 
