@@ -41,6 +41,19 @@ class Api:
         return self.http.request(method, self.base + path, json=json_body, headers=headers, timeout=30, **kw)
 
 
+@pytest.fixture
+def ddb(stack):
+    """The emulator's DynamoDB, through the same client the code under test uses."""
+    from chalicelib import aws
+    return aws.client("dynamodb")
+
+
+@pytest.fixture
+def table(stack) -> str:
+    """The main table's physical name."""
+    return stack.env["SIYU_TABLE"]
+
+
 @pytest.fixture(scope="session")
 def api(stack) -> Api:
     return Api(stack.api_url)

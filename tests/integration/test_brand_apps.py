@@ -188,38 +188,32 @@ def test_a_suite_callback_encrypted_for_the_suite_id_is_accepted(stack, api):
     r = api.call("GET", path + "?" + urllib.parse.urlencode(
         {"msg_signature": box.sign(ts, nonce, echo), "timestamp": ts, "nonce": nonce, "echostr": echo}))
     assert r.status_code == 200 and r.text == "echo-4711", r.text
-    # the documented third-party add_external_contact (tests/fixtures, provenance in its first line)
-    # the sample's AuthCorpId becomes this brand's corp id: the suite was installed by this corp
+    def post(encrypted: str):
+        outer = f"<xml><ToUserName><![CDATA[{suite_id}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt>" \
+                "<AgentID><![CDATA[]]></AgentID></xml>"
+        query = {"msg_signature": box.sign(ts, nonce, encrypted), "timestamp": ts, "nonce": nonce}
+        return api.call("POST", path + "?" + urllib.parse.urlencode(query), data=outer.encode(),
+                        headers={"Content-Type": "text/xml"})
+
+    def member(external_userid: str):
+        return api.call("GET", f"/admin/{body['brand_id']}/members?external_userid={external_userid}", admin_key)
+
+    # the documented third-party add_external_contact (tests/fixtures, provenance in its first line);
+    # its AuthCorpId becomes this brand's corp id: the suite was installed by this corp
     sample = SUITE_SAMPLE.read_bytes().replace(b"wxf8b4f85f3a794e77", wecom["corp_id"].encode())
-    encrypted = box.encrypt(sample)
-    outer = f"<xml><ToUserName><![CDATA[{suite_id}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt>" \
-            "<AgentID><![CDATA[]]></AgentID></xml>"
-    query = {"msg_signature": box.sign(ts, nonce, encrypted), "timestamp": ts, "nonce": nonce}
-    r = api.call("POST", path + "?" + urllib.parse.urlencode(query), data=outer.encode(),
-                 headers={"Content-Type": "text/xml"})
+    r = post(box.encrypt(sample))
     assert r.status_code == 200 and r.text == "success", r.text
-    r = api.call("GET", f"/admin/{body['brand_id']}/members?external_userid=woAJ2GCAAAXtWyujaWJHDDGi0mACH71w",
-                 admin_key)
+    r = member("woAJ2GCAAAXtWyujaWJHDDGi0mACH71w")
     assert r.status_code == 200, r.text
     assert r.json()["first_touch"]["via"] == "wecom"
     # the same suite installed by another corp: its callbacks decrypt with the suite id, but are not ours
     foreign = sample.replace(wecom["corp_id"].encode(), b"wwanothercorp").replace(
         b"woAJ2GCAAAXtWyujaWJHDDGi0mACH71w", b"woForeignCorpShopper0000000000001")
-    encrypted = box.encrypt(foreign)
-    outer = f"<xml><ToUserName><![CDATA[{suite_id}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
-    query = {"msg_signature": box.sign(ts, nonce, encrypted), "timestamp": ts, "nonce": nonce}
-    r = api.call("POST", path + "?" + urllib.parse.urlencode(query), data=outer.encode(),
-                 headers={"Content-Type": "text/xml"})
+    r = post(box.encrypt(foreign))
     assert r.status_code == 200 and r.text == "success", r.text
-    r = api.call("GET", f"/admin/{body['brand_id']}/members?external_userid=woForeignCorpShopper0000000000001",
-                 admin_key)
-    assert r.status_code == 404, r.text
+    assert member("woForeignCorpShopper0000000000001").status_code == 404
     # an envelope made for an id the brand does not name is still refused
-    other = MessageCrypto(wecom["token"], AES["wecom"], "wwsomeoneelse").encrypt(b"<xml/>")
-    outer = f"<xml><Encrypt><![CDATA[{other}]]></Encrypt></xml>"
-    query = {"msg_signature": box.sign(ts, nonce, other), "timestamp": ts, "nonce": nonce}
-    r = api.call("POST", path + "?" + urllib.parse.urlencode(query), data=outer.encode(),
-                 headers={"Content-Type": "text/xml"})
+    r = post(MessageCrypto(wecom["token"], AES["wecom"], "wwsomeoneelse").encrypt(b"<xml/>"))
     assert r.status_code == 403 and r.json()["error"]["code"] == "receive_id_mismatch"
 
 

@@ -6,17 +6,6 @@ import uuid
 import pytest
 
 
-@pytest.fixture
-def ddb(stack):
-    from chalicelib import aws
-    return aws.client("dynamodb")
-
-
-@pytest.fixture
-def table(stack) -> str:
-    return stack.env["SIYU_TABLE"]
-
-
 def put(table: str, pk: str, sk: str, condition: str | None = None, **attrs) -> dict:
     op = {"TableName": table, "Item": {"pk": {"S": pk}, "sk": {"S": sk}, **{k: {"S": v} for k, v in attrs.items()}}}
     if condition:

@@ -14,17 +14,6 @@ BIG_SK = "s" * 1025
 WIDE_PK = "码" * 683
 
 
-@pytest.fixture
-def ddb(stack):
-    from chalicelib import aws
-    return aws.client("dynamodb")
-
-
-@pytest.fixture
-def table(stack) -> str:
-    return stack.env["SIYU_TABLE"]
-
-
 def key(pk: str, sk: str = "x") -> dict:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
