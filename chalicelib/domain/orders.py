@@ -59,6 +59,7 @@ class Order:
     till_id: str | None = None
     redemption_ids: tuple[str, ...] = ()
     items: tuple[Line, ...] = field(default=())
+    time_given: bool = False                  # occurred_at came from the caller (else: when first received)
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Refund:
     refund_id: str
     amount_cents: int
     occurred_at: datetime
+    time_given: bool = False
 
 
 def amount(value: object, field_name: str = "amount_cents") -> int:
@@ -152,7 +154,8 @@ def order(body: object, *, store_id: str | None, now: datetime, imported: bool =
                  member_id=_optional(body, "member_id", _member_id),
                  unionid=_optional(body, "unionid", ids.identity), openid=_optional(body, "openid", ids.identity),
                  guide_id=_optional(body, "guide_id", ids.slug), till_id=_optional(body, "till_id", ids.external),
-                 redemption_ids=_redemption_ids(body.get("redemption_ids")), items=_items(body.get("items")))
+                 redemption_ids=_redemption_ids(body.get("redemption_ids")), items=_items(body.get("items")),
+                 time_given=body.get("occurred_at") is not None)
 
 
 def _member_id(value: object, name: str) -> str:
@@ -169,14 +172,15 @@ def refund(body: object, *, order_id: str | None, now: datetime) -> Refund:
     return Refund(order_id=order_id if order_id is not None else ids.external(body.get("order_id"), "order_id"),
                   refund_id=ids.external(body.get("refund_id"), "refund_id"),
                   amount_cents=amount(body.get("amount_cents")),
-                  occurred_at=_occurred_at(body.get("occurred_at"), now) if order_id is None else now)
+                  occurred_at=_occurred_at(body.get("occurred_at"), now) if order_id is None else now,
+                  time_given=order_id is None and body.get("occurred_at") is not None)
 
 
 def request_hash(value: Order | Refund) -> str:
     """What a replay must repeat: the parsed request (so `{"a":1,"b":2}` and `{"b":2,"a":1}` are one
     request), with a time the caller did not give left out (it is the moment of the first try)."""
     fields = asdict(value)
-    fields["occurred_at"] = value.occurred_at.isoformat()
+    fields["occurred_at"] = value.occurred_at.isoformat() if value.time_given else None
     return hashlib.sha256(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
