@@ -190,10 +190,12 @@ def _import_member(brand_id: str, o: rules.Order) -> str | None:
     for name in ("unionid", "openid"):
         value = getattr(o, name)
         if value:
+            # every namespace the identity may be in, in one BatchGetItem (an openid: OA, then mini-program)
+            found = members.load_touch_context(brand_id, scene=None,
+                                               identities=[(ns, value) for ns in IDENTITY_NAMESPACES[name]]).found
             for ns in IDENTITY_NAMESPACES[name]:
-                member_id = members.find_member_id(brand_id, ns, value)
-                if member_id:
-                    return member_id
+                if (ns, value) in found:
+                    return found[(ns, value)]
             raise NotFound(f"no member with {name} {value}", code="unknown_member")
     return None
 
