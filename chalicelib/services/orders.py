@@ -238,7 +238,24 @@ def import_orders(brand_id: str, body: dict) -> dict:
         raise BadRequest(f"refunds must be a list of at most {rules.MAX_IMPORT_REFUNDS} refunds",
                          code="invalid_refunds")
     now = _now()
-    with ThreadPoolExecutor(IMPORT_PARALLEL) as pool:
-        outcomes = list(pool.map(lambda row: _import_one(brand_id, row, now), rows))
-        refund_outcomes = list(pool.map(lambda row: _import_refund(brand_id, row, now), refunds))
+    outcomes = _in_groups(rows, ("member_id", "unionid", "openid"), lambda row: _import_one(brand_id, row, now))
+    refund_outcomes = _in_groups(refunds, ("order_id",), lambda row: _import_refund(brand_id, row, now))
     return {**_summary(outcomes), "refunds": _summary(refund_outcomes)}
+
+
+def _in_groups(rows: list, keys: tuple[str, ...], handle) -> list:
+    """`handle(row)` for every row, IMPORT_PARALLEL groups at a time; rows naming the same member (the
+    same order, for refunds) form one group, handled in turn, so an import never races itself for a
+    member's order number or an order's refunded total. Outcomes come back in the rows' order."""
+    groups: dict[object, list[int]] = {}
+    for index, row in enumerate(rows):
+        named = [(k, row[k]) for k in keys if isinstance(row, dict) and isinstance(row.get(k), str)]
+        groups.setdefault(named[0] if named else index, []).append(index)
+    outcomes: list = [None] * len(rows)
+
+    def run(indexes: list[int]) -> None:
+        for index in indexes:
+            outcomes[index] = handle(rows[index])
+    with ThreadPoolExecutor(IMPORT_PARALLEL) as pool:
+        list(pool.map(run, groups.values()))
+    return outcomes
