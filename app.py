@@ -28,6 +28,7 @@ class _OnFirstUse:
 
 coupons = _OnFirstUse("chalicelib.services.coupons")
 campaigns = _OnFirstUse("chalicelib.services.campaigns")
+orders = _OnFirstUse("chalicelib.services.orders")
 
 WECHAT_CONTENT_TYPES = ["text/xml", "application/xml", "application/json", "text/plain",
                         "application/octet-stream", "application/x-www-form-urlencoded"]
@@ -257,6 +258,29 @@ def redeem_coupon(brand_id, store_id):
 def reverse_redemption(brand_id, store_id, redemption_id):
     auth.require_store(caller(), brand_id, store_id)
     return coupons.reverse(brand_id, store_id, redemption_id)
+
+
+# ---- orders ----------------------------------------------------------------------------------
+
+@api("/pos/{brand_id}/stores/{store_id}/orders", methods=["POST"])
+def record_order(brand_id, store_id):
+    auth.require_store(caller(), brand_id, store_id)
+    status, answer = orders.record_at_till(brand_id, store_id, body(), app.current_request.headers.get("idempotency-key"))
+    return Response(answer, status_code=status)
+
+
+@api("/pos/{brand_id}/stores/{store_id}/orders/{order_id}/refunds", methods=["POST"])
+def refund_order(brand_id, store_id, order_id):
+    auth.require_store(caller(), brand_id, store_id)
+    status, answer = orders.refund_at_till(brand_id, store_id, order_id, body(),
+                                           app.current_request.headers.get("idempotency-key"))
+    return Response(answer, status_code=status)
+
+
+@api("/admin/{brand_id}/order-imports", methods=["POST"])
+def import_orders(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return orders.import_orders(brand_id, body())
 
 
 # ---- campaigns -------------------------------------------------------------------------------

@@ -17,13 +17,17 @@ _SCENE = re.compile(r"[A-Za-z0-9_\-.=&!*()~,:@]{1,64}")
 # 128 characters are at most 512 UTF-8 bytes, well inside DynamoDB's 1 KB sort / 2 KB partition keys.
 IDENTITY_MAX_CHARS = 128
 _IDENTITY = re.compile(r"\S{1,%d}" % IDENTITY_MAX_CHARS)
+# Ids another system chose (a till's order and refund numbers, an ERP's SKUs): letters, digits and
+# _-.: only (never '#', the key separator, nor '/', which no path could carry), starting with a
+# letter or digit, at most 64 characters.
+_EXTERNAL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 # What new_id mints (a short prefix, '_', base32), with room to spare.
 _MINTED = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The ids a route's path may name, and the 404 a malformed one gets: such an id names nothing siyu
 # stores, and an oversized one would reach DynamoDB as a key it refuses (2 KB / 1 KB) with a 500.
 PATH_IDS = {"brand_id": (_SLUG, "unknown_brand"), "store_id": (_SLUG, "unknown_store"),
             "template_id": (_MINTED, "unknown_coupon_template"), "campaign_id": (_MINTED, "unknown_campaign"),
-            "redemption_id": (_MINTED, "unknown_redemption")}
+            "redemption_id": (_MINTED, "unknown_redemption"), "order_id": (_EXTERNAL, "unknown_order")}
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
@@ -37,6 +41,14 @@ def slug(value: object, field: str) -> str:
 def scene(value: object, field: str = "scene") -> str:
     if not isinstance(value, str) or not _SCENE.fullmatch(value):
         raise BadRequest(f"{field} must be 1-64 characters of letters, digits and -_.=&!*()~,:@",
+                         code="invalid_" + field)
+    return value
+
+
+def external(value: object, field: str) -> str:
+    """An id another system chose (order, refund, till, SKU): full-matched and bounded."""
+    if not isinstance(value, str) or not _EXTERNAL.fullmatch(value):
+        raise BadRequest(f"{field} must be 1-64 characters of letters, digits and _-.:, starting with a letter or digit",
                          code="invalid_" + field)
     return value
 

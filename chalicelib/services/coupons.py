@@ -229,6 +229,11 @@ def my_member_code(brand_id: str, session: dict, now: float | None = None) -> di
     return {"member_code": code, "expires_at": datetime.fromtimestamp(expires, timezone.utc).isoformat()}
 
 
+def member_code_owner(brand: Brand, code: object) -> str | None:
+    """The member whose rotating code (/me/member-code) the till scanned, while it is valid; else None."""
+    return rules.read_member_code(_code_secret(brand), code, time.time())
+
+
 def _amount(body: dict) -> int:
     amount = body.get("order_amount_cents")
     if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount <= 100_000_000:
@@ -239,7 +244,7 @@ def _amount(body: dict) -> int:
 def member_lookup(brand_id: str, store_id: str, body: dict) -> dict:
     brand = tenancy.require_brand(brand_id)
     amount = _amount(body)
-    member_id = rules.read_member_code(_code_secret(brand), body.get("member_code"), time.time())
+    member_id = member_code_owner(brand, body.get("member_code"))
     if member_id is None:
         raise NotFound("member code unknown or expired: ask the shopper to refresh it", code="invalid_member_code")
     member = members.get_member(brand_id, member_id)

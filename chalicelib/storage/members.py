@@ -203,6 +203,12 @@ def member_view(member: Member) -> dict:
         "last_touch": _touch_view(member.last_touch),
         "touches": int(member.touches or 0),
         "tags": sorted(member.tags or ()),
+        # order totals (storage.orders); gmv_cents is net of refunds
+        "orders": int(member.orders or 0),
+        "gmv_cents": int(member.gmv_cents or 0),
+        "refunded_cents": int(member.refunded_cents or 0),
+        "first_order_at": member.first_order_at,
+        "last_order_at": member.last_order_at,
     }
 
 

@@ -198,6 +198,12 @@ class Member(Item, discriminator="member"):
     last_touch = Touch()
     tags = UnicodeSetAttribute(null=True)
     touches = NumberAttribute(default=1)
+    # order totals (storage.orders): written with each order and refund, in its transaction
+    orders = NumberAttribute(null=True)           # orders recorded; an order's member_order_number
+    gmv_cents = NumberAttribute(null=True)        # their amounts net of refunds
+    refunded_cents = NumberAttribute(null=True)
+    first_order_at = UnicodeAttribute(null=True)
+    last_order_at = UnicodeAttribute(null=True)
     # gsi1 (the audience index: campaigns page a brand's members without scanning the table) is
     # sharded, so one brand's joins never concentrate on a single index partition.
 
@@ -240,6 +246,9 @@ class Outbox(Item, discriminator="outbox"):
 # | idempotency     | B#<brand>#IDEM#<store>#<key>    | IDEM                |
 # | daily stats     | B#<brand>#STATS#<yyyy-mm-dd>#<nn> | <tpl>#<store>     |
 # | unknown-code guard | B#<brand>#GUARD#<store>      | <window start>      |
+# | order           | B#<brand>#ORDER#<order>         | ORDER               |
+# | refund          | B#<brand>#REFUND#<refund>       | REFUND              |
+# | order/refund idempotency | B#<brand>#IDEM#<store>#<key> | IDEM#ORDER, IDEM#REFUND (beside a redemption's IDEM) |
 
 class CouponTemplate(Item, discriminator="coupon_template"):
     brand_id = UnicodeAttribute()
@@ -312,6 +321,7 @@ class Redemption(Item, discriminator="redemption"):
     discount_cents = NumberAttribute()
     created_at = UnicodeAttribute()
     reversed_at = UnicodeAttribute(null=True)
+    linked_order_id = UnicodeAttribute(null=True)  # the order (storage.orders) this redemption was for
 
 
 class IdempotencyRecord(Item, discriminator="idempotency"):
@@ -325,6 +335,33 @@ class DailyStats(Item, discriminator="daily_stats"):
     redeemed = NumberAttribute(default=0)
     reversed = NumberAttribute(default=0)
     discount_cents = NumberAttribute(default=0)
+
+
+class Order(Item, discriminator="order"):
+    brand_id = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    store_id = UnicodeAttribute(null=True)        # None: online
+    member_id = UnicodeAttribute(null=True)       # None: a walk-in
+    guide_id = UnicodeAttribute(null=True)        # the order's guide, else the member's first-touch guide
+    channel = UnicodeAttribute(null=True)         # the member's first-touch scene
+    member_order_number = NumberAttribute(null=True)
+    amount_cents = NumberAttribute()
+    refunded_cents = NumberAttribute(default=0)
+    occurred_at = UnicodeAttribute()
+    recorded_at = UnicodeAttribute()
+    source = UnicodeAttribute()                   # pos | import
+    till_id = UnicodeAttribute(null=True)
+    redemption_ids = ListAttribute(of=UnicodeAttribute, null=True)
+    items = UnicodeAttribute(null=True)           # JSON of the lines
+
+
+class OrderRefund(Item, discriminator="order_refund"):
+    brand_id = UnicodeAttribute()
+    refund_id = UnicodeAttribute()
+    order_id = UnicodeAttribute()
+    amount_cents = NumberAttribute()
+    occurred_at = UnicodeAttribute()
+    recorded_at = UnicodeAttribute()
 
 
 class UnknownCodeGuard(Item, discriminator="guard"):

@@ -49,6 +49,14 @@ VALID = {
                                                         "page": "pages/index", "data": {"thing1": {"value": "hi"}}},
                                             "schedule": {"at": _future()}},
     "/mp/{brand_id}/me/subscriptions": lambda: {"accepted": ["TPL1"], "rejected": ["TPL2"]},
+    "/pos/{brand_id}/stores/{store_id}/orders": lambda: {
+        "order_id": f"o-{uuid.uuid4().hex[:8]}", "amount_cents": 100, "till_id": "t1",
+        "items": [{"sku": "tea-1", "name": "tea", "quantity": 1, "unit_price_cents": 100}]},
+    "/pos/{brand_id}/stores/{store_id}/orders/{order_id}/refunds": lambda: {"refund_id": "r-1", "amount_cents": 50},
+    "/admin/{brand_id}/order-imports": lambda: {
+        "orders": [{"order_id": f"o-{uuid.uuid4().hex[:8]}", "amount_cents": 100, "store_id": "sz",
+                    "items": [{"sku": "tea-1", "name": "tea", "quantity": 1, "unit_price_cents": 100}]}],
+        "refunds": [{"order_id": "o-1", "refund_id": "r-1", "amount_cents": 50}]},
 }
 
 
@@ -81,7 +89,7 @@ class Caller:
                 "Idempotency-Key": uuid.uuid4().hex}
 
     def call(self, method: str, route: str, body: bytes | None = None, **params):
-        values = {"brand_id": self.brand.brand_id, "store_id": "sz", **params}
+        values = {"brand_id": self.brand.brand_id, "store_id": "sz", "order_id": "o-1", **params}
         path = route.format(**values)
         return getattr(self.client.http, method.lower())(path, headers=self.headers(route), body=body)
 
@@ -173,6 +181,12 @@ def test_the_valid_bodies_are_accepted_so_the_cases_above_test_only_their_change
     r = caller.call("POST", "/admin/{brand_id}/stores", json.dumps(VALID["/admin/{brand_id}/stores"]()).encode())
     assert r.status_code == 201, r.body
     assert table_items() > before                  # and the count the refusals are checked with sees writes
+    r = caller.call("POST", "/pos/{brand_id}/stores/{store_id}/orders",
+                    json.dumps(VALID["/pos/{brand_id}/stores/{store_id}/orders"]()).encode())
+    assert r.status_code == 201, r.body
+    r = caller.call("POST", "/admin/{brand_id}/order-imports",
+                    json.dumps(VALID["/admin/{brand_id}/order-imports"]()).encode())
+    assert r.status_code == 200 and json.loads(r.body)["accepted"] == 1, r.body
 
 
 # ---- cursors and ids in paths and query strings ------------------------------------------------
@@ -210,6 +224,8 @@ PATHS = [  # (method, path, expected status, code): ids no siyu key can hold, re
     ("POST", "/admin/{brand_id}/campaigns/{LONG}/pause", 404, "unknown_campaign"),
     ("POST", "/pos/{brand_id}/stores/sz/redemptions/{LONG}/reversal", 404, "unknown_redemption"),
     ("POST", "/pos/{brand_id}/stores/{LONG}/redemptions", 404, "unknown_store"),
+    ("POST", "/pos/{brand_id}/stores/sz/orders/{LONG}/refunds", 404, "unknown_order"),
+    ("POST", "/pos/{brand_id}/stores/sz/orders/o%231/refunds", 404, "unknown_order"),
     ("GET", "/mp/{LONG}/me/coupons", 404, "unknown_brand"),
     ("GET", "/admin/{brand_id}/members?openid={LONG}", 400, "invalid_openid"),
     ("GET", "/admin/{brand_id}/members?unionid={LONG}", 400, "invalid_unionid"),
