@@ -184,7 +184,7 @@ def get_member(brand_id: str, member_id: str) -> Member | None:
         return None
 
 
-def _touch_view(touch: Touch) -> dict:
+def touch_dict(touch: Touch) -> dict:
     return {name: getattr(touch, name) for name in ("store_id", "guide_id", "scene", "source", "via", "at")}
 
 
@@ -199,8 +199,8 @@ def member_view(member: Member) -> dict:
         "external_userid": member.external_userid,
         "oa_subscribed": member.oa_subscribed,
         "wecom_guides": sorted(member.wecom_guides or ()),
-        "first_touch": _touch_view(member.first_touch),
-        "last_touch": _touch_view(member.last_touch),
+        "first_touch": touch_dict(member.first_touch),
+        "last_touch": touch_dict(member.last_touch),
         "touches": int(member.touches or 0),
         "tags": sorted(member.tags or ()),
         # order totals (storage.orders); gmv_cents is net of refunds
@@ -212,9 +212,27 @@ def member_view(member: Member) -> dict:
     }
 
 
+def audience_desc(brand_id: str, shard: int, start_after: str | None, low: str, high: str,
+                  limit: int) -> tuple[list[tuple[str, Member]], bool]:
+    """Up to `limit` members of one audience shard with low <= sort key <= high, newest first, below
+    `start_after` (a sort key domain.member_list validated: `<joined_at>#<member_id>`). One Query.
+    Returns ((sort key, member) pairs, whether more may follow)."""
+    pk = f"B#{brand_id}#AUD#{shard:02d}"
+    start = None
+    if start_after is not None:
+        member_id = start_after.split("#", 1)[1]
+        start = {"pk": {"S": member_key(brand_id, member_id)}, "sk": {"S": "MEMBER"},
+                 "gsi1pk": {"S": pk}, "gsi1sk": {"S": start_after}}
+    results = Member.gsi1.query(pk, Member.gsi1sk.between(low, high), scan_index_forward=False, limit=limit,
+                                page_size=limit, last_evaluated_key=start)
+    page = [(m.gsi1sk, m) for m in results if isinstance(m, Member)]
+    return page, results.last_evaluated_key is not None
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
 __all__ = ["Duplicate", "IdentityRace", "TouchContext", "load_touch_context", "commit_touch", "update_member",
-           "record_inbound", "save_message", "find_member_id", "get_member", "member_view", "MEMBER_FIELD"]
+           "record_inbound", "save_message", "find_member_id", "get_member", "member_view", "audience_desc",
+           "touch_dict", "MEMBER_FIELD"]
