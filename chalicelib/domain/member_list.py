@@ -10,6 +10,12 @@ The cursor is, per shard, the sort key of the last member *examined* there (take
 or "done". It names positions within the caller's own brand only (the brand comes from the path,
 never from the cursor), so a hand-made cursor can do no more than a joined_to could; it is still
 checked strictly, since its text reaches DynamoDB as an ExclusiveStartKey.
+
+Filters other than the join range are applied to the members read, within MAX_QUERIES per page.
+No index by first-touch store was added: with the ALL projection gsi1 has, it would be written on
+every member update (each touch and each order's totals), not only at creation, and members already
+stored would need a backfill; a store's members are a large share of a brand's (a chain has tens of
+stores), so the filter skips few and pages stay close to full.
 """
 from __future__ import annotations
 
