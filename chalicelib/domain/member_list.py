@@ -55,11 +55,11 @@ class Listing:
     limit: int = DEFAULT_LIMIT
     cursor: dict = field(default_factory=dict)     # shard -> sort key | DONE; absent: not read yet
 
-    def keeps(self, first_touch: dict, tags: frozenset) -> bool:
-        """Whether a member (its first touch and tags) passes the non-key filters."""
-        return ((self.store_id is None or first_touch.get("store_id") == self.store_id)
-                and (self.guide_id is None or first_touch.get("guide_id") == self.guide_id)
-                and (self.channel is None or first_touch.get("scene") == self.channel)
+    def keeps(self, store_id: str | None, guide_id: str | None, scene: str | None, tags: frozenset) -> bool:
+        """Whether a member (where they were first met, and their tags) passes the non-key filters."""
+        return ((self.store_id is None or store_id == self.store_id)
+                and (self.guide_id is None or guide_id == self.guide_id)
+                and (self.channel is None or scene == self.channel)
                 and (self.tag is None or self.tag in tags))
 
 

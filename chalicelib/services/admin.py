@@ -126,7 +126,8 @@ def list_members(brand_id: str, query: dict) -> dict:
     listing = member_list.parse(query, tz=lambda: tenancy.require_brand(brand_id).timezone, now=_now())
     page, positions, _queries = member_list.merge_page(
         listing, lambda shard, after, n: members.audience_desc(brand_id, shard, after, listing.low, listing.high, n),
-        lambda m: listing.keeps(members.touch_dict(m.first_touch), frozenset(m.tags or ())))
+        lambda m: listing.keeps(m.first_touch.store_id, m.first_touch.guide_id, m.first_touch.scene,
+                                frozenset(m.tags or ())))
     return {"members": [members.member_view(m) for m in page], "cursor": member_list.encode_cursor(positions)}
 
 

@@ -184,7 +184,7 @@ def get_member(brand_id: str, member_id: str) -> Member | None:
         return None
 
 
-def touch_dict(touch: Touch) -> dict:
+def _touch_view(touch: Touch) -> dict:
     return {name: getattr(touch, name) for name in ("store_id", "guide_id", "scene", "source", "via", "at")}
 
 
@@ -199,8 +199,8 @@ def member_view(member: Member) -> dict:
         "external_userid": member.external_userid,
         "oa_subscribed": member.oa_subscribed,
         "wecom_guides": sorted(member.wecom_guides or ()),
-        "first_touch": touch_dict(member.first_touch),
-        "last_touch": touch_dict(member.last_touch),
+        "first_touch": _touch_view(member.first_touch),
+        "last_touch": _touch_view(member.last_touch),
         "touches": int(member.touches or 0),
         "tags": sorted(member.tags or ()),
         # order totals (storage.orders); gmv_cents is net of refunds
@@ -234,5 +234,4 @@ def utcnow() -> datetime:
 
 
 __all__ = ["Duplicate", "IdentityRace", "TouchContext", "load_touch_context", "commit_touch", "update_member",
-           "record_inbound", "save_message", "find_member_id", "get_member", "member_view", "audience_desc",
-           "touch_dict", "MEMBER_FIELD"]
+           "record_inbound", "save_message", "find_member_id", "get_member", "member_view", "MEMBER_FIELD"]

@@ -176,4 +176,4 @@ def test_the_brand_time_zone_is_read_only_when_a_date_needs_it():
         raise AssertionError("time zone read for a query without dates")
     listing = ml.parse({"store_id": "sz", "joined_from": "2026-11-01T00:00:00Z", "limit": "3"}, tz=no_tz, now=NOW)
     assert (listing.low, listing.high, listing.limit) == ("2026-11-01T00:00:00Z", "~", 3)
-    assert listing.keeps({"store_id": "sz"}, frozenset()) and not listing.keeps({"store_id": "sh"}, frozenset())
+    assert listing.keeps("sz", None, None, frozenset()) and not listing.keeps("sh", None, None, frozenset())
