@@ -97,9 +97,12 @@ def choose_member(found: dict[tuple[str, str], str]) -> str | None:
     return None
 
 
+def audience_shard(member_id: str) -> int:
+    return sum(member_id.encode()) % AUDIENCE_SHARDS
+
+
 def audience_key(brand_id: str, member_id: str, joined_at: str) -> tuple[str, str]:
-    shard = sum(member_id.encode()) % AUDIENCE_SHARDS
-    return f"B#{brand_id}#AUD#{shard:02d}", f"{joined_at}#{member_id}"
+    return f"B#{brand_id}#AUD#{audience_shard(member_id):02d}", f"{joined_at}#{member_id}"
 
 
 def plan_touch(*, brand_id: str, shopper: Shopper, found: dict[tuple[str, str], str], touch: Touch,

@@ -5,7 +5,7 @@ import secrets as random
 from datetime import datetime, timezone
 
 from chalicelib import ids, secrets
-from chalicelib.domain import tenancy as rules
+from chalicelib.domain import member_list, tenancy as rules
 from chalicelib.errors import BadRequest, NotFound
 from chalicelib.observability import logger
 from chalicelib.services.auth import new_key
@@ -114,6 +114,24 @@ LOOKUPS = {"openid": ("oa", "mp"), "unionid": ("unionid",), "external_userid": (
 
 
 def find_member(brand_id: str, query: dict, *, extend=None) -> dict:
+    """GET /admin/{brand}/members: a lookup when an identity is given, else a page of the listing."""
+    if any(name in query for name in LOOKUPS):
+        return lookup_member(brand_id, query, extend=extend)
+    return list_members(brand_id, query)
+
+
+def list_members(brand_id: str, query: dict) -> dict:
+    """Members newest first, filtered by first touch, tag and join time: `{members, cursor}`, the
+    cursor null only after the last page (a filtered page may be short, or empty, and still have one)."""
+    listing = member_list.parse(query, tz=lambda: tenancy.require_brand(brand_id).timezone, now=_now())
+    page, positions, _queries = member_list.merge_page(
+        listing, lambda shard, after, n: members.audience_desc(brand_id, shard, after, listing.low, listing.high, n),
+        lambda m: listing.keeps(m.first_touch.store_id, m.first_touch.guide_id, m.first_touch.scene,
+                                frozenset(m.tags or ())))
+    return {"members": [members.member_view(m) for m in page], "cursor": member_list.encode_cursor(positions)}
+
+
+def lookup_member(brand_id: str, query: dict, *, extend=None) -> dict:
     """The member behind one identity (?openid=, ?unionid=, ?external_userid=); 404 when none."""
     given = [(name, query[name]) for name in LOOKUPS if query.get(name)]
     if len(given) != 1:

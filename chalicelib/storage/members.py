@@ -212,6 +212,23 @@ def member_view(member: Member) -> dict:
     }
 
 
+def audience_desc(brand_id: str, shard: int, start_after: str | None, low: str, high: str,
+                  limit: int) -> tuple[list[tuple[str, Member]], bool]:
+    """Up to `limit` members of one audience shard with low <= sort key <= high, newest first, below
+    `start_after` (a sort key domain.member_list validated: `<joined_at>#<member_id>`). One Query.
+    Returns ((sort key, member) pairs, whether more may follow)."""
+    pk = f"B#{brand_id}#AUD#{shard:02d}"
+    start = None
+    if start_after is not None:
+        member_id = start_after.split("#", 1)[1]
+        start = {"pk": {"S": member_key(brand_id, member_id)}, "sk": {"S": "MEMBER"},
+                 "gsi1pk": {"S": pk}, "gsi1sk": {"S": start_after}}
+    results = Member.gsi1.query(pk, Member.gsi1sk.between(low, high), scan_index_forward=False, limit=limit,
+                                page_size=limit, last_evaluated_key=start)
+    page = [(m.gsi1sk, m) for m in results if isinstance(m, Member)]
+    return page, results.last_evaluated_key is not None
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
