@@ -123,7 +123,8 @@ def find_member(brand_id: str, query: dict, *, extend=None) -> dict:
 def list_members(brand_id: str, query: dict) -> dict:
     """Members newest first, filtered by first touch, tag and join time: `{members, cursor}`, the
     cursor null only after the last page (a filtered page may be short, or empty, and still have one)."""
-    listing = member_list.parse(query, tz=lambda: tenancy.require_brand(brand_id).timezone, now=_now())
+    brand = tenancy.require_brand(brand_id)        # cached per container: a listing of no brand is a 404
+    listing = member_list.parse(query, tz=lambda: brand.timezone, now=_now())
     page, positions, _queries = member_list.merge_page(
         listing, lambda shard, after, n: members.audience_desc(brand_id, shard, after, listing.low, listing.high, n),
         lambda m: listing.keeps(m.first_touch.store_id, m.first_touch.guide_id, m.first_touch.scene,

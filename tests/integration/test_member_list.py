@@ -133,6 +133,11 @@ def test_another_brands_admin_key_is_403(listed, make_brand):
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
+def test_listing_a_brand_that_does_not_exist_is_a_404(stack, api):
+    r = api.call("GET", "/admin/no-such-brand-here/members", stack.platform_key)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_brand", r.text
+
+
 def onboarding_iso(moment: datetime) -> str:
     from chalicelib.services import onboarding
     return onboarding.iso(moment)
