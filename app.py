@@ -29,6 +29,7 @@ class _OnFirstUse:
 coupons = _OnFirstUse("chalicelib.services.coupons")
 campaigns = _OnFirstUse("chalicelib.services.campaigns")
 orders = _OnFirstUse("chalicelib.services.orders")
+scoreboard = _OnFirstUse("chalicelib.services.scoreboard")
 
 WECHAT_CONTENT_TYPES = ["text/xml", "application/xml", "application/json", "text/plain",
                         "application/octet-stream", "application/x-www-form-urlencoded"]
@@ -281,6 +282,12 @@ def refund_order(brand_id, store_id, order_id):
 def import_orders(brand_id):
     auth.require_brand_admin(caller(), brand_id)
     return orders.import_orders(brand_id, body())
+
+
+@api("/admin/{brand_id}/stats", methods=["GET"])
+def brand_stats(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return scoreboard.stats(brand_id, app.current_request.query_params)
 
 
 # ---- campaigns -------------------------------------------------------------------------------
