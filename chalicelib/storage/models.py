@@ -303,6 +303,10 @@ class Coupon(Item, discriminator="coupon"):
     redemption_id = UnicodeAttribute(null=True)
     redeemed_at = UnicodeAttribute(null=True)
     redeemed_store_id = UnicodeAttribute(null=True)
+    # the member's first touch when issued (never changes): the scoreboard keys its redemptions by it
+    touch_store_id = UnicodeAttribute(null=True)
+    touch_guide_id = UnicodeAttribute(null=True)
+    touch_scene = UnicodeAttribute(null=True)
 
 
 class IssueKey(Item, discriminator="issue_key"):

@@ -12,6 +12,8 @@ The story (T: today in Asia/Shanghai, Y: the day before):
             4 POS sh  B (first)          3,000  T   refunded 1,000 at sh, T
             5 import online, C (first)   6,000  Y   (imported twice: a duplicate)
             6 import online, walk-in     1,500  T
+  coupons   D, A and B claim a 10-yuan coupon (T); A redeems hers at sh for order 3 (linked);
+            B redeems his at sh and the till reverses it (net nothing)
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ import pytest
 
 from chalicelib.domain.scoreboard import METRICS
 from tests.integration.conftest import new_brand
-from tests.integration.test_coupons import claim, make_template
+from tests.integration.test_coupons import claim, make_template, redeem
 from tests.integration.test_orders import member_code, order, refund
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -54,12 +56,20 @@ def story(stack, api):
     now = datetime.now(timezone.utc)
     yesterday = (now - timedelta(days=1)).isoformat()
 
+    code_a = ok(claim(brand, a, template["template_id"]))["coupon"]["code"]
+    code_b = ok(claim(brand, b, template["template_id"]))["coupon"]["code"]
+    redemption_a = ok(redeem(brand, "sh", code_a, amount=4000, order="o3"))["redemption_id"]
+    redemption_b = ok(redeem(brand, "sh", code_b, amount=3000, order="o4"))["redemption_id"]
+    reversal = f"/pos/{brand.brand_id}/stores/sh/redemptions/{redemption_b}/reversal"
+    ok(api.call("POST", reversal, brand.pos_keys["sh"]), 200)
+    ok(api.call("POST", reversal, brand.pos_keys["sh"]), 200)      # reversing twice is a no-op
+
     ok(order(brand, {"order_id": "o1", "amount_cents": 2500}, store="sz"))
     body = {"order_id": "o2", "amount_cents": 10_000, "member_code": member_code(brand, a)}
     first = ok(order(brand, body, store="sz", key="till-o2"))
     assert ok(order(brand, body, store="sz", key="till-o2")) == first == {
         "order_id": "o2", "member_id": first["member_id"], "member_order_number": 1}
-    assert ok(order(brand, {"order_id": "o3", "amount_cents": 4000, "guide_id": "g2",
+    assert ok(order(brand, {"order_id": "o3", "amount_cents": 4000, "guide_id": "g2", "redemption_ids": [redemption_a],
                             "member_code": member_code(brand, a)}, store="sh"))["member_order_number"] == 2
     ok(order(brand, {"order_id": "o4", "amount_cents": 3000, "member_code": member_code(brand, b)}, store="sh"))
     ok(refund(brand, "o4", "r4", 1000, store="sh"))
@@ -90,7 +100,7 @@ def rows_of(answer: dict) -> dict:
 
 TOTALS = metrics(new_members=4, converted_members=3, repeat_members=1, cohort_gmv_cents=22_000,
                  orders=6, gmv_cents=26_000, refunded_cents=1000, member_orders=4, member_gmv_cents=22_000,
-                 first_orders=3, repeat_orders=1)
+                 first_orders=3, repeat_orders=1, coupons_issued=3, coupons_redeemed=1, discount_cents=1000)
 
 
 def test_by_day(story):
@@ -102,10 +112,11 @@ def test_by_day(story):
         yesterday: metrics(orders=1, gmv_cents=6000, member_orders=1, member_gmv_cents=6000, first_orders=1),
         today: metrics(new_members=4, converted_members=3, repeat_members=1, cohort_gmv_cents=22_000,
                        orders=5, gmv_cents=20_000, refunded_cents=1000, member_orders=3, member_gmv_cents=16_000,
-                       first_orders=2, repeat_orders=1)}
+                       first_orders=2, repeat_orders=1, coupons_issued=3, coupons_redeemed=1, discount_cents=1000)}
     assert counted(answer["totals"]) == TOTALS
     totals = answer["totals"]
-    assert (totals["conversion_rate"], totals["repeat_rate"], totals["member_share"]) == (0.75, 0.3333, 0.8462)
+    assert (totals["conversion_rate"], totals["repeat_rate"], totals["member_share"], totals["redemption_rate"]) == (
+        0.75, 0.3333, 0.8462, 0.3333)
     # the day before alone: no one joined then, so no conversion to speak of
     only = stats(brand, "day", yesterday, yesterday)
     assert [r["key"] for r in only["rows"]] == [yesterday]
@@ -117,12 +128,13 @@ def test_by_store(story):
     answer = stats(brand, "store", yesterday, today)
     assert rows_of(answer) == {
         "sz": metrics(new_members=1, converted_members=1, repeat_members=1, cohort_gmv_cents=14_000,
-                      orders=2, gmv_cents=12_500, member_orders=1, member_gmv_cents=10_000, first_orders=1),
+                      orders=2, gmv_cents=12_500, member_orders=1, member_gmv_cents=10_000, first_orders=1,
+                      coupons_issued=1),
         "sh": metrics(new_members=2, converted_members=2, cohort_gmv_cents=8000,
                       orders=2, gmv_cents=6000, refunded_cents=1000, member_orders=2, member_gmv_cents=6000,
-                      first_orders=1, repeat_orders=1),
+                      first_orders=1, repeat_orders=1, coupons_issued=1, coupons_redeemed=1, discount_cents=1000),
         None: metrics(new_members=1, orders=2, gmv_cents=7500, member_orders=1, member_gmv_cents=6000,
-                      first_orders=1)}
+                      first_orders=1, coupons_issued=1)}
     assert counted(answer["totals"]) == TOTALS
     assert [r["key"] for r in answer["rows"]][-1] is None
 
@@ -133,13 +145,14 @@ def test_by_guide(story):
     answer = stats(brand, "guide", yesterday, today)
     assert rows_of(answer) == {
         "g1": metrics(new_members=1, converted_members=1, repeat_members=1, cohort_gmv_cents=14_000,
-                      orders=1, gmv_cents=10_000, member_orders=1, member_gmv_cents=10_000, first_orders=1),
+                      orders=1, gmv_cents=10_000, member_orders=1, member_gmv_cents=10_000, first_orders=1,
+                      coupons_issued=1, coupons_redeemed=1, discount_cents=1000),
         "g2": metrics(new_members=1, converted_members=1, cohort_gmv_cents=6000,
                       orders=2, gmv_cents=10_000, member_orders=2, member_gmv_cents=10_000, first_orders=1,
                       repeat_orders=1),
         None: metrics(new_members=2, converted_members=1, cohort_gmv_cents=2000,
                       orders=3, gmv_cents=6000, refunded_cents=1000, member_orders=1, member_gmv_cents=2000,
-                      first_orders=1)}
+                      first_orders=1, coupons_issued=2)}
     assert counted(answer["totals"]) == TOTALS
 
 
@@ -149,15 +162,16 @@ def test_by_channel(story):
     assert rows_of(answer) == {
         "S1": metrics(new_members=1, converted_members=1, repeat_members=1, cohort_gmv_cents=14_000,
                       orders=2, gmv_cents=14_000, member_orders=2, member_gmv_cents=14_000, first_orders=1,
-                      repeat_orders=1),
+                      repeat_orders=1, coupons_issued=1, coupons_redeemed=1, discount_cents=1000),
         "S2": metrics(new_members=1, converted_members=1, cohort_gmv_cents=2000,
                       orders=1, gmv_cents=2000, refunded_cents=1000, member_orders=1, member_gmv_cents=2000,
-                      first_orders=1),
+                      first_orders=1, coupons_issued=1),
         "S3": metrics(new_members=1, converted_members=1, cohort_gmv_cents=6000,
                       orders=1, gmv_cents=6000, member_orders=1, member_gmv_cents=6000, first_orders=1),
-        None: metrics(new_members=1, orders=2, gmv_cents=4000)}
+        None: metrics(new_members=1, orders=2, gmv_cents=4000, coupons_issued=1)}
     assert counted(answer["totals"]) == TOTALS
     assert answer["rows"][0]["conversion_rate"] == 1.0 and answer["rows"][0]["repeat_rate"] == 1.0
+    assert answer["rows"][0]["redemption_rate"] == 1.0 and answer["rows"][1]["redemption_rate"] == 0.0
 
 
 def test_a_range_before_anything_happened_is_empty(story):
@@ -185,3 +199,15 @@ def test_only_the_brands_admin_reads_its_stats(story, api):
     brand = story[0]
     r = api.call("GET", f"/admin/{brand.brand_id}/stats?from=2026-01-01&to=2026-01-01", brand.pos_keys["sz"])
     assert r.status_code in (401, 403), r.text
+
+
+def test_a_flash_sale_claim_counts_in_the_day_row_only(make_brand):
+    """A flash-sale claim stays a ~5-item transaction (sized for 100,000 claims/s): it adds to the
+    day's coupons_issued, on its stock shard's counter item, not to the store/guide/channel rows."""
+    brand = make_brand("flash")
+    template = make_template(brand, flash_sale=True, total_stock=1000, expected_claims_per_second=100_000)
+    ok(claim(brand, scan(brand, "f", "S1"), template["template_id"]))
+    today = datetime.now(TZ).date().isoformat()
+    assert stats(brand, "day", today, today)["totals"]["coupons_issued"] == 1
+    by_store = stats(brand, "store", today, today)
+    assert by_store["totals"]["coupons_issued"] == 0 and by_store["totals"]["new_members"] == 1
