@@ -226,6 +226,12 @@ def get_coupon_template(brand_id, template_id):
     return coupons.get_template(brand_id, template_id)
 
 
+@api("/admin/{brand_id}/coupon-templates/{template_id}/stats", methods=["GET"])
+def coupon_template_stats(brand_id, template_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return coupons.template_stats(brand_id, template_id, app.current_request.query_params)
+
+
 @api("/mp/{brand_id}/coupon-templates/{template_id}/claim", methods=["POST"])
 def claim_coupon(brand_id, template_id):
     session = mp_sessions.verify(brand_id, app.current_request.headers)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from chalicelib.errors import BadRequest
@@ -28,6 +28,8 @@ ACTIVITY = ("orders", "gmv_cents", "refunded_cents", "member_orders", "member_gm
             "repeat_orders")
 COHORT = ("new_members", "converted_members", "repeat_members", "cohort_gmv_cents")
 COUPONS = ("coupons_issued", "coupons_redeemed", "discount_cents")
+TEMPLATE_METRICS = {"issued": "coupons_issued", "redeemed": "coupons_redeemed", "discount_cents": "discount_cents",
+                    "order_gmv_cents": "order_gmv_cents"}
 METRICS = COHORT + ACTIVITY + COUPONS
 RATES = {"conversion_rate": ("converted_members", "new_members"),
          "repeat_rate": ("repeat_members", "converted_members"),
@@ -119,16 +121,38 @@ def order_refunded(*, day: str, amount_cents: int, where: Keys, member: Cohort |
     return merge(_spread(day, where, activity) + deltas)
 
 
-def coupon_issued(*, day: str, member: Keys) -> list[Delta]:
-    """A coupon claimed (or given: welcome, campaign) on `day`, keyed by the member's first touch."""
-    return _spread(day, member, {"coupons_issued": 1})
+def template_dimensions(template_id: str) -> tuple[str, str]:
+    """A coupon template's own counters: by day, and by store (`day` and `store` rows of its stats)."""
+    return f"tpl-day:{template_id}", f"tpl-store:{template_id}"
 
 
-def coupon_redeemed(*, day: str, store_id: str, member: Keys, discount_cents: int, sign: int = 1) -> list[Delta]:
+def _template(template_id: str | None, day: str, store_id: str | None, metrics: dict[str, int]) -> list[Delta]:
+    if template_id is None:
+        return []
+    by_day, by_store = template_dimensions(template_id)
+    return [(by_day, day, None, dict(metrics)), (by_store, day, store_id, dict(metrics))]
+
+
+def coupon_issued(*, day: str, member: Keys, template_id: str | None = None) -> list[Delta]:
+    """A coupon claimed (or given: welcome, campaign) on `day`, keyed by the member's first touch;
+    with `template_id`, the template's own day and store (first-touch store) rows too."""
+    return (_spread(day, member, {"coupons_issued": 1})
+            + _template(template_id, day, member.store, {"coupons_issued": 1}))
+
+
+def coupon_redeemed(*, day: str, store_id: str, member: Keys, discount_cents: int, sign: int = 1,
+                    template_id: str | None = None) -> list[Delta]:
     """A redemption (sign 1) or its reversal (sign -1) on `day`: by=store is the redeeming store,
-    by=guide|channel the member's first touch."""
-    return _spread(day, Keys(store_id, member.guide, member.channel),
-                   {"coupons_redeemed": sign, "discount_cents": sign * discount_cents})
+    by=guide|channel the member's first touch; the template's rows by the redeeming store."""
+    metrics = {"coupons_redeemed": sign, "discount_cents": sign * discount_cents}
+    return (_spread(day, Keys(store_id, member.guide, member.channel), metrics)
+            + _template(template_id, day, store_id, metrics))
+
+
+def order_carried(*, day: str, store_id: str | None, amount_cents: int, template_ids: list[str]) -> list[Delta]:
+    """An order that carried redemptions of these templates: each template's `order_gmv_cents` (the
+    order's amount as recorded, once per template however many of its coupons the order used)."""
+    return [d for t in sorted(set(template_ids)) for d in _template(t, day, store_id, {"order_gmv_cents": amount_cents})]
 
 
 # ---- reading -----------------------------------------------------------------------------------
@@ -149,16 +173,19 @@ def _day(value: object, name: str) -> date:
         raise BadRequest(f"{name} is not a calendar day", code="invalid_" + name) from None
 
 
-def query(params: dict | None) -> Query:
-    """`from`, `to` (inclusive, at most MAX_DAYS days) and `by`, from a query string."""
+def query(params: dict | None, *, dimensions: tuple[str, ...] = DIMENSIONS, today: date | None = None) -> Query:
+    """`from`, `to` (inclusive, at most MAX_DAYS days) and `by`, from a query string. With `today`
+    (a template's stats), a missing range is the 31 days ending today."""
     params = params or {}
     extra = sorted(set(params) - {"from", "to", "by"})
     if extra:
         raise BadRequest(f"unknown parameter(s): {', '.join(extra[:5])}", code="unknown_parameter")
+    if today is not None and params.get("from") is None and params.get("to") is None:
+        params = {**params, "from": (today - timedelta(days=30)).isoformat(), "to": today.isoformat()}
     start, end = _day(params.get("from"), "from"), _day(params.get("to"), "to")
     by = params.get("by", "day")
-    if by not in DIMENSIONS:
-        raise BadRequest("by must be one of day, store, guide, channel", code="invalid_by")
+    if by not in dimensions:
+        raise BadRequest(f"by must be one of {', '.join(dimensions)}", code="invalid_by")
     if end < start:
         raise BadRequest("to is before from", code="invalid_range")
     if (end - start).days + 1 > MAX_DAYS:
@@ -173,7 +200,14 @@ def with_rates(metrics: dict[str, int]) -> dict:
     return row
 
 
-def answer(q: Query, tz: str, counters: list[tuple[str, str | None, dict[str, int]]]) -> dict:
+def template_row(metrics: dict[str, int]) -> dict:
+    row = {name: int(metrics.get(source, 0)) for name, source in TEMPLATE_METRICS.items()}
+    row["redemption_rate"] = round(row["redeemed"] / row["issued"], 4) if row["issued"] else None
+    return row
+
+
+def answer(q: Query, tz: str, counters: list[tuple[str, str | None, dict[str, int]]], *,
+           template: bool = False) -> dict:
     """The stats answer from counter items (day, key, metrics), shards and all: rows summed by key
     (the day for by=day), sorted (None last), and the totals."""
     rows: dict[str | None, dict[str, int]] = {}
@@ -186,9 +220,11 @@ def answer(q: Query, tz: str, counters: list[tuple[str, str | None, dict[str, in
             row[name] = row.get(name, 0) + value
             totals[name] = totals.get(name, 0) + value
     ordered = sorted(rows.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+    shape = template_row if template else with_rates
     return {"from": q.start.isoformat(), "to": q.end.isoformat(), "by": q.by, "timezone": tz,
-            "rows": [{"key": key, **with_rates(m)} for key, m in ordered], "totals": with_rates(totals)}
+            "rows": [{"key": key, **shape(m)} for key, m in ordered], "totals": shape(totals)}
 
 
 __all__ = ["DIMENSIONS", "METRICS", "Keys", "Cohort", "local_day", "cohort", "merge", "joined", "order_recorded",
-           "order_refunded", "coupon_issued", "coupon_redeemed", "query", "answer"]
+           "order_refunded", "coupon_issued", "coupon_redeemed", "order_carried", "template_dimensions", "query",
+           "answer"]

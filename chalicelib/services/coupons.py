@@ -104,6 +104,14 @@ def coupon_view(brand_id: str, c) -> dict:
             "qr": rules.qr_payload(brand_id, c.code)}
 
 
+def template_stats(brand_id: str, template_id: str, params: dict | None) -> dict:
+    """GET /admin/{brand}/coupon-templates/{id}/stats?by=store|day[&from&to]: issued, redeemed (net of
+    reversals), redemption_rate, discount_cents and order_gmv_cents per row (default: the last 31 days)."""
+    from chalicelib.services import scoreboard
+    cached_template(brand_id, template_id)
+    return scoreboard.template_stats(tenancy.require_brand(brand_id), template_id, params)
+
+
 def _first_touch(member) -> dict:
     touch = member.first_touch if member is not None else None
     return ({"store_id": touch.store_id, "guide_id": touch.guide_id, "scene": touch.scene}
@@ -114,16 +122,21 @@ def _keys(touch: dict) -> score.Keys:
     return score.Keys(touch.get("store_id"), touch.get("guide_id"), touch.get("scene"))
 
 
-def _coupon_keys(coupon) -> score.Keys:
-    return score.Keys(coupon.touch_store_id, coupon.touch_guide_id, coupon.touch_scene)
+def _coupon_keys(brand_id: str, coupon) -> score.Keys:
+    """The member's first touch as kept on the coupon; read from the member when the coupon has none
+    (a flash-sale coupon, one issued before the scoreboard, or a member with no first-touch keys)."""
+    keys = score.Keys(coupon.touch_store_id, coupon.touch_guide_id, coupon.touch_scene)
+    if keys == score.Keys(None, None, None):
+        keys = _keys(_first_touch(members.get_member(brand_id, coupon.member_id)))
+    return keys
 
 
 def _redemption_counters(brand_id: str, tz: str, coupon, *, store_id: str, discount_cents: int, now: datetime,
                          redemption_id: str, sign: int):
     """Redeemed (sign 1) or reversed (-1) on `now`'s day: at the redeeming store, by the member's first
     touch for guide and channel (kept on the coupon when it was issued)."""
-    deltas = score.coupon_redeemed(day=score.local_day(now, tz), store_id=store_id, member=_coupon_keys(coupon),
-                                   discount_cents=discount_cents, sign=sign)
+    deltas = score.coupon_redeemed(day=score.local_day(now, tz), store_id=store_id,
+                                   member=_coupon_keys(brand_id, coupon), discount_cents=discount_cents, sign=sign, template_id=coupon.template_id)
     return counters.extender(brand_id, deltas, counters.shard_of(redemption_id))
 
 
@@ -142,15 +155,18 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
     oversold: each shard's write is conditional on its own quota."""
     key = (brand.brand_id, template.template_id)
     tries, busy = 0, False
-    member = members.get_member(brand.brand_id, member_id)       # its first touch keys the scoreboard
-    touch = _first_touch(member)
+    # the member's first touch keys the scoreboard's coupons_issued (one GetItem); a flash-sale claim
+    # counts in the by=day row only, so it reads nothing more (its redemption reads the member instead)
+    touch = {} if template.flash_sale else _first_touch(members.get_member(brand.brand_id, member_id))
     day = score.local_day(now, brand.timezone)
-    deltas = score.coupon_issued(day=day, member=_keys(touch))
+    deltas = score.coupon_issued(day=day, member=_keys(touch), template_id=template.template_id)
     if template.flash_sale:
         # A flash-sale claim is a ~5-item transaction sized for 100,000+ claims/s (domain.coupons): it
         # adds only the `day` row's counter, on its stock shard's counter item (so no item takes more
-        # writes than a stock shard), not the store/guide/channel rows' (3 more items in every claim).
+        # writes than a stock shard), not the store/guide/channel rows' nor the template's own rows
+        # (5 more items in every claim).
         deltas = [d for d in deltas if d[0] == "day"]
+
     while True:
         with _empty_lock:
             empty = _empty_shards.setdefault(key, set())

@@ -63,11 +63,15 @@ def _cohort(member, tz: str) -> score.Cohort:
 
 
 def _order_counters(brand_id: str, o: rules.Order, who: rules.Attribution, number: int | None, member,
-                    tz: str):
-    """The scoreboard counters this order moves, to ride in its transaction (storage.scoreboard)."""
-    deltas = score.order_recorded(day=score.local_day(o.occurred_at, tz), amount_cents=o.amount_cents,
+                    tz: str, found: dict):
+    """The scoreboard counters this order moves, to ride in its transaction (storage.scoreboard): and
+    the `order_gmv_cents` of the coupon templates whose redemptions it carries."""
+    day = score.local_day(o.occurred_at, tz)
+    deltas = score.order_recorded(day=day, amount_cents=o.amount_cents,
                                   where=score.Keys(who.store_id, who.guide_id, who.channel), number=number,
                                   member=_cohort(member, tz) if member is not None else None)
+    templates = [found[store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids]
+    deltas += score.order_carried(day=day, store_id=o.store_id, amount_cents=o.amount_cents, template_ids=templates)
     return counters.extender(brand_id, deltas, counters.shard_of(o.order_id))
 
 
@@ -110,7 +114,8 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
         try:
             store.record_order(brand_id, o, who=who, totals=totals, source=source, idem=idem, response=answer,
                                now=_now(), check_store=check_store, check_guide=o.guide_id is not None,
-                               extend=_order_counters(brand_id, o, who, answer["member_order_number"], member, tz))
+                               extend=_order_counters(brand_id, o, who, answer["member_order_number"], member, tz,
+                                                      found))
             count("OrdersRecorded")
             return answer
         except (store.Moved, Conflicted):

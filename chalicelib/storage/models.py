@@ -489,3 +489,4 @@ class ScoreCounter(Item, discriminator="score"):
     coupons_issued = NumberAttribute(null=True)
     coupons_redeemed = NumberAttribute(null=True)
     discount_cents = NumberAttribute(null=True)
+    order_gmv_cents = NumberAttribute(null=True)      # a coupon template's: orders that carried its redemptions

@@ -1,6 +1,7 @@
 """Scoreboard counters: day-keyed items added to in the transaction of the event that moves them.
 
-Keys (models.ScoreCounter): pk `B#<brand>#SCORE#<dimension>`, sk `<brand-local day>#<shard>#<key>`.
+Keys (models.ScoreCounter): pk `B#<brand>#SCORE#<dimension>`, sk `<brand-local day>#<shard>#<key>`;
+a coupon template's own rows are the dimensions `tpl-day:<template>` and `tpl-store:<template>`.
 A stats read of any range and dimension is one Query on one partition key (sk between the first
 day and the last), paged at 1 MB: 366 days x 20 stores x the shards written is a few pages, and the
 cost grows with days x keys, never with members or orders.
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import zlib
 
-from chalicelib.domain.scoreboard import DIMENSIONS, METRICS, Delta
+from chalicelib.domain.scoreboard import METRICS, Delta
 from chalicelib.storage.models import ScoreCounter
 from chalicelib.storage.tx import Tx
 
@@ -52,10 +53,10 @@ def extender(brand_id: str, deltas: list[Delta], shard: int):
 
 def read(brand_id: str, dimension: str, first_day: str, last_day: str) -> list[tuple[str, str | None, dict]]:
     """(day, key, metrics) of every counter item of `dimension` from `first_day` to `last_day`."""
-    assert dimension in DIMENSIONS
     pk, _ = counter_key(brand_id, dimension, first_day, None, 0)
     found = []
     for item in ScoreCounter.query(pk, ScoreCounter.sk.between(f"{first_day}#", f"{last_day}#~")):
-        metrics = {name: int(getattr(item, name)) for name in METRICS if getattr(item, name) is not None}
+        metrics = {name: int(getattr(item, name)) for name in METRICS + ("order_gmv_cents",)
+                   if getattr(item, name) is not None}
         found.append((item.day, item.score_key, metrics))
     return found

@@ -79,6 +79,7 @@ def story(stack, api):
     assert ok(brand.admin("POST", "/order-imports", rows), 200)["accepted"] == 2
     assert ok(brand.admin("POST", "/order-imports", rows), 200)["duplicates"] == 2
     today = now.astimezone(TZ).date()
+    brand.template_id = template["template_id"]
     return brand, today.isoformat(), (today - timedelta(days=1)).isoformat()
 
 
@@ -206,8 +207,35 @@ def test_a_flash_sale_claim_counts_in_the_day_row_only(make_brand):
     day's coupons_issued, on its stock shard's counter item, not to the store/guide/channel rows."""
     brand = make_brand("flash")
     template = make_template(brand, flash_sale=True, total_stock=1000, expected_claims_per_second=100_000)
-    ok(claim(brand, scan(brand, "f", "S1"), template["template_id"]))
+    code = ok(claim(brand, scan(brand, "f", "S1"), template["template_id"]))["coupon"]["code"]
     today = datetime.now(TZ).date().isoformat()
     assert stats(brand, "day", today, today)["totals"]["coupons_issued"] == 1
     by_store = stats(brand, "store", today, today)
     assert by_store["totals"]["coupons_issued"] == 0 and by_store["totals"]["new_members"] == 1
+    # its redemption still counts by the member's first touch (read from the member at the till)
+    ok(redeem(brand, "sh", code))
+    by_channel = {r["key"]: r for r in stats(brand, "channel", today, today)["rows"]}
+    assert (by_channel["S1"]["coupons_redeemed"], by_channel["S1"]["discount_cents"]) == (1, 1000)
+    assert {r["key"]: r["coupons_redeemed"] for r in stats(brand, "store", today, today)["rows"]} == {"sz": 0, "sh": 1}
+
+
+def test_a_coupon_templates_stats_by_day_and_store(story):
+    """The story's template: issued to D (no store), A (sz) and B (sh) by first touch; A's redeemed at
+    sh and carried by order 3 (4,000); B's redeemed at sh and reversed (nothing)."""
+    brand, today, yesterday = story
+    path = f"/coupon-templates/{brand.template_id}/stats"
+    by_day = ok(brand.admin("GET", f"{path}?by=day"), 200)            # default: the 31 days ending today
+    assert by_day["from"] == (datetime.fromisoformat(today) - timedelta(days=30)).date().isoformat()
+    assert by_day["rows"] == [{"key": today, "issued": 3, "redeemed": 1, "discount_cents": 1000,
+                               "order_gmv_cents": 4000, "redemption_rate": 0.3333}]
+    by_store = ok(brand.admin("GET", f"{path}?by=store&from={yesterday}&to={today}"), 200)
+    none = {"redeemed": 0, "discount_cents": 0, "order_gmv_cents": 0, "redemption_rate": 0.0}
+    assert by_store["rows"] == [
+        {"key": "sh", "issued": 1, "redeemed": 1, "discount_cents": 1000, "order_gmv_cents": 4000,
+         "redemption_rate": 1.0},
+        {"key": "sz", "issued": 1, **none},
+        {"key": None, "issued": 1, **none}]
+    assert by_store["totals"] == by_day["totals"] == {k: v for k, v in by_day["rows"][0].items() if k != "key"}
+    assert brand.admin("GET", f"{path}?by=guide").json()["error"]["code"] == "invalid_by"
+    r = brand.admin("GET", "/coupon-templates/tpl_nosuchtemplate/stats?by=day")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_coupon_template", r.text

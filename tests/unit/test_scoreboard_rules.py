@@ -111,3 +111,25 @@ def test_bad_ranges_are_refused(params, code):
 
 def test_366_days_are_allowed():
     assert score.query({"from": "2024-01-01", "to": "2024-12-31"}).by == "day"
+
+
+def test_a_coupon_templates_own_rows():
+    issued = score.coupon_issued(day="2026-03-02", member=SZ, template_id="tpl_x")
+    assert by(issued, "tpl-store:tpl_x") == {("2026-03-02", "sz"): {"coupons_issued": 1}}
+    assert by(issued, "tpl-day:tpl_x") == {("2026-03-02", None): {"coupons_issued": 1}}
+    redeemed = score.coupon_redeemed(day="2026-03-03", store_id="sh", member=SZ, discount_cents=500,
+                                     template_id="tpl_x")
+    assert by(redeemed, "tpl-store:tpl_x") == {("2026-03-03", "sh"): {"coupons_redeemed": 1, "discount_cents": 500}}
+    # an order carrying two coupons of one template is one order of its GMV
+    carried = score.order_carried(day="2026-03-03", store_id="sh", amount_cents=9000,
+                                  template_ids=["tpl_x", "tpl_x", "tpl_y"])
+    assert by(carried, "tpl-store:tpl_x") == {("2026-03-03", "sh"): {"order_gmv_cents": 9000}}
+    assert by(carried, "tpl-day:tpl_y") == {("2026-03-03", None): {"order_gmv_cents": 9000}}
+
+
+def test_a_templates_range_defaults_to_the_31_days_ending_today():
+    from datetime import date
+    q = score.query({"by": "store"}, dimensions=("day", "store"), today=date(2026, 3, 31))
+    assert (q.start, q.end, q.by) == (date(2026, 3, 1), date(2026, 3, 31), "store")
+    with pytest.raises(BadRequest):
+        score.query({"by": "guide"}, dimensions=("day", "store"), today=date(2026, 3, 31))
