@@ -29,6 +29,7 @@ class _OnFirstUse:
 coupons = _OnFirstUse("chalicelib.services.coupons")
 campaigns = _OnFirstUse("chalicelib.services.campaigns")
 orders = _OnFirstUse("chalicelib.services.orders")
+scoreboard = _OnFirstUse("chalicelib.services.scoreboard")
 
 WECHAT_CONTENT_TYPES = ["text/xml", "application/xml", "application/json", "text/plain",
                         "application/octet-stream", "application/x-www-form-urlencoded"]
@@ -225,6 +226,12 @@ def get_coupon_template(brand_id, template_id):
     return coupons.get_template(brand_id, template_id)
 
 
+@api("/admin/{brand_id}/coupon-templates/{template_id}/stats", methods=["GET"])
+def coupon_template_stats(brand_id, template_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return coupons.template_stats(brand_id, template_id, app.current_request.query_params)
+
+
 @api("/mp/{brand_id}/coupon-templates/{template_id}/claim", methods=["POST"])
 def claim_coupon(brand_id, template_id):
     session = mp_sessions.verify(brand_id, app.current_request.headers)
@@ -281,6 +288,12 @@ def refund_order(brand_id, store_id, order_id):
 def import_orders(brand_id):
     auth.require_brand_admin(caller(), brand_id)
     return orders.import_orders(brand_id, body())
+
+
+@api("/admin/{brand_id}/stats", methods=["GET"])
+def brand_stats(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return scoreboard.stats(brand_id, app.current_request.query_params)
 
 
 # ---- campaigns -------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ def _units(written: list) -> int:
     return total
 
 
+def _day(offset: int) -> str:
+    from datetime import datetime, timedelta, timezone
+    return (datetime.now(timezone.utc) + timedelta(days=offset)).date().isoformat()
+
+
 def run() -> list[tuple[str, str]]:
     from bench import counting
     from bench.coupons import _member, _setup
@@ -86,6 +91,13 @@ def run() -> list[tuple[str, str]]:
                 "demo", "sz-futian", "o1", {"refund_id": "r1", "amount_cents": 50}, "k3")),
             ("imported order, member by openid", lambda: orders.import_orders("demo", {"orders": [
                 {"order_id": "i1", "amount_cents": 100, "store_id": "sz-futian", "openid": "o_bench"}]})),
+        ]
+        from chalicelib.services import scoreboard
+        cases += [
+            ("stats read, 31 days by store", lambda: scoreboard.stats(
+                "demo", {"from": _day(-30), "to": _day(0), "by": "store"})),
+            ("stats read, 366 days by day", lambda: scoreboard.stats(
+                "demo", {"from": _day(-365), "to": _day(0), "by": "day"})),
         ]
         rows = []
         for label, call in cases:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from chalicelib import secrets
 from chalicelib.cache import TTLCache
 from chalicelib.domain import coupons as rules
+from chalicelib.domain import scoreboard as score
 from chalicelib.domain.members import choose_member
 from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
 from chalicelib.ids import new_id
@@ -22,6 +23,7 @@ from chalicelib.observability import count, logger
 from chalicelib.services import onboarding
 from chalicelib.storage import coupons as store
 from chalicelib.storage import members, tenancy
+from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.models import Brand, Store
 
 DEFAULT_RETENTION_DAYS = 400
@@ -102,6 +104,42 @@ def coupon_view(brand_id: str, c) -> dict:
             "qr": rules.qr_payload(brand_id, c.code)}
 
 
+def template_stats(brand_id: str, template_id: str, params: dict | None) -> dict:
+    """GET /admin/{brand}/coupon-templates/{id}/stats?by=store|day[&from&to]: issued, redeemed (net of
+    reversals), redemption_rate, discount_cents and order_gmv_cents per row (default: the last 31 days)."""
+    from chalicelib.services import scoreboard
+    cached_template(brand_id, template_id)
+    return scoreboard.template_stats(tenancy.require_brand(brand_id), template_id, params)
+
+
+def _first_touch(member) -> dict:
+    touch = member.first_touch if member is not None else None
+    return ({"store_id": touch.store_id, "guide_id": touch.guide_id, "scene": touch.scene}
+            if touch is not None else {})
+
+
+def _keys(touch: dict) -> score.Keys:
+    return score.Keys(touch.get("store_id"), touch.get("guide_id"), touch.get("scene"))
+
+
+def _coupon_keys(brand_id: str, coupon) -> score.Keys:
+    """The member's first touch as kept on the coupon; read from the member when the coupon has none
+    (a flash-sale coupon, one issued before the scoreboard, or a member with no first-touch keys)."""
+    keys = score.Keys(coupon.touch_store_id, coupon.touch_guide_id, coupon.touch_scene)
+    if keys == score.Keys(None, None, None):
+        keys = _keys(_first_touch(members.get_member(brand_id, coupon.member_id)))
+    return keys
+
+
+def _redemption_counters(brand_id: str, tz: str, coupon, *, store_id: str, discount_cents: int, now: datetime,
+                         redemption_id: str, sign: int):
+    """Redeemed (sign 1) or reversed (-1) on `now`'s day: at the redeeming store, by the member's first
+    touch for guide and channel (kept on the coupon when it was issued)."""
+    deltas = score.coupon_redeemed(day=score.local_day(now, tz), store_id=store_id,
+                                   member=_coupon_keys(brand_id, coupon), discount_cents=discount_cents, sign=sign, template_id=coupon.template_id)
+    return counters.extender(brand_id, deltas, counters.shard_of(redemption_id))
+
+
 def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: str, issue_key: str | None,
            now: datetime):
     """Issue from one stock shard, picked at random among those this container believes non-empty.
@@ -117,6 +155,18 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
     oversold: each shard's write is conditional on its own quota."""
     key = (brand.brand_id, template.template_id)
     tries, busy = 0, False
+    # the member's first touch keys the scoreboard's coupons_issued (one GetItem); a flash-sale claim
+    # counts in the by=day row only, so it reads nothing more (its redemption reads the member instead)
+    touch = {} if template.flash_sale else _first_touch(members.get_member(brand.brand_id, member_id))
+    day = score.local_day(now, brand.timezone)
+    deltas = score.coupon_issued(day=day, member=_keys(touch), template_id=template.template_id)
+    if template.flash_sale:
+        # A flash-sale claim is a ~5-item transaction sized for 100,000+ claims/s (domain.coupons): it
+        # adds only the `day` row's counter, on its stock shard's counter item (so no item takes more
+        # writes than a stock shard), not the store/guide/channel rows' nor the template's own rows
+        # (5 more items in every claim).
+        deltas = [d for d in deltas if d[0] == "day"]
+
     while True:
         with _empty_lock:
             empty = _empty_shards.setdefault(key, set())
@@ -126,8 +176,13 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
         shard = random.choice(candidates)
         tries += 1
         try:
-            return store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=rules.new_code(),
-                               now=now, source=source, retention_days=retention(brand), issue_key=issue_key)
+            code = rules.new_code()
+            # a flash sale's claims spread over its stock shards, and so do its scoreboard counters
+            # (each item then takes no more writes than a stock shard); others by a hash of the code
+            shard_n = shard if template.flash_sale else counters.shard_of(code)
+            return store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=code,
+                               now=now, source=source, retention_days=retention(brand), issue_key=issue_key,
+                               touch=touch, extend=counters.extender(brand.brand_id, deltas, shard_n))
         except store.OutOfStock:
             busy = False
             with _empty_lock:
@@ -324,7 +379,10 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None) -> tu
         store.redeem(brand_id, coupon, store_id=store_id, till_id=till_id, order_id=order_id,
                      order_amount_cents=amount, discount_cents=discount, redemption_id=redemption_id,
                      idem_key=idem_key, request_hash=request_hash, response=answer, now=now,
-                     retention_days=retention(brand))
+                     retention_days=retention(brand),
+                     extend=_redemption_counters(brand_id, brand.timezone, coupon, store_id=store_id,
+                                                 discount_cents=discount, now=now, redemption_id=redemption_id,
+                                                 sign=1))
     except store.KeyUsed:
         return _replay(store.idempotency_record(brand_id, store_id, idem_key), request_hash)
     except store.NotRedeemable:
@@ -347,8 +405,13 @@ def reverse(brand_id: str, store_id: str, redemption_id: str) -> dict:
             raise Conflict(f"redemptions can be reversed within {REVERSAL_WINDOW_DAYS} days",
                            code="reversal_window_closed")
         template = cached_template(brand_id, redemption.template_id)
+        now = _now()
         try:
-            store.reverse(brand_id, redemption, member_id=coupon.member_id, void=template.reversal_voids, now=_now())
+            store.reverse(brand_id, redemption, member_id=coupon.member_id, void=template.reversal_voids, now=now,
+                          extend=_redemption_counters(brand_id, tenancy.require_brand(brand_id).timezone, coupon,
+                                                      store_id=redemption.store_id,
+                                                      discount_cents=int(redemption.discount_cents), now=now,
+                                                      redemption_id=redemption_id, sign=-1))
         except store.AlreadyReversed:
             pass
         redemption = store.get_redemption(brand_id, redemption_id)

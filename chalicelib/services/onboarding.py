@@ -65,7 +65,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
                           channel=ctx.channel, new_member_id=new_id("m"), subscribed=subscribed,
                           wecom_guide=wecom_user_id, welcome_code=welcome_code)
         try:
-            store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now)
+            store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now, timezone_name=ctx.timezone)
         except store.Duplicate:
             count("DuplicateCallbacks")
             return TouchResult(None, False, True)

@@ -12,11 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 from chalicelib.domain import orders as rules
+from chalicelib.domain import scoreboard as score
 from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound
 from chalicelib.observability import count
 from chalicelib.services import coupons
 from chalicelib.storage import members, tenancy
 from chalicelib.storage import orders as store
+from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.coupons import idem_pk
 from chalicelib.storage.members import member_key
 from chalicelib.storage.tx import Conflicted
@@ -52,7 +54,25 @@ def _totals(member) -> rules.MemberTotals:
 
 def _first_touch(member) -> dict:
     touch = member.first_touch
-    return {"guide_id": touch.guide_id, "scene": touch.scene} if touch is not None else {}
+    return ({"store_id": touch.store_id, "guide_id": touch.guide_id, "scene": touch.scene}
+            if touch is not None else {})
+
+
+def _cohort(member, tz: str) -> score.Cohort:
+    return score.cohort(member.joined_at, _first_touch(member), tz)
+
+
+def _order_counters(brand_id: str, o: rules.Order, who: rules.Attribution, number: int | None, member,
+                    tz: str, found: dict):
+    """The scoreboard counters this order moves, to ride in its transaction (storage.scoreboard): and
+    the `order_gmv_cents` of the coupon templates whose redemptions it carries."""
+    day = score.local_day(o.occurred_at, tz)
+    deltas = score.order_recorded(day=day, amount_cents=o.amount_cents,
+                                  where=score.Keys(who.store_id, who.guide_id, who.channel), number=number,
+                                  member=_cohort(member, tz) if member is not None else None)
+    templates = [found[store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids]
+    deltas += score.order_carried(day=day, store_id=o.store_id, amount_cents=o.amount_cents, template_ids=templates)
+    return counters.extender(brand_id, deltas, counters.shard_of(o.order_id))
 
 
 def _check_redemptions(o: rules.Order, found: dict, brand_id: str) -> None:
@@ -70,7 +90,7 @@ def _check_redemptions(o: rules.Order, found: dict, brand_id: str) -> None:
 
 
 def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str,
-            idem: tuple[str, str, str, str] | None, check_store: bool) -> dict:
+            idem: tuple[str, str, str, str] | None, check_store: bool, tz: str) -> dict:
     """Read, decide, write; again while another order of the member took the number read."""
     keys = [store.redemption_key(brand_id, r) for r in o.redemption_ids]
     if member_id:
@@ -93,7 +113,9 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
                   "member_order_number": totals.orders + 1 if totals else None}
         try:
             store.record_order(brand_id, o, who=who, totals=totals, source=source, idem=idem, response=answer,
-                               now=_now(), check_store=check_store, check_guide=o.guide_id is not None)
+                               now=_now(), check_store=check_store, check_guide=o.guide_id is not None,
+                               extend=_order_counters(brand_id, o, who, answer["member_order_number"], member, tz,
+                                                      found))
             count("OrdersRecorded")
             return answer
         except (store.Moved, Conflicted):
@@ -131,16 +153,28 @@ def record_at_till(brand_id: str, store_id: str, body: dict, idem_key: str | Non
             raise NotFound("member code unknown or expired: ask the shopper to refresh it", code="invalid_member_code")
     try:
         return 201, _record(brand_id, o, member_id, source="pos",
-                            idem=(store_id, idem_key, store.IDEM_ORDER, request_hash), check_store=False)
+                            idem=(store_id, idem_key, store.IDEM_ORDER, request_hash), check_store=False,
+                            tz=brand.timezone)
     except _Replayed as replayed:
         return replayed.answer
 
 
+def _refund_counters(brand_id: str, r: rules.Refund, order, tz: str):
+    """The counters a refund moves: the refund day's sales where the order was credited, and the
+    cohort of the order's member (read once: a member's join and first touch never change)."""
+    member = members.get_member(brand_id, order.member_id) if order.member_id else None
+    deltas = score.order_refunded(day=score.local_day(r.occurred_at, tz), amount_cents=r.amount_cents,
+                                  where=score.Keys(order.store_id, order.guide_id, order.channel),
+                                  member=_cohort(member, tz) if member is not None else None)
+    return counters.extender(brand_id, deltas, counters.shard_of(r.refund_id))
+
+
 def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
-            idem: tuple[str, str, str, str] | None) -> dict:
+            idem: tuple[str, str, str, str] | None, tz: str) -> dict:
     keys = [store.order_key(brand_id, r.order_id), store.refund_key(brand_id, r.refund_id)]
     if idem:
         keys.append((idem_pk(brand_id, idem[0], idem[1]), idem[2]))
+    extend = None
     for attempt in range(RACE_RETRIES):
         found = store.read(keys)
         if idem:
@@ -159,7 +193,8 @@ def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
         answer = {"refund_id": r.refund_id, "order_id": r.order_id, "amount_cents": r.amount_cents,
                   "refunded_cents": int(order.refunded_cents or 0) + r.amount_cents}
         try:
-            store.record_refund(brand_id, r, order, idem=idem, response=answer, now=_now())
+            extend = extend or _refund_counters(brand_id, r, order, tz)
+            store.record_refund(brand_id, r, order, idem=idem, response=answer, now=_now(), extend=extend)
             count("OrderRefunds")
             return answer
         except (store.Moved, Conflicted):
@@ -173,11 +208,11 @@ def refund_at_till(brand_id: str, store_id: str, order_id: str, body: dict, idem
     """POST /pos/{brand}/stores/{store}/orders/{order}/refunds: 201 `{refund_id, order_id, amount_cents,
     refunded_cents}`; 409 refund_exceeds_order when the order's refunds would pass its amount."""
     idem_key = _idem_key(idem_key)
-    tenancy.require_brand(brand_id)
+    brand = tenancy.require_brand(brand_id)
     r = rules.refund(body, order_id=order_id, now=_now())
     try:
         return 201, _refund(brand_id, r, store_id=store_id,
-                            idem=(store_id, idem_key, store.IDEM_REFUND, rules.request_hash(r)))
+                            idem=(store_id, idem_key, store.IDEM_REFUND, rules.request_hash(r)), tz=brand.timezone)
     except _Replayed as replayed:
         return replayed.answer
 
@@ -200,19 +235,19 @@ def _import_member(brand_id: str, o: rules.Order) -> str | None:
     return None
 
 
-def _import_one(brand_id: str, row: object, now: datetime) -> str | ApiError:
+def _import_one(brand_id: str, row: object, now: datetime, tz: str) -> str | ApiError:
     """'accepted', 'duplicate' or the refusal of one row; one bad row never stops the others."""
     try:
         o = rules.order(row, store_id=None, now=now, imported=True)
-        _record(brand_id, o, _import_member(brand_id, o), source="import", idem=None, check_store=True)
+        _record(brand_id, o, _import_member(brand_id, o), source="import", idem=None, check_store=True, tz=tz)
         return "accepted"
     except ApiError as err:
         return "duplicate" if err.code == "order_exists" else err
 
 
-def _import_refund(brand_id: str, row: object, now: datetime) -> str | ApiError:
+def _import_refund(brand_id: str, row: object, now: datetime, tz: str) -> str | ApiError:
     try:
-        _refund(brand_id, rules.refund(row, order_id=None, now=now), store_id=None, idem=None)
+        _refund(brand_id, rules.refund(row, order_id=None, now=now), store_id=None, idem=None, tz=tz)
         return "accepted"
     except ApiError as err:
         return "duplicate" if err.code == "refund_exists" else err
@@ -228,7 +263,7 @@ def import_orders(brand_id: str, body: dict) -> dict:
     """POST /admin/{brand}/order-imports: `{orders: [...], refunds?: [...]}`, each row recorded on its
     own (IMPORT_PARALLEL at a time), refunds after the orders so they may refund orders of the same call.
     200 `{accepted, duplicates, rejected: [{index, code, message}], refunds: {same}}`."""
-    tenancy.require_brand(brand_id)
+    tz = tenancy.require_brand(brand_id).timezone
     rows, refunds = body.get("orders"), body.get("refunds", [])
     if set(body) - {"orders", "refunds"}:
         raise BadRequest("an import is {orders: [...], refunds?: [...]}", code="unknown_field")
@@ -238,8 +273,8 @@ def import_orders(brand_id: str, body: dict) -> dict:
         raise BadRequest(f"refunds must be a list of at most {rules.MAX_IMPORT_REFUNDS} refunds",
                          code="invalid_refunds")
     now = _now()
-    outcomes = _in_groups(rows, ("member_id", "unionid", "openid"), lambda row: _import_one(brand_id, row, now))
-    refund_outcomes = _in_groups(refunds, ("order_id",), lambda row: _import_refund(brand_id, row, now))
+    outcomes = _in_groups(rows, ("member_id", "unionid", "openid"), lambda row: _import_one(brand_id, row, now, tz))
+    refund_outcomes = _in_groups(refunds, ("order_id",), lambda row: _import_refund(brand_id, row, now, tz))
     return {**_summary(outcomes), "refunds": _summary(refund_outcomes)}
 
 

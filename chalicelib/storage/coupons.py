@@ -178,16 +178,21 @@ def shard_issued(brand_id: str, template_id: str, shards: int, *, consistent: bo
 
 
 def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code: str, now: datetime,
-          source: str, retention_days: int, issue_key: str | None = None) -> Coupon:
+          source: str, retention_days: int, issue_key: str | None = None, touch: dict | None = None,
+          extend=None) -> Coupon:
     """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued, CodeTaken
-    or ShardBusy."""
+    or ShardBusy. `touch`: the member's first touch (store_id, guide_id, scene) kept on the coupon;
+    `extend(tx)` adds the scoreboard's counters to the same transaction."""
+    touch = touch or {}
     valid_from, valid_until = rules.validity(t, now)
     coupon = Coupon(coupon_pk(brand_id, code), "COUPON", brand_id=brand_id, code=code, template_id=t.template_id,
                     member_id=member_id, state="issued", coupon_kind=t.kind, value=t.value,
                     min_spend_cents=t.min_spend_cents, store_ids=list(t.store_ids) if t.store_ids is not None else None,
                     name=t.name, valid_from=iso(valid_from), valid_until=iso(valid_until), claimed_at=iso(now),
                     source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
-                    expires_at=valid_until + timedelta(days=retention_days))
+                    expires_at=valid_until + timedelta(days=retention_days),
+                    touch_store_id=touch.get("store_id"), touch_guide_id=touch.get("guide_id"),
+                    touch_scene=touch.get("scene"))
     tx = Tx()
     shard_item = StockShard(*stock_key(brand_id, t.template_id, shard))
     if t.total_stock is None:
@@ -207,6 +212,8 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
     tx.save("outbox", outbox_item("event", "coupon.issued", brand_id, {
         "brand_id": brand_id, "member_id": member_id, "code": code, "template_id": t.template_id,
         "source": source, "valid_until": iso(valid_until)}, now))
+    if extend:
+        extend(tx)
     try:
         tx.commit({"issue": AlreadyIssued(), "stock": OutOfStock(), "limit": LimitReached(), "coupon": CodeTaken()})
     except Conflicted:
@@ -261,7 +268,7 @@ def idempotency_record(brand_id: str, store_id: str, key: str) -> IdempotencyRec
 
 def redeem(brand_id: str, coupon: Coupon, *, store_id: str, till_id: str | None, order_id: str,
            order_amount_cents: int, discount_cents: int, redemption_id: str, idem_key: str, request_hash: str,
-           response: dict, now: datetime, retention_days: int) -> None:
+           response: dict, now: datetime, retention_days: int, extend=None) -> None:
     """Mark the coupon redeemed and remember the answer under the idempotency key, atomically.
     Raises KeyUsed (that key committed first) or NotRedeemable (another till won)."""
     valid_until = parse(coupon.valid_until)
@@ -287,6 +294,8 @@ def redeem(brand_id: str, coupon: Coupon, *, store_id: str, till_id: str | None,
         "brand_id": brand_id, "member_id": coupon.member_id, "code": coupon.code, "template_id": coupon.template_id,
         "store_id": store_id, "till_id": till_id, "order_id": order_id, "order_amount_cents": order_amount_cents,
         "discount_cents": discount_cents, "redemption_id": redemption_id}, now))
+    if extend:
+        extend(tx)
     tx.commit({"key": KeyUsed(), "coupon": NotRedeemable()})
 
 
@@ -297,7 +306,8 @@ def get_redemption(brand_id: str, redemption_id: str) -> Redemption | None:
         return None
 
 
-def reverse(brand_id: str, redemption: Redemption, *, member_id: str, void: bool, now: datetime) -> None:
+def reverse(brand_id: str, redemption: Redemption, *, member_id: str, void: bool, now: datetime,
+            extend=None) -> None:
     """Undo a redemption: the coupon is usable again (or void). Raises AlreadyReversed."""
     tx = Tx()
     tx.update("redemption", Redemption(redemption.pk, "RDM"), [Redemption.reversed_at.set(iso(now))],
@@ -315,6 +325,8 @@ def reverse(brand_id: str, redemption: Redemption, *, member_id: str, void: bool
     tx.save("outbox", outbox_item("event", "coupon.reversed", brand_id, {
         "brand_id": brand_id, "member_id": member_id, "code": redemption.code, "template_id": redemption.template_id,
         "store_id": redemption.store_id, "redemption_id": redemption.redemption_id, "voided": void}, now))
+    if extend:
+        extend(tx)
     tx.commit({"redemption": AlreadyReversed(), "coupon": AlreadyReversed()})
 
 

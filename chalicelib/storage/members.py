@@ -8,7 +8,9 @@ from datetime import datetime, timedelta, timezone
 from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.domain.members import (MEMBER_FIELD, ChannelCode, GuideRef, Plan, audience_key)
+from chalicelib.domain import scoreboard as score
 from chalicelib.ids import new_id
+from chalicelib.storage import scoreboard
 from chalicelib.storage.tx import Tx
 from chalicelib.storage.models import (Channel, GuideByWecomUser, Identity, Inbound, Item, Member, Message,
                                        Outbox, Touch)
@@ -42,6 +44,7 @@ class TouchContext:
     channel: ChannelCode | None
     guide: GuideRef | None
     found: dict[tuple[str, str], str]
+    timezone: str | None = None         # the brand's, read in the same BatchGetItem (scoreboard days)
 
 
 def channel_from_item(item: Channel) -> ChannelCode:
@@ -54,6 +57,7 @@ def load_touch_context(brand_id: str, *, scene: str | None, identities: list[tup
                        wecom_user_id: str | None = None) -> TouchContext:
     """Channel code, guide fallback and identity links in a single BatchGetItem."""
     keys = [(identity_key(brand_id, ns, value), "ID") for ns, value in identities]
+    keys.append((f"B#{brand_id}", "BRAND"))
     if scene:
         keys.append((f"B#{brand_id}", f"CHANNEL#{scene}"))
     if wecom_user_id:
@@ -66,9 +70,10 @@ def load_touch_context(brand_id: str, *, scene: str | None, identities: list[tup
             found[(ns, value)] = item.member_id
     channel = by_key.get((f"B#{brand_id}", f"CHANNEL#{scene}")) if scene else None
     guide = by_key.get((f"B#{brand_id}", f"WECOMUSER#{wecom_user_id}")) if wecom_user_id else None
+    brand = by_key.get((f"B#{brand_id}", "BRAND"))
     return TouchContext(channel=channel_from_item(channel) if channel else None,
                         guide=GuideRef(guide.guide_id, guide.store_id) if guide else None,
-                        found=found)
+                        found=found, timezone=brand.timezone if brand is not None else None)
 
 
 def outbox_item(topic: str, name: str, brand_id: str, detail: dict, now: datetime) -> Outbox:
@@ -91,8 +96,11 @@ def _inbound(tx: Tx, brand_id: str, key: str | None, event: str, now: datetime) 
 _TOUCH_REFUSALS = {"inbound": Duplicate(), "member": IdentityRace(), "identity": IdentityRace()}
 
 
-def commit_touch(brand_id: str, plan: Plan, *, inbound: str | None, event: str, now: datetime) -> None:
-    """Apply a touch plan atomically. Raises Duplicate (inbound marker exists) or IdentityRace."""
+def commit_touch(brand_id: str, plan: Plan, *, inbound: str | None, event: str, now: datetime,
+                 timezone_name: str | None = None) -> None:
+    """Apply a touch plan atomically. Raises Duplicate (inbound marker exists) or IdentityRace.
+    A new member adds to the scoreboard's `new_members` of their join day (in `timezone_name`, the
+    brand's) and first touch, in the same transaction: a retried callback that creates nobody counts nobody."""
     tx = Tx()
     _inbound(tx, brand_id, inbound, event, now)
     if plan.create:
@@ -104,6 +112,10 @@ def commit_touch(brand_id: str, plan: Plan, *, inbound: str | None, event: str, 
                         wecom_guides={plan.wecom_guide} if plan.wecom_guide else None,
                         gsi1pk=gpk, gsi1sk=gsk, **plan.fields)
         tx.save("member", member, condition=Member.pk.does_not_exist())
+        if timezone_name:
+            first = plan.touch.as_dict()
+            scoreboard.add(tx, brand_id, score.joined(score.cohort(plan.touch.at, first, timezone_name)),
+                           scoreboard.shard_of(plan.member_id))
     else:
         actions = [Member.last_touch.set(_touch_attr(plan)), Member.touches.add(1)]
         if plan.tags:

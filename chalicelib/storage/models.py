@@ -303,6 +303,10 @@ class Coupon(Item, discriminator="coupon"):
     redemption_id = UnicodeAttribute(null=True)
     redeemed_at = UnicodeAttribute(null=True)
     redeemed_store_id = UnicodeAttribute(null=True)
+    # the member's first touch when issued (never changes): the scoreboard keys its redemptions by it
+    touch_store_id = UnicodeAttribute(null=True)
+    touch_guide_id = UnicodeAttribute(null=True)
+    touch_scene = UnicodeAttribute(null=True)
 
 
 class IssueKey(Item, discriminator="issue_key"):
@@ -461,3 +465,28 @@ class WeChatToken(Item, discriminator="wechat_token"):
     lease_owner = UnicodeAttribute(null=True)
     lease_until = NumberAttribute(null=True)
     refreshed_at = UnicodeAttribute(null=True)
+
+
+# ---- scoreboard ----------------------------------------------------------------------------
+# | counters | B#<brand>#SCORE#<dimension> | <brand-local day>#<shard nnn>#<key> (key empty: none applies) |
+
+class ScoreCounter(Item, discriminator="score"):
+    """One (dimension, day, key, shard)'s counters (storage.scoreboard), each added to by the transaction
+    of the event that moves it; absent metrics are 0."""
+    day = UnicodeAttribute()
+    score_key = UnicodeAttribute(null=True)    # None: no store (guide, channel) applies
+    new_members = NumberAttribute(null=True)
+    converted_members = NumberAttribute(null=True)
+    repeat_members = NumberAttribute(null=True)
+    cohort_gmv_cents = NumberAttribute(null=True)
+    orders = NumberAttribute(null=True)
+    gmv_cents = NumberAttribute(null=True)
+    refunded_cents = NumberAttribute(null=True)
+    member_orders = NumberAttribute(null=True)
+    member_gmv_cents = NumberAttribute(null=True)
+    first_orders = NumberAttribute(null=True)
+    repeat_orders = NumberAttribute(null=True)
+    coupons_issued = NumberAttribute(null=True)
+    coupons_redeemed = NumberAttribute(null=True)
+    discount_cents = NumberAttribute(null=True)
+    order_gmv_cents = NumberAttribute(null=True)      # a coupon template's: orders that carried its redemptions
