@@ -206,8 +206,10 @@ def test_aws_requests_per_page_are_bounded_by_the_shards_not_the_brand(listed, i
     for made in pages + [filtered]:
         assert made and set(made) == {"Query"}, made
         assert len(made) <= member_list.MAX_QUERIES, made
-    # the first page reads every shard once (no more: 16 members fill each shard's first read);
-    # later pages read only the shards not yet done
-    assert len(pages[0]) == AUDIENCE_SHARDS and AUDIENCE_SHARDS <= len(filtered) <= 2 * AUDIENCE_SHARDS
+    # the first page reads every shard once, and a shard again only when its first small read was used
+    # up (how many members land in one shard depends on their random ids); later pages read only the
+    # shards not yet done
+    assert AUDIENCE_SHARDS <= len(pages[0]) <= 2 * AUDIENCE_SHARDS
+    assert AUDIENCE_SHARDS <= len(filtered) <= 2 * AUDIENCE_SHARDS
     print("Queries per page of 3:", [len(p) for p in pages], "filtered to nothing:", len(filtered))
     assert r.json() == {"members": [], "cursor": None}

@@ -23,7 +23,7 @@ class FakeMembers:
     def load_touch_context(self, brand_id, *, scene, identities, wecom_user_id=None):
         return TouchContext(None, None, {i: self.links[i] for i in identities if i in self.links})
 
-    def commit_touch(self, brand_id, plan, *, inbound, event, now):
+    def commit_touch(self, brand_id, plan, *, inbound, event, now, timezone_name=None):
         if self.before_commit:
             self.before_commit.pop(0)()
         if any(link in self.links for link in plan.link):
