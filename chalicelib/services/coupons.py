@@ -182,7 +182,8 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
             shard_n = shard if template.flash_sale else counters.shard_of(code)
             return store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=code,
                                now=now, source=source, retention_days=retention(brand), issue_key=issue_key,
-                               touch=touch, extend=counters.extender(brand.brand_id, deltas, shard_n))
+                               touch=touch, extend=counters.extender(brand.brand_id, deltas, shard_n,
+                                                                     flash=bool(template.flash_sale)))
         except store.OutOfStock:
             busy = False
             with _empty_lock:
