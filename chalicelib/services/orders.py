@@ -96,13 +96,10 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
     if member_id:
         keys.append((member_key(brand_id, member_id), "MEMBER"))
     if idem:
-        keys.append((idem_pk(brand_id, idem[0], idem[1]), idem[2]))
+        keys.append(_idem_record_key(brand_id, idem))
     for attempt in range(RACE_RETRIES):
         found = store.read(keys)
-        if idem:
-            record = found.get((idem_pk(brand_id, idem[0], idem[1]), idem[2]))
-            if record is not None:
-                raise _Replayed(_replay(record, idem[3]))
+        _replay_if_recorded(found, brand_id, idem)
         member = found.get((member_key(brand_id, member_id), "MEMBER")) if member_id else None
         if member_id and member is None:
             raise NotFound("no such member", code="unknown_member")
@@ -131,6 +128,19 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
         except store.UnknownGuide:
             raise NotFound(f"no guide {o.guide_id}", code="unknown_guide") from None
     raise Conflict("this member's orders are arriving faster than they can be numbered; retry", code="order_busy")
+
+
+def _idem_record_key(brand_id: str, idem: tuple[str, str, str, str]) -> tuple[str, str]:
+    """The key of an Idempotency-Key's record: idem is (scope, key, sk, body hash)."""
+    return idem_pk(brand_id, idem[0], idem[1]), idem[2]
+
+
+def _replay_if_recorded(found: dict, brand_id: str, idem: tuple[str, str, str, str] | None) -> None:
+    """Raise _Replayed with the first answer when this Idempotency-Key was already used."""
+    if idem:
+        record = found.get(_idem_record_key(brand_id, idem))
+        if record is not None:
+            raise _Replayed(_replay(record, idem[3]))
 
 
 class _Replayed(Exception):
@@ -173,14 +183,11 @@ def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
             idem: tuple[str, str, str, str] | None, tz: str) -> dict:
     keys = [store.order_key(brand_id, r.order_id), store.refund_key(brand_id, r.refund_id)]
     if idem:
-        keys.append((idem_pk(brand_id, idem[0], idem[1]), idem[2]))
+        keys.append(_idem_record_key(brand_id, idem))
     extend = None
     for attempt in range(RACE_RETRIES):
         found = store.read(keys)
-        if idem:
-            record = found.get((idem_pk(brand_id, idem[0], idem[1]), idem[2]))
-            if record is not None:
-                raise _Replayed(_replay(record, idem[3]))
+        _replay_if_recorded(found, brand_id, idem)
         order = found.get(store.order_key(brand_id, r.order_id))
         if order is None or (store_id is not None and order.store_id != store_id):
             raise NotFound(f"no order {r.order_id}" + (" at this store" if store_id else ""), code="unknown_order")

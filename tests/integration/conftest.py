@@ -197,7 +197,7 @@ def make_brand(stack, api):
 @pytest.fixture(scope="module")
 def shared_brand(stack, api) -> Brand:
     """One brand for a module's cases that must change nothing (refusals): made once, not per case."""
-    return new_brand(stack, api, "shared")
+    return new_brand(stack, api, "module")
 
 
 @pytest.fixture
