@@ -490,3 +490,27 @@ class ScoreCounter(Item, discriminator="score"):
     coupons_redeemed = NumberAttribute(null=True)
     discount_cents = NumberAttribute(null=True)
     order_gmv_cents = NumberAttribute(null=True)      # a coupon template's: orders that carried its redemptions
+    # a guide's WeCom contacts (storage.guides): dimensions guide-contacts (by day) and guide-contacts-now
+    contacts = NumberAttribute(null=True)
+    contacts_added = NumberAttribute(null=True)
+    lost_contacts = NumberAttribute(null=True)
+    # head-office tasks (storage.guide_tasks): dimension guide-tasks, on the task's send day
+    tasks_assigned = NumberAttribute(null=True)
+    tasks_executed = NumberAttribute(null=True)
+
+
+# ---- guides (storage.guides, storage.guide_tasks) ---------------------------------------------
+# | WeCom contact   | B#<brand>#GC#<guide>        | <external_userid>   |
+# | WeCom corp tag  | B#<brand>                   | WECOMTAG#<tag name> |
+
+class GuideContact(Item, discriminator="guide_contact"):
+    """One customer on one guide's WeCom contact list; its state moves only with the add/del callback
+    transaction that also moves the guide's contact counters, so a retried callback counts nothing twice."""
+    state = UnicodeAttribute()                    # contact | removed
+    member_id = UnicodeAttribute(null=True)
+    changed_at = UnicodeAttribute()
+
+
+class WecomTag(Item, discriminator="wecom_tag"):
+    """A brand tag's WeCom corp tag id (externalcontact/add_corp_tag), made on first mirror."""
+    tag_id = UnicodeAttribute()
