@@ -380,3 +380,31 @@ def guide_member_tags(brand_id, member_id):
 def guides_leaderboard(brand_id):
     auth.require_brand_admin(caller(), brand_id)
     return guides_svc.leaderboard(brand_id, _query())
+
+
+# ---- head-office tasks to guides (chalicelib.services.guide_tasks) ----------------------------
+
+guide_tasks = _OnFirstUse("chalicelib.services.guide_tasks")
+
+
+@api("/admin/{brand_id}/guide-tasks", methods=["POST"])
+def create_guide_task(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return created(guide_tasks.create_task(brand_id, body()))
+
+
+@api("/admin/{brand_id}/guide-tasks/{task_id}", methods=["GET"])
+def get_guide_task(brand_id, task_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return guide_tasks.get_task(brand_id, task_id)
+
+
+@api("/admin/{brand_id}/guide-tasks/{task_id}/guides", methods=["GET"])
+def guide_task_guides(brand_id, task_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return guide_tasks.task_guides(brand_id, task_id)
+
+
+@api("/guide/{brand_id}/me/tasks", methods=["GET"])
+def guide_my_tasks(brand_id):
+    return guide_tasks.my_tasks(brand_id, guides_svc.verify(brand_id, app.current_request.headers))

@@ -80,8 +80,9 @@ def control(sim, method: str, what: str, payload: dict) -> None:
         if what == "tags":
             raise Reply(200, {f"{u}|{e}": sorted(g.tags[t]["name"] for t in ids) for (u, e), ids in g.marks.items()})
         if what == "tasks":
-            raise Reply(200, [{"msgid": m, "sender": t["sender"], "external_userid": t["external_userid"],
-                               "confirmed": t["confirmed"]} for m, t in g.tasks.items()])
+            raise Reply(200, [{"msgid": m, "corp_id": t["corp"], "sender": t["sender"], "text": t["text"],
+                               "external_userid": t["external_userid"], "confirmed": t["confirmed"]}
+                              for m, t in g.tasks.items()])
         if what == "confirm":
             task = g.tasks.get(payload.get("msgid", ""))
             if task is None or task["sender"] != payload.get("userid"):

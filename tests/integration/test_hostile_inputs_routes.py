@@ -59,6 +59,11 @@ VALID = {
         "refunds": [{"order_id": "o-1", "refund_id": "r-1", "amount_cents": 50}]},
     "/guide/{brand_id}/login": lambda: {"code": "some-code", "via": "oauth"},
     "/guide/{brand_id}/me/members/{member_id}/tags": lambda: {"add": ["vip"], "remove": ["old"]},
+    "/admin/{brand_id}/guide-tasks": lambda: {"name": "autumn", "guide_ids": ["g1"], "audience": {"tags_any": ["vip"]},
+                                              "message": {"text": "hello", "miniprogram": {
+                                                  "title": "new in", "appid": "wxmp1", "page": "pages/index",
+                                                  "pic_media_id": "MEDIA1"}},
+                                              "send_at": _future(), "due_at": _future(3)},
 }
 
 
