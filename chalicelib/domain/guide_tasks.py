@@ -21,7 +21,10 @@ from chalicelib.domain import campaigns as campaign_rules
 from chalicelib.errors import BadRequest
 
 MAX_PER_CALL = 10_000             # WeCom: external_userid per add_msg_template
-MAX_CHUNK_CHARS = 300_000         # a chunk's customers are stored in its ledger item (DynamoDB: 400 KB)
+MAX_CHUNK_CHARS = 340_000         # a chunk's customers are stored in its ledger item (DynamoDB: 400 KB):
+                                  # 10,000 external_userids of WeCom's 32 characters fit
+MAX_REFUSED_CHARS = 40_000        # add_msg_template's fail_list kept beside them; longer: ALL_ABSENT
+ALL_ABSENT = "*"                  # "every customer WeCom's send list leaves out was refused at creation"
 MAX_DUE = timedelta(days=30)      # WeCom keeps a group message's results for a month
 MIN_DUE = timedelta(minutes=10)
 MAX_GUIDES = 2_000
@@ -176,6 +179,7 @@ def chunk_result(targeted: list[str], refused_at_creation: list[str], guide_stat
         if isinstance(ext, str):
             status[ext] = int(row.get("status") or 0)
     refused = set(refused_at_creation)
+    all_absent = ALL_ABSENT in refused
     result = ChunkResult(confirmed=guide_status == 2)
     for ext in targeted:
         s = status.get(ext)
@@ -184,12 +188,18 @@ def chunk_result(targeted: list[str], refused_at_creation: list[str], guide_stat
             result.sent_ids.append(ext)
         elif s == 3:
             bucket = "capped"
-        elif s == 2 or (s is None and ext in refused):
+        elif s == 2 or (s is None and (all_absent or ext in refused)):
             bucket = "not_contact"
         else:
             bucket = "unconfirmed"
         result.buckets[bucket] += 1
     return result
+
+
+def refused_text(fail_list: list[str]) -> str | None:
+    """How a chunk's ledger item keeps WeCom's fail_list (bounded: see MAX_REFUSED_CHARS)."""
+    text = "\n".join(fail_list)
+    return (text if len(text) <= MAX_REFUSED_CHARS else ALL_ABSENT) or None
 
 
 def figures(assigned: int, executed: int, buckets: dict[str, int]) -> dict:

@@ -147,7 +147,7 @@ def chunk_created(chunk: GuideTaskChunk, msgid: str, refused: list[str]) -> None
     """creating -> created with WeCom's msgid: the ledger now says the call happened."""
     try:
         chunk.update(actions=[GuideTaskChunk.state.set("created"), GuideTaskChunk.msgid.set(msgid),
-                              GuideTaskChunk.refused.set("\n".join(refused) or None)],
+                              GuideTaskChunk.refused.set(rules.refused_text(refused))],
                      condition=GuideTaskChunk.state == "creating")
     except UpdateError as err:
         if not _refused(err):
