@@ -46,6 +46,7 @@ POLL_SECONDS_ENV = "SIYU_GUIDE_TASK_POLL_SECONDS"
 LEASE = 120                      # seconds: longer than any add_msg_template call may take to answer
 LIST_SLACK = 60                  # seconds before the claim get_groupmsg_list_v2 searches from (clock skew)
 PAGE = 1000                      # WeCom's limit per results page
+SAFETY = 20                      # seconds of Lambda time kept when a poll pass hands on
 
 
 def _now() -> datetime:
@@ -191,7 +192,7 @@ def handle(body: dict, *, remaining: Callable[[], float] = lambda: 900.0) -> Non
     elif kind == "guide":
         run_guide(body["brand_id"], body["task_id"], body["guide_id"])
     elif kind == "poll":
-        poll(body["brand_id"], body["task_id"], remaining=remaining)
+        poll(body["brand_id"], body["task_id"], remaining=remaining, after=body.get("after"))
     else:
         raise ValueError(f"unknown guide task message {kind!r}")
 
@@ -335,8 +336,11 @@ def _reconcile(api, spec: rules.TaskSpec, userid: str, recipients: list[str], cl
     return None
 
 
-def poll(brand_id: str, task_id: str, *, remaining: Callable[[], float] = lambda: 900.0) -> None:
-    """Read every created chunk's results, SET the figures; before due_at come again, at it complete."""
+def poll(brand_id: str, task_id: str, *, remaining: Callable[[], float] = lambda: 900.0,
+         after: str | None = None) -> None:
+    """Read every created chunk's results, SET the figures; before due_at come again, at it complete.
+    A pass over many guides that nears the Lambda timeout hands on (`after`: the last guide polled) and
+    the pass goes on in the next message; only a whole pass decides what comes next."""
     task = store.get(brand_id, task_id)
     if task is None or task.state != "running":
         return
@@ -344,9 +348,16 @@ def poll(brand_id: str, task_id: str, *, remaining: Callable[[], float] = lambda
     now = _now()
     due = campaign_rules.parse_instant(spec.due_at)
     api = api_for(app_for(tenancy.require_brand(brand_id), "wecom"))
-    guides = store.guides_of(brand_id, task_id)
+    guides = store.guides_of(brand_id, task_id)                 # by guide id
+    done = 0
     for guide in guides:
+        if after is not None and guide.guide_id <= after:
+            continue
+        if done and remaining() < SAFETY:
+            _send([{"kind": "poll", "brand_id": brand_id, "task_id": task_id, "after": last}])
+            return
         poll_guide(api, brand_id, task_id, spec, guide, now)
+        done, last = done + 1, guide.guide_id
     if now < due:
         _defer({"kind": "poll", "brand_id": brand_id, "task_id": task_id},
                min(due, now + timedelta(seconds=poll_seconds())), now)

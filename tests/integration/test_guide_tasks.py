@@ -104,10 +104,19 @@ def test_a_task_to_two_stores_where_some_guides_confirm(brand, stack, bus, monke
         "g2": (True, 2, {"sent": 0, "capped": 1, "not_contact": 1, "unconfirmed": 0}),
         "g3": (False, 1, {"sent": 0, "capped": 0, "not_contact": 0, "unconfirmed": 1})}
 
-    # due: the last poll completes the task once and announces it
+    # a pass that runs out of Lambda time hands on after the guide it finished, and completes nothing
+    handed: list[dict] = []
+    monkeypatch.setattr(guide_tasks, "_send", lambda bodies, delay=0: handed.extend(bodies))
     due = datetime.fromisoformat(view["due_at"].replace("Z", "+00:00")) + timedelta(seconds=1)
     monkeypatch.setattr(guide_tasks, "_now", lambda: due)
-    guide_tasks.poll(brand.brand_id, b["task_id"])
+    guide_tasks.handle({"kind": "poll", "brand_id": brand.brand_id, "task_id": b["task_id"]}, remaining=lambda: 0)
+    assert handed == [{"kind": "poll", "brand_id": brand.brand_id, "task_id": b["task_id"], "after": "g1"}]
+    guide_tasks.handle(handed[0], remaining=lambda: 0)
+    assert handed[1]["after"] == "g2"
+    assert brand.admin("GET", f"/guide-tasks/{b['task_id']}").json()["state"] == "running"
+
+    # due: the last poll completes the task once and announces it
+    guide_tasks.handle(handed[1])                                       # the pass's last guide: completes
     guide_tasks.poll(brand.brand_id, b["task_id"])
     done = brand.admin("GET", f"/guide-tasks/{b['task_id']}").json()
     assert done["state"] == "completed" and done["guides_executed"] == 2
