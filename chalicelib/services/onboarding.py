@@ -75,7 +75,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
                                           local_day(now, ctx.timezone), now)
         try:
             store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now, timezone_name=ctx.timezone,
-                               extend=extend)
+                               **({"extend": extend} if extend else {}))
         except store.Duplicate:
             count("DuplicateCallbacks")
             return TouchResult(None, False, True)
