@@ -239,7 +239,12 @@ def run_guide(brand_id: str, task_id: str, guide_id: str) -> None:
         return
     spec = rules.TaskSpec.from_json(task.spec)
     now = _now()
-    if guide.state == "pending":
+    body = {"kind": "guide", "brand_id": brand_id, "task_id": task_id, "guide_id": guide_id}
+    if guide.state in ("pending", "planning"):
+        if not store.claim_planning(guide, _clock(), LEASE):
+            # another delivery is planning this guide (or died doing so): come back after its lease
+            _defer(body, datetime.fromtimestamp(float(guide.lease_until or _clock()) + 1, timezone.utc), now)
+            return
         chunks = rules.chunks(_targets(brand_id, task_id, spec, guide_id, now))
         store.plan_guide(brand_id, task_id, guide, chunks, rules.cap_day(now, spec.timezone))
         guide = store.guide_item(brand_id, task_id, guide_id)
@@ -255,8 +260,7 @@ def run_guide(brand_id: str, task_id: str, guide_id: str) -> None:
         except LeaseHeld as held:
             # another delivery is creating it (or died doing so): come back once its lease is over,
             # as a delayed message (no receive count is spent waiting)
-            _defer({"kind": "guide", "brand_id": brand_id, "task_id": task_id, "guide_id": guide_id},
-                   datetime.fromtimestamp(held.until, timezone.utc), _now())
+            _defer(body, datetime.fromtimestamp(held.until, timezone.utc), _now())
             return
     store.mark_created(guide)
 

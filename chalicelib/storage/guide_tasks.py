@@ -103,10 +103,25 @@ def mark_fanned_out(task: GuideTask) -> None:
 
 # ---- planning a guide's chunks -------------------------------------------------------------------
 
+def claim_planning(guide: GuideTaskGuide, now: float, lease: float) -> bool:
+    """pending (or planning, its planner's lease run out) -> planning: one planner writes the chunks."""
+    condition = (GuideTaskGuide.state == "pending") | (
+        (GuideTaskGuide.state == "planning") & (GuideTaskGuide.lease_until < now))
+    try:
+        guide.update(actions=[GuideTaskGuide.state.set("planning"), GuideTaskGuide.lease_until.set(now + lease)],
+                     condition=condition)
+        return True
+    except UpdateError as err:
+        if _refused(err):
+            return False
+        raise
+
+
 def plan_guide(brand_id: str, task_id: str, guide: GuideTaskGuide, chunks: list[list[str]], send_day: str) -> bool:
     """Store the guide's chunks, then mark the guide planned and count the task as assigned to them (the
-    leaderboard's tasks_assigned) in one transaction conditional on `pending`. Chunks are overwritten
-    freely before that: nothing calls WeCom for a chunk until its guide is planned. False: already planned."""
+    leaderboard's tasks_assigned) in one transaction conditional on `planning`. Only the planning lease's
+    holder writes chunks, and nothing calls WeCom for a chunk until its guide is planned, so no chunk is
+    overwritten once it may have been claimed. False: planned already (by a planner whose lease ran out)."""
     with Item.batch_write() as batch:
         for n, recipients in enumerate(chunks):
             batch.save(GuideTaskChunk(task_pk(brand_id, task_id), f"C#{guide.guide_id}#{n:04d}",
@@ -115,7 +130,7 @@ def plan_guide(brand_id: str, task_id: str, guide: GuideTaskGuide, chunks: list[
     tx.update("guide", GuideTaskGuide(guide.pk, guide.sk),
               [GuideTaskGuide.state.set("planned"), GuideTaskGuide.chunks.set(len(chunks)),
                GuideTaskGuide.unconfirmed.set(sum(len(c) for c in chunks))],
-              condition=GuideTaskGuide.state == "pending")
+              condition=GuideTaskGuide.state == "planning")
     scoreboard.add(tx, brand_id, [(TASKS_BY_DAY, send_day, guide.guide_id, {"tasks_assigned": 1})],
                    scoreboard.shard_of(task_id))
     return not tx.attempt()

@@ -543,7 +543,8 @@ class GuideTaskGuide(Item, discriminator="guide_task_guide"):
     guide_id = UnicodeAttribute()
     store_id = UnicodeAttribute()
     wecom_user_id = UnicodeAttribute()
-    state = UnicodeAttribute()                    # pending | planned | created
+    state = UnicodeAttribute()                    # pending | planning | planned | created
+    lease_until = NumberAttribute(null=True)      # while planning: the planner's lease (epoch seconds)
     chunks = NumberAttribute(default=0)
     executed = BooleanAttribute(default=False)
     sent = NumberAttribute(default=0)

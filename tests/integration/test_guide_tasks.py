@@ -236,3 +236,22 @@ def test_bad_tasks_are_refused_and_store_nothing(brand):
     assert table_items() == before
     r = brand.admin("GET", "/guide-tasks/gt_nosuchtask000000")
     assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_guide_task"
+
+
+def test_concurrent_deliveries_of_one_guides_message_create_one_message(brand, stack, driven):
+    queued, _clock = driven
+    for n in (1, 2, 3):
+        wecom_event(brand, "add", "li", f"wm_c{n}", state="S1")
+    text = f"concurrent {brand.brand_id}"
+    task = new_task(brand, text, guide_ids=["g1"])
+    guide_tasks.fire(brand.brand_id, task["task_id"])
+    message = queued[0]
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(lambda _: guide_tasks.handle(message), range(6)))
+    assert [t["external_userid"] for t in sim_tasks(stack, text)] == [["wm_c1", "wm_c2", "wm_c3"]]
+    from chalicelib.storage import guide_tasks as store
+    [mine] = store.guides_of(brand.brand_id, task["task_id"])
+    assert (mine.state, mine.chunks) == ("created", 1)
+    counters = brand.admin("GET", "/guides/leaderboard", params={"metric": "execution_rate"}).json()["rows"]
+    assert [(r["guide_id"], r["tasks_assigned"]) for r in counters] == [("g1", 1)]     # assigned once
