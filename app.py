@@ -343,3 +343,68 @@ def my_subscriptions(brand_id):
     if app.current_request.method == "GET":
         return campaigns.my_subscriptions(brand_id, session)
     return campaigns.subscribe_from_app(brand_id, session, body())
+
+
+# ---- guides (the guide's workbench: chalicelib.services.guides) -------------------------------
+
+guides_svc = _OnFirstUse("chalicelib.services.guides")
+
+
+def _query() -> dict:
+    return app.current_request.query_params or {}
+
+
+@api("/guide/{brand_id}/login", methods=["POST"])
+def guide_login(brand_id):
+    return guides_svc.login(brand_id, body())
+
+
+@api("/guide/{brand_id}/me", methods=["GET"])
+def guide_me(brand_id):
+    return guides_svc.me(brand_id, guides_svc.verify(brand_id, app.current_request.headers), _query())
+
+
+@api("/guide/{brand_id}/me/members", methods=["GET"])
+def guide_members(brand_id):
+    session = guides_svc.verify(brand_id, app.current_request.headers)
+    return guides_svc.my_members(brand_id, session, _query(), wallet=coupons.wallet)
+
+
+@api("/guide/{brand_id}/me/members/{member_id}/tags", methods=["POST"])
+def guide_member_tags(brand_id, member_id):
+    session = guides_svc.verify(brand_id, app.current_request.headers)
+    return guides_svc.change_tags(brand_id, session, member_id, body())
+
+
+@api("/admin/{brand_id}/guides/leaderboard", methods=["GET"])
+def guides_leaderboard(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return guides_svc.leaderboard(brand_id, _query())
+
+
+# ---- head-office tasks to guides (chalicelib.services.guide_tasks) ----------------------------
+
+guide_tasks = _OnFirstUse("chalicelib.services.guide_tasks")
+
+
+@api("/admin/{brand_id}/guide-tasks", methods=["POST"])
+def create_guide_task(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return created(guide_tasks.create_task(brand_id, body()))
+
+
+@api("/admin/{brand_id}/guide-tasks/{task_id}", methods=["GET"])
+def get_guide_task(brand_id, task_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return guide_tasks.get_task(brand_id, task_id)
+
+
+@api("/admin/{brand_id}/guide-tasks/{task_id}/guides", methods=["GET"])
+def guide_task_guides(brand_id, task_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return guide_tasks.task_guides(brand_id, task_id)
+
+
+@api("/guide/{brand_id}/me/tasks", methods=["GET"])
+def guide_my_tasks(brand_id):
+    return guide_tasks.my_tasks(brand_id, guides_svc.verify(brand_id, app.current_request.headers))

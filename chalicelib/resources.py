@@ -92,6 +92,10 @@ QUEUES: tuple[Queue, ...] = (
     # whoever was already served.
     Queue(key="send", env="SIYU_SEND_QUEUE_URL", handler="handlers.send.handler",
           visibility_timeout=720, max_receive_count=5, batch_size=4, consumer_timeout=120, consumer_memory=512),
+    # Head-office tasks to guides (services.guide_tasks): their schedules' fires, one message per guide
+    # creating its WeCom group messages through the chunk ledger, and the delayed polls until due.
+    Queue(key="guidetasks", env="SIYU_GUIDETASKS_QUEUE_URL", handler="handlers.guide_tasks.handler",
+          visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120),
 )
 
 STREAMS: tuple[Stream, ...] = (
@@ -104,6 +108,9 @@ STREAMS: tuple[Stream, ...] = (
 
 BUS = Bus()
 SCHEDULES = ScheduleGroup()
+# Queues other than SCHEDULES.target_queue that schedules of the group deliver to (the Scheduler role
+# may send to them): head-office guide tasks fire into their own queue.
+SCHEDULE_TARGETS = ("guidetasks",)
 
 # The plan queue's DLQ ARN, for the schedules' DeadLetterConfig (the Scheduler role must be allowed to
 # send to it). Unset, schedules still retry per their RetryPolicy but drop what exhausts it.

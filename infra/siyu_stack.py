@@ -46,7 +46,7 @@ API_STAGE = "api"                           # the API Gateway stage: URLs end in
 # egress. The planner only pages audiences and the outbox only publishes to AWS, so they stay out of
 # the VPC (no ENI, no NAT on their path). tests/integration/test_infra.py checks this against what
 # each handler imports.
-WECHAT_CALLERS = frozenset({"followups", "send"})
+WECHAT_CALLERS = frozenset({"followups", "send", "guidetasks"})
 
 # The AWS services the functions in the VPC call, reached through interface endpoints so that only
 # WeChat traffic crosses the NAT gateways. DynamoDB has a (free) gateway endpoint besides. Not here:
@@ -355,9 +355,11 @@ class SiyuStack(cdk.Stack):
             "aws:SourceAccount": self.account, "aws:SourceArn": self.schedule_group.attr_arn}})
         role = iam.Role(self, "SchedulerRole", assumed_by=principal,
                         description="EventBridge Scheduler delivering campaign fires to the plan queue")
+        # head-office tasks' schedules fire into the guidetasks queue (their DeadLetterConfig: the plan DLQ)
+        also = [self.queues[key].queue_arn for key in resources.SCHEDULE_TARGETS if key in self.queues]
         role.add_to_principal_policy(iam.PolicyStatement(
             actions=["sqs:SendMessage"],
-            resources=[self.queues[target.key].queue_arn, self.dlqs[target.key].queue_arn]))
+            resources=[self.queues[target.key].queue_arn, self.dlqs[target.key].queue_arn, *also]))
         return role
 
     def _function(self, construct_id: str, handler: str, timeout: int, memory: int,

@@ -7,6 +7,7 @@
     python -m siyu_dev coupon                               # define, claim, look up at the till, redeem
     python -m siyu_dev campaign --wait                      # a subscribe credit and a campaign in a minute
     python -m siyu_dev events --follow                      # the latest domain events, then new ones live
+    python -m siyu_dev guide --tag vip --task               # the guide's workbench (siyu_dev.guide_cli)
     python -m siyu_dev platform-key --region cn-north-1 --table <MainTableName>   # a deployed stack
 
 Every command but `run` and `platform-key` talks to the stack `make run` started (its addresses and
@@ -151,6 +152,8 @@ Try it:
   7. What siyu sent to WeChat, and the events on the bus (the latest; --follow for new ones):
        curl -s {stack.wechat_url}/__sim/sent
        {py} -m siyu_dev events
+  8. The guide's workbench: Zhang San signs in from WeCom and sees their numbers and members (after 4):
+       {py} -m siyu_dev guide --tag vip --task
 """, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -452,6 +455,8 @@ def main(argv=None) -> None:
                       f"{py} events\n{py} events --last 5 --follow\n{py} events --last 0        # every event of this run")
     events.add_argument("--last", type=int, default=20, help="how many of the latest events to print (0: all)")
     events.add_argument("--follow", "-f", action="store_true", help="then print new events as they arrive (Ctrl-C stops)")
+    from siyu_dev import guide_cli
+    guide_cli.register(sub, _command, py)
     pk = _command(sub, "platform-key", cmd_platform_key, "register a new platform key in a deployed stack",
                   f"{py} platform-key --region cn-north-1 --table siyu-prod-main\n"
                   f"  AWS_PROFILE=siyu-deploy {py} platform-key --table siyu-prod-main")

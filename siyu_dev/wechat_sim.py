@@ -63,6 +63,7 @@ class State:
         self.current: dict[str, str] = {}            # app_id -> current token
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (app_id, issued_at)
         self.welcome_codes_used: set[str] = set()
+        self.guides = None                            # siyu_dev.wecom_guides_sim, made on first use
 
 
 class Reply(Exception):
@@ -198,6 +199,8 @@ class WeChatSimulator:
     def _control(self, method: str, what: str, query: dict, body: bytes) -> None:
         st = self.state
         payload = json.loads(body or b"{}") if method == "POST" else {}
+        if what.startswith("wecom/") and what[6:] in wecom_guides_sim.CONTROL:
+            wecom_guides_sim.control(self, method, what[6:], payload)
         with st.lock:
             if what == "health":
                 raise Reply(200, {"ok": True})
@@ -406,6 +409,10 @@ ROUTES = {
     "wxa/getwxacodeunlimit": _wxacode,
     **{api: _send(api) for api in SEND_APIS},
 }
+
+# guides: WeCom login, corp tags, group messages held until the guide confirms (siyu_dev.wecom_guides_sim)
+from siyu_dev import wecom_guides_sim  # noqa: E402 - it reads this module's Reply/_err at call time
+ROUTES.update(wecom_guides_sim.ROUTES)
 
 
 def main() -> None:

@@ -123,13 +123,20 @@ def find_member(brand_id: str, query: dict, *, extend=None) -> dict:
 def list_members(brand_id: str, query: dict) -> dict:
     """Members newest first, filtered by first touch, tag and join time: `{members, cursor}`, the
     cursor null only after the last page (a filtered page may be short, or empty, and still have one)."""
+    page, cursor = member_page(brand_id, query)
+    return {"members": [members.member_view(m) for m in page], "cursor": cursor}
+
+
+def member_page(brand_id: str, query: dict) -> tuple[list, str | None]:
+    """A page of the listing `query` asks for (domain.member_list): (members, the next cursor or None).
+    Shared by the admin listing and a guide's own members (services.guides fixes the guide_id)."""
     brand = tenancy.require_brand(brand_id)        # cached per container: a listing of no brand is a 404
     listing = member_list.parse(query, tz=lambda: brand.timezone, now=_now())
     page, positions, _queries = member_list.merge_page(
         listing, lambda shard, after, n: members.audience_desc(brand_id, shard, after, listing.low, listing.high, n),
         lambda m: listing.keeps(m.first_touch.store_id, m.first_touch.guide_id, m.first_touch.scene,
                                 frozenset(m.tags or ())))
-    return {"members": [members.member_view(m) for m in page], "cursor": member_list.encode_cursor(positions)}
+    return page, member_list.encode_cursor(positions)
 
 
 def lookup_member(brand_id: str, query: dict, *, extend=None) -> dict:

@@ -265,8 +265,10 @@ def execute(brand, app: App, action: Action, now: datetime) -> str | None:
     elif action.name == "unsubscribe":
         _update_known(brand.brand_id, "oa", args["openid"], [store.Member.oa_subscribed.set(False)], action, now)
     elif action.name == "wecom_removed":
+        from chalicelib.services import guides      # the guide's contact counters (storage.guides)
         _update_known(brand.brand_id, "wecom", args["external_userid"],
-                      [store.Member.wecom_guides.delete({args["user_id"]})], action, now)
+                      [store.Member.wecom_guides.delete({args["user_id"]})], action, now,
+                      extend=guides.removal_counter(brand, args["user_id"], args["external_userid"], now))
     elif action.name == "subscriptions":
         from chalicelib.services import campaigns
         campaigns.subscribe_from_callback(brand.brand_id, args["openid"], args["changes"], inbound=action.key, now=now)
@@ -279,14 +281,26 @@ def execute(brand, app: App, action: Action, now: datetime) -> str | None:
     return None
 
 
-def _update_known(brand_id: str, ns: str, value: str, actions: list, action: Action, now: datetime) -> None:
-    """Change a member we know by this identity; a shopper we never met has nothing to change."""
+def _update_known(brand_id: str, ns: str, value: str, actions: list, action: Action, now: datetime,
+                  extend=None) -> None:
+    """Change a member we know by this identity; a shopper we never met has nothing to change.
+    `extend(member_id)`: more writes for the same transaction, or None; refused (ContactUnchanged),
+    the change is made without them."""
     member_id = store.find_member_id(brand_id, ns, value)
     if member_id:
+        from chalicelib.storage.guides import ContactUnchanged
+        more = extend(member_id) if extend else None
         try:
-            store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"], now=now)
+            store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"], now=now,
+                                extend=more)
         except store.Duplicate:
             pass
+        except ContactUnchanged:
+            try:
+                store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"],
+                                    now=now)
+            except store.Duplicate:
+                pass
 
 
 def _create_time(value) -> int:

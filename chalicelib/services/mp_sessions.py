@@ -27,27 +27,32 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _key(brand) -> bytes:
-    return secrets.brand_secrets(brand.secret_ref)["session_secret"].encode()
+def _key(brand, purpose: str = "") -> bytes:
+    """The brand's session key; another `purpose` (guide sessions) gets a key derived from it, so a
+    token of one kind is never accepted as the other."""
+    key = secrets.brand_secrets(brand.secret_ref)["session_secret"].encode()
+    return hmac.new(key, purpose.encode(), hashlib.sha256).digest() if purpose else key
 
 
-def issue(brand, claims: dict, *, now: float | None = None) -> tuple[str, int]:
-    expires = int(now or time.time()) + SESSION_TTL
+def issue(brand, claims: dict, *, now: float | None = None, purpose: str = "",
+          ttl: int = SESSION_TTL) -> tuple[str, int]:
+    expires = int(now or time.time()) + ttl
     payload = _b64(json.dumps({**claims, "b": brand.brand_id, "exp": expires}, separators=(",", ":")).encode())
-    mac = _b64(hmac.new(_key(brand), payload.encode(), hashlib.sha256).digest())
+    mac = _b64(hmac.new(_key(brand, purpose), payload.encode(), hashlib.sha256).digest())
     return f"{payload}.{mac}", expires
 
 
-def verify(brand_id: str, headers, *, now: float | None = None) -> dict:
+def verify(brand_id: str, headers, *, now: float | None = None, purpose: str = "",
+           login_path: str = "/mp/{brand_id}/login") -> dict:
     """The claims of the caller's session token (`Authorization: Bearer <session>`), or 401."""
     brand = tenancy.require_brand(brand_id)
     value = (headers or {}).get("authorization") or ""
     scheme, _, token = value.partition(" ")
     payload, _, mac = token.strip().partition(".")
     if scheme.lower() != "bearer" or not payload or not mac:
-        raise Unauthorized("send Authorization: Bearer <session> from POST /mp/{brand_id}/login",
+        raise Unauthorized(f"send Authorization: Bearer <session> from POST {login_path}",
                            code="missing_session")
-    expected = _b64(hmac.new(_key(brand), payload.encode(), hashlib.sha256).digest())
+    expected = _b64(hmac.new(_key(brand, purpose), payload.encode(), hashlib.sha256).digest())
     if not hmac.compare_digest(expected, mac):
         raise Unauthorized("session token is not valid for this brand", code="invalid_session")
     try:

@@ -17,6 +17,7 @@ from chalicelib.domain.members import (MINI_PROGRAM_SOURCE, UNKNOWN_SOURCE, Shop
 from chalicelib.ids import new_id, scene as valid_scene
 from chalicelib.observability import count, logger
 from chalicelib.storage import members as store
+from chalicelib.storage.guides import ContactUnchanged
 from chalicelib.storage.tx import Conflicted
 
 MAX_ATTEMPTS = 4
@@ -47,6 +48,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
     an identity they brought is not linked yet (an OA follower's first mini-program visit: their
     subscribe credits are found by the member's mini-program openid), which a repeat touch links.
     """
+    count_contact = True
     for _attempt in range(MAX_ATTEMPTS):
         ctx = store.load_touch_context(brand_id, scene=scene, identities=shopper.identities(),
                                        wecom_user_id=wecom_user_id)
@@ -64,13 +66,24 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
                                           default_source=default_source),
                           channel=ctx.channel, new_member_id=new_id("m"), subscribed=subscribed,
                           wecom_guide=wecom_user_id, welcome_code=welcome_code)
+        extend = None
+        if count_contact and via == "wecom" and ctx.guide is not None and shopper.wecom and ctx.timezone:
+            # the guide's contact list and counters move in this transaction (storage.guides)
+            from chalicelib.domain.scoreboard import local_day
+            from chalicelib.storage import guides
+            extend = guides.contact_added(brand_id, ctx.guide.guide_id, shopper.wecom, plan.member_id,
+                                          local_day(now, ctx.timezone), now)
         try:
-            store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now, timezone_name=ctx.timezone)
+            store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now, timezone_name=ctx.timezone,
+                               **({"extend": extend} if extend else {}))
         except store.Duplicate:
             count("DuplicateCallbacks")
             return TouchResult(None, False, True)
         except store.IdentityRace:
             logger.info("identity race, resolving again", extra={"brand_id": brand_id})
+            continue
+        except ContactUnchanged:
+            count_contact = False           # already the guide's contact: the touch alone, again
             continue
         except Conflicted:
             # DynamoDB cancelled the transaction while a concurrent one held the same identity item

@@ -97,7 +97,7 @@ _TOUCH_REFUSALS = {"inbound": Duplicate(), "member": IdentityRace(), "identity":
 
 
 def commit_touch(brand_id: str, plan: Plan, *, inbound: str | None, event: str, now: datetime,
-                 timezone_name: str | None = None) -> None:
+                 timezone_name: str | None = None, extend=None) -> None:
     """Apply a touch plan atomically. Raises Duplicate (inbound marker exists) or IdentityRace.
     A new member adds to the scoreboard's `new_members` of their join day (in `timezone_name`, the
     brand's) and first touch, in the same transaction: a retried callback that creates nobody counts nobody."""
@@ -137,17 +137,19 @@ def commit_touch(brand_id: str, plan: Plan, *, inbound: str | None, event: str, 
         tx.save("outbox", outbox_item("event", name, brand_id, detail, now))
     for name, detail in plan.tasks:
         tx.save("outbox", outbox_item("task", name, brand_id, detail, now))
-    tx.commit(_TOUCH_REFUSALS)
+    # `extend(tx)` adds more writes to the same transaction (a guide's WeCom contact: storage.guides)
+    # and returns their refusals, checked after the touch's own
+    tx.commit({**_TOUCH_REFUSALS, **(extend(tx) if extend else {})})
 
 
 def update_member(brand_id: str, member_id: str, actions: list, *, inbound: str | None, event: str,
-                  now: datetime) -> None:
+                  now: datetime, extend=None) -> None:
     """Apply `actions` to an existing member, once per inbound event (follow/unfollow, guide removal).
     The member itself is never deleted: a shopper who unfollows is still the brand's member."""
     tx = Tx()
     _inbound(tx, brand_id, inbound, event, now)
     tx.update("member", Member(member_key(brand_id, member_id), "MEMBER"), actions, condition=Member.pk.exists())
-    tx.commit(_TOUCH_REFUSALS)
+    tx.commit({**_TOUCH_REFUSALS, **(extend(tx) if extend else {})})
 
 
 def record_inbound(brand_id: str, key: str, event: str, now: datetime) -> bool:

@@ -490,3 +490,93 @@ class ScoreCounter(Item, discriminator="score"):
     coupons_redeemed = NumberAttribute(null=True)
     discount_cents = NumberAttribute(null=True)
     order_gmv_cents = NumberAttribute(null=True)      # a coupon template's: orders that carried its redemptions
+    # a guide's WeCom contacts (storage.guides): dimensions guide-contacts (by day) and guide-contacts-now
+    contacts = NumberAttribute(null=True)
+    contacts_added = NumberAttribute(null=True)
+    lost_contacts = NumberAttribute(null=True)
+    # head-office tasks (storage.guide_tasks): dimension guide-tasks, on the task's send day
+    tasks_assigned = NumberAttribute(null=True)
+    tasks_executed = NumberAttribute(null=True)
+
+
+# ---- guides (storage.guides, storage.guide_tasks) ---------------------------------------------
+# | WeCom contact   | B#<brand>#GC#<guide>        | <external_userid>   |
+# | WeCom corp tag  | B#<brand>                   | WECOMTAG#<tag name> |
+
+class GuideContact(Item, discriminator="guide_contact"):
+    """One customer on one guide's WeCom contact list; its state moves only with the add/del callback
+    transaction that also moves the guide's contact counters, so a retried callback counts nothing twice."""
+    state = UnicodeAttribute()                    # contact | removed
+    member_id = UnicodeAttribute(null=True)
+    changed_at = UnicodeAttribute()
+
+
+class WecomTag(Item, discriminator="wecom_tag"):
+    """A brand tag's WeCom corp tag id (externalcontact/add_corp_tag), made on first mirror."""
+    tag_id = UnicodeAttribute()
+
+
+# ---- head-office tasks (storage.guide_tasks) ----------------------------------------------------
+# | guide task      | B#<brand>                   | GTASK#<task>             |
+# | task's guide    | B#<brand>#GT#<task>         | G#<guide>                |
+# | chunk ledger    | B#<brand>#GT#<task>         | C#<guide>#<nnnn>         |
+# | guide's tasks   | B#<brand>#GUIDETASKS#<guide> | <send_at>#<task>        |
+# | daily 群发 cap   | B#<brand>#WDAY#<external_userid> | <brand-local day>   |
+
+class GuideTask(Item, discriminator="guide_task"):
+    brand_id = UnicodeAttribute()
+    task_id = UnicodeAttribute()
+    name = UnicodeAttribute()
+    spec = UnicodeAttribute()                     # JSON of domain.guide_tasks.TaskSpec
+    state = UnicodeAttribute()                    # scheduled | running | completed
+    schedule_name = UnicodeAttribute()
+    guides_assigned = NumberAttribute(default=0)
+    fanned_out = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+    started_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    final = UnicodeAttribute(null=True)           # JSON of the figures announced at completion
+
+
+class GuideTaskGuide(Item, discriminator="guide_task_guide"):
+    """One guide's part of a task: planned once, then its chunks' WeCom results, SET by each poll."""
+    guide_id = UnicodeAttribute()
+    store_id = UnicodeAttribute()
+    wecom_user_id = UnicodeAttribute()
+    state = UnicodeAttribute()                    # pending | planning | planned | created
+    lease_until = NumberAttribute(null=True)      # while planning: the planner's lease (epoch seconds)
+    chunks = NumberAttribute(default=0)
+    executed = BooleanAttribute(default=False)
+    sent = NumberAttribute(default=0)
+    capped = NumberAttribute(default=0)
+    not_contact = NumberAttribute(default=0)
+    unconfirmed = NumberAttribute(default=0)
+    polled_at = UnicodeAttribute(null=True)
+
+
+class GuideTaskChunk(Item, discriminator="guide_task_chunk"):
+    """The ledger entry of one add_msg_template call: written (creating) before the call, holding the
+    msgid after it; a claimant that died in between is reconciled through get_groupmsg_list_v2."""
+    guide_id = UnicodeAttribute()
+    state = UnicodeAttribute()                    # planned | creating | created | failed
+    recipients = UnicodeAttribute()               # external_userids, one per line
+    msgid = UnicodeAttribute(null=True)
+    refused = UnicodeAttribute(null=True)         # add_msg_template's fail_list, one per line
+    attempts = NumberAttribute(default=0)
+    attempt_at = NumberAttribute(null=True)       # epoch seconds of the last claim
+    lease_until = NumberAttribute(null=True)
+    errcode = NumberAttribute(null=True)
+    confirmed = BooleanAttribute(default=False)
+    sent = NumberAttribute(default=0)
+    capped = NumberAttribute(default=0)
+    not_contact = NumberAttribute(default=0)
+    unconfirmed = NumberAttribute(default=0)
+
+
+class GuideTaskPointer(Item, discriminator="guide_task_pointer"):
+    task_id = UnicodeAttribute()
+
+
+class WecomDaily(Item, discriminator="wecom_daily"):
+    """A customer received a group message from the brand on this day: WeCom allows one a day."""
+    n = NumberAttribute(default=1)

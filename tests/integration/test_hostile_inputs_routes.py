@@ -57,6 +57,13 @@ VALID = {
         "orders": [{"order_id": f"o-{uuid.uuid4().hex[:8]}", "amount_cents": 100, "store_id": "sz",
                     "items": [{"sku": "tea-1", "name": "tea", "quantity": 1, "unit_price_cents": 100}]}],
         "refunds": [{"order_id": "o-1", "refund_id": "r-1", "amount_cents": 50}]},
+    "/guide/{brand_id}/login": lambda: {"code": "some-code", "via": "oauth"},
+    "/guide/{brand_id}/me/members/{member_id}/tags": lambda: {"add": ["vip"], "remove": ["old"]},
+    "/admin/{brand_id}/guide-tasks": lambda: {"name": "autumn", "guide_ids": ["g1"], "audience": {"tags_any": ["vip"]},
+                                              "message": {"text": "hello", "miniprogram": {
+                                                  "title": "new in", "appid": "wxmp1", "page": "pages/index",
+                                                  "pic_media_id": "MEDIA1"}},
+                                              "send_at": _future(), "due_at": _future(3)},
 }
 
 
@@ -83,21 +90,35 @@ class Caller:
             key = self.brand.admin_key
         elif path.startswith("/pos/"):
             key = self.brand.pos_keys["sz"]
+        elif path.startswith("/guide/"):
+            key = self.guide_session()
         else:
             key = self.session
         return {"Authorization": f"Bearer {key}", "Content-Type": "application/json",
                 "Idempotency-Key": uuid.uuid4().hex}
 
+    def guide_session(self) -> str:
+        """The brand's guide li, signed in through the simulator's WeCom login: made before a case
+        counts the table's items (the login stores the brand's WeCom access token)."""
+        if getattr(self, "_guide", None) is None:
+            from tests.integration.test_guide_workbench import guide_session
+            self._guide = guide_session(self.brand, "li")
+        return self._guide
+
     def call(self, method: str, route: str, body: bytes | None = None, **params):
-        values = {"brand_id": self.brand.brand_id, "store_id": "sz", "order_id": "o-1", **params}
+        values = {"brand_id": self.brand.brand_id, "store_id": "sz", "order_id": "o-1",
+                  "member_id": "m_aaaaaaaaaaaaaaaa", **params}
         path = route.format(**values)
         return getattr(self.client.http, method.lower())(path, headers=self.headers(route), body=body)
 
 
 @pytest.fixture
-def caller(stack, brand):
+def caller(stack, brand, request):
     with Client(api_module.app, stage_name="local", project_dir=str(ROOT)) as client:
-        yield Caller(stack, brand, client)
+        caller = Caller(stack, brand, client)
+        if request.node.name.count("/guide/"):
+            caller.guide_session()
+        yield caller
 
 
 def table_items() -> int:

@@ -290,7 +290,9 @@ def test_scheduler_role_is_assumable_only_for_this_group_and_sends_only_to_the_p
     statements = statements_of(template, role)
     assert [as_list(s["Action"]) for s in statements] == [["sqs:SendMessage"]]
     assert statements[0]["Effect"] == "Allow" and "Condition" not in statements[0]
-    assert sorted(as_list(statements[0]["Resource"]), key=json.dumps) == sorted([arn_of(queue), arn_of(dlq)],
+    others = [arn_of(logical_id(template, f"{key.title()}Queue", "AWS::SQS::Queue"))
+              for key in resources.SCHEDULE_TARGETS]
+    assert sorted(as_list(statements[0]["Resource"]), key=json.dumps) == sorted([arn_of(queue), arn_of(dlq), *others],
                                                                                 key=json.dumps)
 
 
@@ -437,7 +439,8 @@ def in_vpc(template) -> dict[str, dict]:
 
 def test_exactly_the_functions_that_call_wechat_sit_in_the_vpc(wechat_callers, deployed):
     callers = wechat_callers
-    assert callers == {"app.app", resources.queue("followups").handler, resources.queue("send").handler}
+    assert callers == {"app.app", resources.queue("followups").handler, resources.queue("send").handler,
+                       resources.queue("guidetasks").handler}
     assert set(in_vpc(deployed)) == callers          # the planner and the outbox publisher stay out
 
 
