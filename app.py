@@ -343,3 +343,40 @@ def my_subscriptions(brand_id):
     if app.current_request.method == "GET":
         return campaigns.my_subscriptions(brand_id, session)
     return campaigns.subscribe_from_app(brand_id, session, body())
+
+
+# ---- printable codes (issue 11 §1) -----------------------------------------------------------
+
+codes = _OnFirstUse("chalicelib.services.codes")
+code_sheets = _OnFirstUse("chalicelib.services.code_sheets")
+# API Gateway passes a PDF through as bytes only when its type is a binary media type (PNG already is)
+if "application/pdf" not in app.api.binary_types:
+    app.api.binary_types.append("application/pdf")
+
+
+@api("/admin/{brand_id}/channels/{scene}", methods=["PATCH", "DELETE"])
+def channel(brand_id, scene):
+    auth.require_brand_admin(caller(), brand_id)
+    if app.current_request.method == "DELETE":
+        return codes.delete_channel(brand_id, scene)
+    fields = body()
+    template = fields.get("welcome_coupon_template_id")
+    checks = coupons.template_exists_check(brand_id, template) if isinstance(template, str) else None
+    return codes.update_channel(brand_id, scene, fields, extra_checks=checks)
+
+
+@api("/admin/{brand_id}/channels/{scene}/code", methods=["GET"])
+def channel_code(brand_id, scene):
+    auth.require_brand_admin(caller(), brand_id)
+    content_type, payload = codes.code(brand_id, scene, app.current_request.query_params)
+    if content_type == "application/json":
+        return payload
+    return Response(payload, headers={"Content-Type": content_type, "Cache-Control": "private, max-age=300"})
+
+
+@api("/admin/{brand_id}/stores/{store_id}/codes.pdf", methods=["GET"])
+def store_code_sheets(brand_id, store_id):
+    auth.require_brand_admin(caller(), brand_id)
+    pdf = code_sheets.store_sheets(brand_id, store_id, app.current_request.query_params)
+    return Response(pdf, headers={"Content-Type": "application/pdf",
+                                  "Content-Disposition": f'inline; filename="{store_id}-codes.pdf"'})

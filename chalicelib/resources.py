@@ -120,6 +120,11 @@ WECOM_BASE_URL_ENV = "SIYU_WECOM_BASE_URL"
 SEND_CONCURRENCY_ENV = "SIYU_SEND_CONCURRENCY"
 SEND_CONCURRENCY_DEFAULT = 32
 WECHAT_BASE_URL_DEFAULT = "https://api.weixin.qq.com"
+# Printable codes (issue 11): the bucket their PNGs are kept in (created once, served from there), and
+# where an OA ticket's image is fetched (showqrcode lives on mp.weixin.qq.com, not the API host).
+CODES_BUCKET_ENV = "SIYU_CODES_BUCKET"
+SHOWQRCODE_BASE_URL_ENV = "SIYU_SHOWQRCODE_BASE_URL"
+SHOWQRCODE_BASE_URL_DEFAULT = "https://mp.weixin.qq.com"
 WECOM_BASE_URL_DEFAULT = "https://qyapi.weixin.qq.com"
 
 

@@ -63,6 +63,7 @@ class State:
         self.current: dict[str, str] = {}            # app_id -> current token
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (app_id, issued_at)
         self.welcome_codes_used: set[str] = set()
+        self.extra: dict = {}                        # state of the modules below that add APIs (CONTROL)
 
 
 class Reply(Exception):
@@ -198,6 +199,8 @@ class WeChatSimulator:
     def _control(self, method: str, what: str, query: dict, body: bytes) -> None:
         st = self.state
         payload = json.loads(body or b"{}") if method == "POST" else {}
+        if what in CONTROL:
+            CONTROL[what](self, payload)        # raises its Reply; runs without the lock (it may call siyu)
         with st.lock:
             if what == "health":
                 raise Reply(200, {"ok": True})
@@ -406,6 +409,14 @@ ROUTES = {
     "wxa/getwxacodeunlimit": _wxacode,
     **{api: _send(api) for api in SEND_APIS},
 }
+CONTROL: dict = {}
+
+# Printable codes and the shopper's phone (issue 11 §1): a module of their own, routed from here.
+from siyu_dev import wechat_sim_codes  # noqa: E402 - it extends the tables above
+
+ROUTES.update(wechat_sim_codes.ROUTES)
+CONTROL.update(wechat_sim_codes.CONTROL)
+ERRMSG.update(wechat_sim_codes.ERRMSG)
 
 
 def main() -> None:
@@ -424,4 +435,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # through the imported module, so the modules that extend it raise the Reply it catches
+    from siyu_dev.wechat_sim import main as imported_main
+    imported_main()

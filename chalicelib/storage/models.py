@@ -151,6 +151,7 @@ class Channel(Item, discriminator="channel"):
     welcome_coupon_template_id = UnicodeAttribute(null=True)
     welcome_message = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
+    page = UnicodeAttribute(null=True)            # the mini-program page its mp code opens
 
 
 class AppClaim(Item, discriminator="app_claim"):
@@ -490,3 +491,31 @@ class ScoreCounter(Item, discriminator="score"):
     coupons_redeemed = NumberAttribute(null=True)
     discount_cents = NumberAttribute(null=True)
     order_gmv_cents = NumberAttribute(null=True)      # a coupon template's: orders that carried its redemptions
+
+
+# ---- printable codes (issue 11) ------------------------------------------------------------
+# | channel code's code | B#<brand>                     | CODE#<scene>#<app>  |
+# | code quota counter  | B#<brand>                     | CODEQUOTA#<app>     |
+# | mp per-minute count | B#<brand>#CODERATE            | <app>#<minute>      |
+
+class ChannelCode(Item, discriminator="channel_code"):
+    """The code WeChat issued for one channel and app: claimed before WeChat is called (so one
+    request creates it), then `created` (WeChat's ids known), then `ready` (its PNG in S3)."""
+    brand_id = UnicodeAttribute()
+    scene = UnicodeAttribute()
+    app = UnicodeAttribute()
+    status = UnicodeAttribute()                   # claimed | unknown | created | ready
+    claim_id = UnicodeAttribute()
+    claimed_at = NumberAttribute()
+    ticket = UnicodeAttribute(null=True)          # oa
+    config_id = UnicodeAttribute(null=True)       # wecom
+    user_id = UnicodeAttribute(null=True)         # wecom: the guide's UserID the contact way adds
+    url = UnicodeAttribute(null=True)             # what the code encodes / WeChat's link to it
+    image_url = UnicodeAttribute(null=True)       # where WeChat serves the image (oa showqrcode, wecom qr_code)
+    s3_key = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    code_expires_at = UnicodeAttribute(null=True)  # not `expires_at`: that one is the table's TTL
+
+
+class CodeCounter(Item, discriminator="code_counter"):
+    n = NumberAttribute(default=0)
