@@ -217,3 +217,20 @@ def test_mp_bulk_creation_paces_under_the_per_minute_limit(stack, brand, monkeyp
             brand.admin("POST", "/channels", {"scene": f"Q{i}", "store_id": "sz"})
             service.ensure(brand.brand_id, f"Q{i}", "mp", clock=lambda: clock["t"], sleep=sleep)
     assert refused.value.status == 429 and refused.value.code == "code_rate_limited"
+
+
+def test_a_stores_sheet_has_one_a4_page_per_channel_code_with_its_code(stack, brand):
+    assert brand.admin("POST", "/channels", {"scene": "S3", "store_id": "sz", "source": "receipt"}).status_code == 201
+    assert brand.admin("POST", "/channels", {"scene": "S4", "store_id": "sh"}).status_code == 201   # another store
+    r = brand.admin("GET", "/stores/sz/codes.pdf?app=oa", headers={"Accept": "application/pdf"})
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"] == "application/pdf"
+    pdf = r.content
+    assert pdf.startswith(b"%PDF") and b"STSong-Light" in pdf
+    assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == 2          # S1 and S3, not sh's S4
+    # the sheet made the codes it printed, once each
+    from chalicelib.storage import codes as store
+    assert {c.scene for c in store.codes_of_channel(brand.brand_id, "S1") + store.codes_of_channel(
+        brand.brand_id, "S3")} == {"S1", "S3"}
+    assert store.codes_of_channel(brand.brand_id, "S4") == []
+    assert brand.admin("GET", "/stores/nope/codes.pdf").json()["error"]["code"] == "unknown_store"
