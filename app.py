@@ -209,7 +209,11 @@ def mp_login(brand_id):
 @api("/mp/{brand_id}/scan", methods=["POST"])
 def mp_scan(brand_id):
     session = mp_sessions.verify(brand_id, app.current_request.headers)
-    return onboarding.scan_from_mini_program(brand_id, session, body())
+    fields = body()
+    if isinstance(fields.get("scene"), str) and fields["scene"].startswith("pk."):     # a package code (§2)
+        status, answer = package_codes.scan(brand_id, session, fields["scene"])
+        return Response(answer, status_code=status)
+    return onboarding.scan_from_mini_program(brand_id, session, fields)
 
 
 # ---- coupons ---------------------------------------------------------------------------------
@@ -348,6 +352,7 @@ def my_subscriptions(brand_id):
 # ---- printable codes (issue 11 §1) -----------------------------------------------------------
 
 codes = _OnFirstUse("chalicelib.services.codes")
+package_codes = _OnFirstUse("chalicelib.services.package_codes")
 code_sheets = _OnFirstUse("chalicelib.services.code_sheets")
 # API Gateway passes a PDF through as bytes only when its type is a binary media type (PNG already is)
 if "application/pdf" not in app.api.binary_types:
@@ -380,3 +385,26 @@ def store_code_sheets(brand_id, store_id):
     pdf = code_sheets.store_sheets(brand_id, store_id, app.current_request.query_params)
     return Response(pdf, headers={"Content-Type": "application/pdf",
                                   "Content-Disposition": f'inline; filename="{store_id}-codes.pdf"'})
+
+
+# ---- package codes (issue 11 §2) -------------------------------------------------------------
+
+@api("/admin/{brand_id}/package-codes", methods=["POST"])
+def create_package_codes(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    status, answer = package_codes.create(brand_id, body())
+    return Response(answer, status_code=status)
+
+
+@api("/admin/{brand_id}/package-codes/{batch_id}", methods=["GET"])
+def package_code_batch(brand_id, batch_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return package_codes.get(brand_id, batch_id)
+
+
+@api("/admin/{brand_id}/package-codes/{batch_id}/codes.csv", methods=["GET"])
+def package_code_csv(brand_id, batch_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return Response(package_codes.csv(brand_id, batch_id),
+                    headers={"Content-Type": "text/csv; charset=utf-8",
+                             "Content-Disposition": f'attachment; filename="{batch_id}.csv"'})

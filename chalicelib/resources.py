@@ -92,6 +92,10 @@ QUEUES: tuple[Queue, ...] = (
     # whoever was already served.
     Queue(key="send", env="SIYU_SEND_QUEUE_URL", handler="handlers.send.handler",
           visibility_timeout=720, max_receive_count=5, batch_size=4, consumer_timeout=120, consumer_memory=512),
+    # Package-code batches (issue 11 §2): one message mints a batch from its checkpoint, page by page,
+    # and re-queues itself before its timeout; a redelivery resumes at the checkpoint.
+    Queue(key="package-codes", env="SIYU_PACKAGE_CODES_QUEUE_URL", handler="handlers.package_codes.handler",
+          visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120),
 )
 
 STREAMS: tuple[Stream, ...] = (

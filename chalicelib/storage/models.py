@@ -519,3 +519,40 @@ class ChannelCode(Item, discriminator="channel_code"):
 
 class CodeCounter(Item, discriminator="code_counter"):
     n = NumberAttribute(default=0)
+
+
+# ---- package codes (issue 11 §2) -----------------------------------------------------------
+# | package batch       | B#<brand>                     | PKBATCH#<batch>     |
+# | package code        | B#<brand>#PKC#<code>          | PKCODE              |
+# | its spend           | B#<brand>#PKC#<code>          | SPENT               |
+
+class PackageBatch(Item, discriminator="package_batch"):
+    """A batch of package codes: minted by a worker page by page (`pages_done` is its checkpoint);
+    code i is derived from `secret` and i, so a page minted again after a crash is the same codes."""
+    brand_id = UnicodeAttribute()
+    batch_id = UnicodeAttribute()
+    count = NumberAttribute()
+    channel = UnicodeAttribute()
+    coupon_template_id = UnicodeAttribute()
+    secret = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    state = UnicodeAttribute()                    # minting | complete
+    pages_done = NumberAttribute(default=0)
+    minted = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+
+
+class PackageCode(Item, discriminator="package_code"):
+    batch_id = UnicodeAttribute()
+    index = NumberAttribute()
+    channel = UnicodeAttribute()
+    coupon_template_id = UnicodeAttribute()
+
+
+class PackageSpend(Item, discriminator="package_spend"):
+    """The first shopper to open the mini-program from a code: claimed before they join, and the
+    answer they got, replayed to their retries."""
+    openid = UnicodeAttribute()
+    claimed_at = UnicodeAttribute()
+    answer = UnicodeAttribute(null=True)
