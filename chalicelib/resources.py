@@ -94,7 +94,7 @@ QUEUES: tuple[Queue, ...] = (
           visibility_timeout=720, max_receive_count=5, batch_size=4, consumer_timeout=120, consumer_memory=512),
     # Package-code batches (issue 11 §2): one message mints a batch from its checkpoint, page by page,
     # and re-queues itself before its timeout; a redelivery resumes at the checkpoint.
-    Queue(key="package-codes", env="SIYU_PACKAGE_CODES_QUEUE_URL", handler="handlers.package_codes.handler",
+    Queue(key="mint", env="SIYU_MINT_QUEUE_URL", handler="handlers.package_codes.handler",
           visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120),
 )
 

@@ -29,7 +29,7 @@ from chalicelib.storage import package_codes as store
 from chalicelib.storage import tenancy
 from chalicelib.storage.models import Channel, PackageBatch
 
-QUEUE = "package-codes"
+QUEUE = "mint"                    # the package-code minting queue (resources.QUEUES)
 UNKNOWN_CODE_LIMIT = 20           # unknown package codes one shopper may try per guard window (5 min)
 STOP_BEFORE_MS = 15_000           # a worker re-queues its batch when less than this is left of its time
 
