@@ -57,6 +57,8 @@ VALID = {
         "orders": [{"order_id": f"o-{uuid.uuid4().hex[:8]}", "amount_cents": 100, "store_id": "sz",
                     "items": [{"sku": "tea-1", "name": "tea", "quantity": 1, "unit_price_cents": 100}]}],
         "refunds": [{"order_id": "o-1", "refund_id": "r-1", "amount_cents": 50}]},
+    "/admin/{brand_id}/package-codes": lambda: {"batch_id": "hpk", "count": 10, "channel": "S1",
+                                                "reward": {"coupon_template_id": "tpl_x"}},
 }
 
 
