@@ -160,9 +160,9 @@ def _quota_refusal(brand_id: str, app: str, label: str, wait: int) -> ApiError:
 
 def _report_quota(brand_id: str, app: str) -> None:
     """The share of the app's quota in use, as a metric the 80% alarm watches (infra)."""
-    percent = rules.used_percent(app, store.used(brand_id, app))
-    if percent is None:
+    if rules.quota(app) is None:
         return
+    percent = rules.used_percent(app, store.used(brand_id, app))
     with _metrics_lock:
         metrics.add_metric(name=f"{app.title()}CodeQuotaUsedPercent", unit="Percent", value=percent)
     if percent >= rules.ALARM_SHARE * 100:
