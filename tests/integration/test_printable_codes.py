@@ -234,3 +234,18 @@ def test_a_stores_sheet_has_one_a4_page_per_channel_code_with_its_code(stack, br
         brand.brand_id, "S3")} == {"S1", "S3"}
     assert store.codes_of_channel(brand.brand_id, "S4") == []
     assert brand.admin("GET", "/stores/nope/codes.pdf").json()["error"]["code"] == "unknown_store"
+
+
+def test_a_claim_whose_holder_died_is_taken_over_after_its_lease(stack, brand):
+    """A request claimed the code and its Lambda died before calling WeChat: once the lease has run
+    out, the next request takes the claim over and makes the code (counted once)."""
+    import time as clock
+    from chalicelib.domain import codes as rules
+    from chalicelib.storage import codes as store
+    store.claim(brand.brand_id, "S2", "oa", "cl_dead", clock.time() - rules.CLAIM_LEASE_SECONDS - 1)
+    assert store.used(brand.brand_id, "oa") == 1
+    r = get_code(brand, "S2", "oa", "json")
+    assert r.status_code == 200, r.text
+    item = store.get_code(brand.brand_id, "S2", "oa")
+    assert item.status == "ready" and item.claim_id != "cl_dead" and item.ticket == r.json()["ticket"]
+    assert store.used(brand.brand_id, "oa") == 1
