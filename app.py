@@ -209,7 +209,11 @@ def mp_login(brand_id):
 @api("/mp/{brand_id}/scan", methods=["POST"])
 def mp_scan(brand_id):
     session = mp_sessions.verify(brand_id, app.current_request.headers)
-    return onboarding.scan_from_mini_program(brand_id, session, body())
+    fields = body()
+    if isinstance(fields.get("scene"), str) and fields["scene"].startswith("pk."):     # a package code (§2)
+        status, answer = package_codes.scan(brand_id, session, fields["scene"])
+        return Response(answer, status_code=status)
+    return onboarding.scan_from_mini_program(brand_id, session, fields)
 
 
 # ---- coupons ---------------------------------------------------------------------------------
@@ -408,3 +412,62 @@ def guide_task_guides(brand_id, task_id):
 @api("/guide/{brand_id}/me/tasks", methods=["GET"])
 def guide_my_tasks(brand_id):
     return guide_tasks.my_tasks(brand_id, guides_svc.verify(brand_id, app.current_request.headers))
+# ---- printable codes (issue 11 §1) -----------------------------------------------------------
+
+codes = _OnFirstUse("chalicelib.services.codes")
+package_codes = _OnFirstUse("chalicelib.services.package_codes")
+code_sheets = _OnFirstUse("chalicelib.services.code_sheets")
+# API Gateway passes a PDF through as bytes only when its type is a binary media type (PNG already is)
+if "application/pdf" not in app.api.binary_types:
+    app.api.binary_types.append("application/pdf")
+
+
+@api("/admin/{brand_id}/channels/{scene}", methods=["PATCH", "DELETE"])
+def channel(brand_id, scene):
+    auth.require_brand_admin(caller(), brand_id)
+    if app.current_request.method == "DELETE":
+        return codes.delete_channel(brand_id, scene)
+    fields = body()
+    template = fields.get("welcome_coupon_template_id")
+    checks = coupons.template_exists_check(brand_id, template) if isinstance(template, str) else None
+    return codes.update_channel(brand_id, scene, fields, extra_checks=checks)
+
+
+@api("/admin/{brand_id}/channels/{scene}/code", methods=["GET"])
+def channel_code(brand_id, scene):
+    auth.require_brand_admin(caller(), brand_id)
+    content_type, payload = codes.code(brand_id, scene, app.current_request.query_params)
+    if content_type == "application/json":
+        return payload
+    return Response(payload, headers={"Content-Type": content_type, "Cache-Control": "private, max-age=300"})
+
+
+@api("/admin/{brand_id}/stores/{store_id}/codes.pdf", methods=["GET"])
+def store_code_sheets(brand_id, store_id):
+    auth.require_brand_admin(caller(), brand_id)
+    pdf = code_sheets.store_sheets(brand_id, store_id, app.current_request.query_params)
+    return Response(pdf, headers={"Content-Type": "application/pdf",
+                                  "Content-Disposition": f'inline; filename="{store_id}-codes.pdf"'})
+
+
+# ---- package codes (issue 11 §2) -------------------------------------------------------------
+
+@api("/admin/{brand_id}/package-codes", methods=["POST"])
+def create_package_codes(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    status, answer = package_codes.create(brand_id, body())
+    return Response(answer, status_code=status)
+
+
+@api("/admin/{brand_id}/package-codes/{batch_id}", methods=["GET"])
+def package_code_batch(brand_id, batch_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return package_codes.get(brand_id, batch_id)
+
+
+@api("/admin/{brand_id}/package-codes/{batch_id}/codes.csv", methods=["GET"])
+def package_code_csv(brand_id, batch_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return Response(package_codes.csv(brand_id, batch_id),
+                    headers={"Content-Type": "text/csv; charset=utf-8",
+                             "Content-Disposition": f'attachment; filename="{batch_id}.csv"'})

@@ -96,6 +96,10 @@ QUEUES: tuple[Queue, ...] = (
     # creating its WeCom group messages through the chunk ledger, and the delayed polls until due.
     Queue(key="guidetasks", env="SIYU_GUIDETASKS_QUEUE_URL", handler="handlers.guide_tasks.handler",
           visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120),
+    # Package-code batches (issue 11 §2): one message mints a batch from its checkpoint, page by page,
+    # and re-queues itself before its timeout; a redelivery resumes at the checkpoint.
+    Queue(key="mint", env="SIYU_MINT_QUEUE_URL", handler="handlers.package_codes.handler",
+          visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120),
 )
 
 STREAMS: tuple[Stream, ...] = (
@@ -127,6 +131,11 @@ WECOM_BASE_URL_ENV = "SIYU_WECOM_BASE_URL"
 SEND_CONCURRENCY_ENV = "SIYU_SEND_CONCURRENCY"
 SEND_CONCURRENCY_DEFAULT = 32
 WECHAT_BASE_URL_DEFAULT = "https://api.weixin.qq.com"
+# Printable codes (issue 11): the bucket their PNGs are kept in (created once, served from there), and
+# where an OA ticket's image is fetched (showqrcode lives on mp.weixin.qq.com, not the API host).
+CODES_BUCKET_ENV = "SIYU_CODES_BUCKET"
+SHOWQRCODE_BASE_URL_ENV = "SIYU_SHOWQRCODE_BASE_URL"
+SHOWQRCODE_BASE_URL_DEFAULT = "https://mp.weixin.qq.com"
 WECOM_BASE_URL_DEFAULT = "https://qyapi.weixin.qq.com"
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aws_cdk as cdk
-from aws_cdk import (aws_apigateway as apigateway, aws_cloudwatch as cloudwatch,
+from aws_cdk import (aws_s3 as s3, aws_apigateway as apigateway, aws_cloudwatch as cloudwatch,
                      aws_cloudwatch_actions as cw_actions, aws_dynamodb as dynamodb, aws_ec2 as ec2,
                      aws_events as events, aws_iam as iam, aws_lambda as lambda_,
                      aws_lambda_event_sources as sources, aws_logs as logs, aws_scheduler as scheduler,
@@ -69,6 +69,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 ALARM_PERIOD = cdk.Duration.minutes(5)
 API_5XX_RATE = 0.01
 STREAM_ITERATOR_AGE_MS = 5 * 60 * 1000
+CODE_QUOTA_ALARM_PERCENT = 80                # chalicelib.domain.codes.ALARM_SHARE
 CONFIG_ERROR_METRIC = "WeChatConfigError"   # emitted on WeChat 40164 / 60020: egress IP not whitelisted
 
 
@@ -226,6 +227,7 @@ class SiyuStack(cdk.Stack):
         self.bus = events.EventBus(self, "Bus", event_bus_name=f"siyu-{stage}")
         self.schedule_group = scheduler.CfnScheduleGroup(self, "Schedules", name=f"siyu-{stage}")
         self.scheduler_role = self._scheduler_role()
+        self.codes_bucket = self._codes_bucket()
 
         self.lambda_env = {
             **{spec.env: self.tables[spec.key].table_name for spec in resources.TABLES},
@@ -235,6 +237,8 @@ class SiyuStack(cdk.Stack):
             resources.SECRETS_PREFIX_ENV: secrets_prefix,
             resources.WECHAT_BASE_URL_ENV: wechat_base_url,
             resources.WECOM_BASE_URL_ENV: wecom_base_url,
+            resources.CODES_BUCKET_ENV: self.codes_bucket.bucket_name,
+            resources.SHOWQRCODE_BASE_URL_ENV: resources.SHOWQRCODE_BASE_URL_DEFAULT,
             "SIYU_STAGE": stage,
             "POWERTOOLS_SERVICE_NAME": "siyu",
             "POWERTOOLS_METRICS_NAMESPACE": "siyu",
@@ -325,7 +329,10 @@ class SiyuStack(cdk.Stack):
                 ec2.SubnetConfiguration(name="functions", subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS,
                                         cidr_mask=20)],
             gateway_endpoints={"DynamoDb": ec2.GatewayVpcEndpointOptions(
-                service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[private])})
+                service=ec2.GatewayVpcEndpointAwsService.DYNAMODB, subnets=[private]),
+                # printable codes' PNGs (the API in the VPC reads and writes them): free, off the NAT
+                "S3": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.S3,
+                                                    subnets=[private])})
         self.egress_subnets = private
         self.egress_sg = ec2.SecurityGroup(self, "WeChatCallers", vpc=self.vpc, allow_all_outbound=False,
                                            description="siyu functions that call WeChat: HTTPS out, nothing in")
@@ -437,6 +444,13 @@ class SiyuStack(cdk.Stack):
         return f"siyu-{self.stage}"
 
     # -- permissions ----------------------------------------------------------------------------
+    def _codes_bucket(self) -> s3.Bucket:
+        """The PNGs of the codes WeChat issued (issue 11): private, encrypted, TLS only; kept with the
+        table (a permanent OA code counts against the brand's quota forever, so it is never re-made)."""
+        return s3.Bucket(self, "Codes", encryption=s3.BucketEncryption.S3_MANAGED, enforce_ssl=True,
+                         block_public_access=s3.BlockPublicAccess.BLOCK_ALL, removal_policy=self.removal,
+                         auto_delete_objects=False)
+
     def _ssm_statements(self, prefix: str, write: bool) -> list[iam.PolicyStatement]:
         params = cdk.Arn.format(cdk.ArnComponents(service="ssm", resource="parameter",
                                                   resource_name=f"{prefix.lstrip('/')}/*"), self)
@@ -467,6 +481,10 @@ class SiyuStack(cdk.Stack):
             api_role.add_to_principal_policy(iam.PolicyStatement(
                 actions=["iam:PassRole"], resources=[self.scheduler_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": SCHEDULER_SERVICE}}))
+        # printable codes: the API stores each code's PNG once and serves it from there
+        api_role.add_to_principal_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            resources=[self.codes_bucket.arn_for_objects("codes/*")]))
         for fn in [*self.workers.values(), *self.stream_workers.values()]:
             main.grant_read_write_data(fn)
             self.bus.grant_put_events_to(fn)
@@ -545,6 +563,14 @@ class SiyuStack(cdk.Stack):
             period=ALARM_PERIOD), 1,
             "WeChat refused a call for configuration (40164 IP not whitelisted, 60020 not a trusted IP): "
             "whitelist the EgressIps output in the brand's OA / mini-program / WeCom console")
+        for app in ("oa", "wecom"):
+            # the API reports the share of a brand's WeChat code quota in use with each code it makes
+            self._alarm(f"{app.title()}CodeQuota", cloudwatch.Metric(
+                namespace=self.lambda_env["POWERTOOLS_METRICS_NAMESPACE"], metric_name=f"{app.title()}CodeQuotaUsedPercent",
+                dimensions_map={"service": self.lambda_env["POWERTOOLS_SERVICE_NAME"]}, statistic="Maximum",
+                period=ALARM_PERIOD), CODE_QUOTA_ALARM_PERCENT,
+                f"a brand has used {CODE_QUOTA_ALARM_PERCENT}% of its {app} code quota: reuse channel codes, "
+                "or delete WeCom contact ways no longer printed")
 
     def _domain(self) -> None:
         """The optional custom domain. In China, mini-programs only call ICP-filed HTTPS domains and the

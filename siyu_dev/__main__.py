@@ -58,7 +58,8 @@ DEMO_CHANNELS = [
 
 
 def http(method: str, url: str, payload=None, key: str | None = None, raw: bytes | None = None,
-         content_type: str = "application/json", headers: dict | None = None) -> tuple[int, object]:
+         content_type: str = "application/json", headers: dict | None = None,
+         raw_answer: bool = False) -> tuple[int, object]:
     data = raw if raw is not None else (json.dumps(payload).encode() if payload is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     req.add_header("Content-Type", content_type)
@@ -74,6 +75,8 @@ def http(method: str, url: str, payload=None, key: str | None = None, raw: bytes
         base = urllib.parse.urlsplit(url)
         reason = getattr(err, "reason", err)
         raise SystemExit(f"cannot reach {base.scheme}://{base.netloc} ({reason}); {NOT_RUNNING}") from None
+    if raw_answer and status < 400:
+        return status, body
     try:
         return status, json.loads(body)
     except ValueError:
@@ -154,6 +157,8 @@ Try it:
        {py} -m siyu_dev events
   8. The guide's workbench: Zhang San signs in from WeCom and sees their numbers and members (after 4):
        {py} -m siyu_dev guide --tag vip --task
+  9. Print the Futian counter's code (made once through WeChat, kept in S3; --app mp|wecom too) and scan it:
+       {py} -m siyu_dev code --scene S1 --app oa --openid o_printed_demo --pdf sz-futian
 """, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -404,6 +409,14 @@ def cmd_platform_key(args) -> None:
     print(f"platform key (shown once, stored only as its SHA-256): {key}")
 
 
+def cmd_code(args) -> None:
+    """Print a channel's code as a shop would (made once through WeChat's API, kept in S3), save the PNG,
+    scan it with a shopper's phone (the simulator sends WeChat's callback) and show the member siyu made,
+    attributed to the code's store, guide and channel. --pdf also saves the store's printable sheet."""
+    from siyu_dev import code_cmd
+    code_cmd.run(args, http=http, state=_state(), out_dir=STATE_FILE.parent)
+
+
 def _command(sub, name: str, func, help: str, examples: str):
     """A subcommand whose --help shows what it does (the function's docstring) and examples."""
     doc = textwrap.fill(" ".join((func.__doc__ or help).split()), 100)
@@ -462,6 +475,17 @@ def main(argv=None) -> None:
                   f"  AWS_PROFILE=siyu-deploy {py} platform-key --table siyu-prod-main")
     pk.add_argument("--table", default=None, help="the MainTableName output of the stack (or SIYU_TABLE)")
     pk.add_argument("--region", default=None, help="the stack's region (or AWS_REGION, or the profile's region)")
+    code = _command(sub, "code", cmd_code, "print a channel's code and scan it with a shopper's phone",
+                    f"{py} code --scene S1 --app oa --openid o_printed_demo --pdf sz-futian\n"
+                    f"{py} code --scene S2 --app mp --openid o_mp_printed\n"
+                    f"{py} code --scene S1 --app wecom --external-userid wm_printed_demo")
+    code.add_argument("--brand", default="demo")
+    code.add_argument("--scene", default="S1")
+    code.add_argument("--app", choices=["oa", "mp", "wecom"], default="oa")
+    code.add_argument("--openid", default="o_printed_demo")
+    code.add_argument("--unionid", default=None)
+    code.add_argument("--external-userid", default="wm_printed_demo")
+    code.add_argument("--pdf", default=None, metavar="STORE_ID", help="also save this store's printable sheet")
     args = parser.parse_args(argv)
     try:
         args.func(args)

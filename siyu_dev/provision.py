@@ -82,4 +82,14 @@ def provision(stage: str = "local") -> dict[str, str]:
     # the emulator does not assume roles; the ARN only has to look like the one infra/ creates
     env[resources.SCHEDULES.role_env] = f"arn:{aws.partition()}:iam::000000000000:role/{name(stage, 'scheduler')}"
     env[resources.SECRETS_PREFIX_ENV] = f"/siyu/{stage}/brands"
+    env[resources.CODES_BUCKET_ENV] = _create_bucket(name(stage, "codes"))
     return env
+
+
+def _create_bucket(bucket: str) -> str:
+    s3 = aws.client("s3")
+    try:
+        s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": aws.region()})
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        pass
+    return bucket

@@ -70,6 +70,7 @@ class LocalStack:
         self.wechat_port = int(self.wechat_url.rsplit(":", 1)[1])
         os.environ["SIYU_WECHAT_BASE_URL"] = self.wechat_url
         os.environ["SIYU_WECOM_BASE_URL"] = self.wechat_url
+        os.environ["SIYU_SHOWQRCODE_BASE_URL"] = self.wechat_url
 
         from chalicelib.services.auth import new_key
         from chalicelib.storage import tenancy

@@ -64,6 +64,7 @@ class State:
         self.tokens: dict[str, tuple[str, float]] = {}  # token -> (app_id, issued_at)
         self.welcome_codes_used: set[str] = set()
         self.guides = None                            # siyu_dev.wecom_guides_sim, made on first use
+        self.extra: dict = {}                        # state of the modules below that add APIs (CONTROL)
 
 
 class Reply(Exception):
@@ -201,6 +202,8 @@ class WeChatSimulator:
         payload = json.loads(body or b"{}") if method == "POST" else {}
         if what.startswith("wecom/") and what[6:] in wecom_guides_sim.CONTROL:
             wecom_guides_sim.control(self, method, what[6:], payload)
+        if what in CONTROL:
+            CONTROL[what](self, payload)        # raises its Reply; runs without the lock (it may call siyu)
         with st.lock:
             if what == "health":
                 raise Reply(200, {"ok": True})
@@ -409,6 +412,14 @@ ROUTES = {
     "wxa/getwxacodeunlimit": _wxacode,
     **{api: _send(api) for api in SEND_APIS},
 }
+CONTROL: dict = {}
+
+# Printable codes and the shopper's phone (issue 11 §1): a module of their own, routed from here.
+from siyu_dev import wechat_sim_codes  # noqa: E402 - it extends the tables above
+
+ROUTES.update(wechat_sim_codes.ROUTES)
+CONTROL.update(wechat_sim_codes.CONTROL)
+ERRMSG.update(wechat_sim_codes.ERRMSG)
 
 # guides: WeCom login, corp tags, group messages held until the guide confirms (siyu_dev.wecom_guides_sim)
 from siyu_dev import wecom_guides_sim  # noqa: E402 - it reads this module's Reply/_err at call time
@@ -431,4 +442,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # through the imported module, so the modules that extend it raise the Reply it catches
+    from siyu_dev.wechat_sim import main as imported_main
+    imported_main()

@@ -153,4 +153,5 @@ def channel(body: dict) -> dict:
         "tags": sorted(set(tags)),
         "welcome_coupon_template_id": text(template, "welcome_coupon_template_id", max_len=64, required=False),
         "welcome_message": text(body.get("welcome_message"), "welcome_message", max_len=600, required=False),
+        "page": text(body.get("page"), "page", max_len=128, required=False),
     }

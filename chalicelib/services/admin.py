@@ -89,7 +89,7 @@ def channel_view(c: Channel) -> dict:
             "tags": list(c.tags or []), "welcome_coupon_template_id": c.welcome_coupon_template_id,
             "welcome_message": c.welcome_message, "created_at": c.created_at,
             # what to print: the OA QR scene and the mini-program code's scene carry this value
-            "oa_qr_scene": c.scene, "mp_scene": c.scene}
+            "oa_qr_scene": c.scene, "mp_scene": c.scene, "page": c.page}
 
 
 def create_guide(brand_id: str, body: dict) -> dict:

@@ -151,6 +151,7 @@ class Channel(Item, discriminator="channel"):
     welcome_coupon_template_id = UnicodeAttribute(null=True)
     welcome_message = UnicodeAttribute(null=True)
     created_at = UnicodeAttribute()
+    page = UnicodeAttribute(null=True)            # the mini-program page its mp code opens
 
 
 class AppClaim(Item, discriminator="app_claim"):
@@ -580,3 +581,68 @@ class GuideTaskPointer(Item, discriminator="guide_task_pointer"):
 class WecomDaily(Item, discriminator="wecom_daily"):
     """A customer received a group message from the brand on this day: WeCom allows one a day."""
     n = NumberAttribute(default=1)
+
+
+# ---- printable codes (issue 11) ------------------------------------------------------------
+# | channel code's code | B#<brand>                     | CODE#<scene>#<app>  |
+# | code quota counter  | B#<brand>                     | CODEQUOTA#<app>     |
+# | mp per-minute count | B#<brand>#CODERATE            | <app>#<minute>      |
+
+class ChannelCode(Item, discriminator="channel_code"):
+    """The code WeChat issued for one channel and app: claimed before WeChat is called (so one
+    request creates it), then `created` (WeChat's ids known), then `ready` (its PNG in S3)."""
+    brand_id = UnicodeAttribute()
+    scene = UnicodeAttribute()
+    app = UnicodeAttribute()
+    status = UnicodeAttribute()                   # claimed | unknown | created | ready
+    claim_id = UnicodeAttribute()
+    claimed_at = NumberAttribute()
+    ticket = UnicodeAttribute(null=True)          # oa
+    config_id = UnicodeAttribute(null=True)       # wecom
+    user_id = UnicodeAttribute(null=True)         # wecom: the guide's UserID the contact way adds
+    url = UnicodeAttribute(null=True)             # what the code encodes / WeChat's link to it
+    image_url = UnicodeAttribute(null=True)       # where WeChat serves the image (oa showqrcode, wecom qr_code)
+    s3_key = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    code_expires_at = UnicodeAttribute(null=True)  # not `expires_at`: that one is the table's TTL
+
+
+class CodeCounter(Item, discriminator="code_counter"):
+    n = NumberAttribute(default=0)
+
+
+# ---- package codes (issue 11 §2) -----------------------------------------------------------
+# | package batch       | B#<brand>                     | PKBATCH#<batch>     |
+# | package code        | B#<brand>#PKC#<code>          | PKCODE              |
+# | its spend           | B#<brand>#PKC#<code>          | SPENT               |
+
+class PackageBatch(Item, discriminator="package_batch"):
+    """A batch of package codes: minted by a worker page by page (`pages_done` is its checkpoint);
+    code i is derived from `secret` and i, so a page minted again after a crash is the same codes."""
+    brand_id = UnicodeAttribute()
+    batch_id = UnicodeAttribute()
+    count = NumberAttribute()
+    channel = UnicodeAttribute()
+    coupon_template_id = UnicodeAttribute()
+    secret = UnicodeAttribute()
+    request_hash = UnicodeAttribute()
+    state = UnicodeAttribute()                    # minting | complete
+    pages_done = NumberAttribute(default=0)
+    minted = NumberAttribute(default=0)
+    created_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+
+
+class PackageCode(Item, discriminator="package_code"):
+    batch_id = UnicodeAttribute()
+    index = NumberAttribute()
+    channel = UnicodeAttribute()
+    coupon_template_id = UnicodeAttribute()
+
+
+class PackageSpend(Item, discriminator="package_spend"):
+    """The first shopper to open the mini-program from a code: claimed before they join, and the
+    answer they got, replayed to their retries."""
+    openid = UnicodeAttribute()
+    claimed_at = UnicodeAttribute()
+    answer = UnicodeAttribute(null=True)

@@ -64,6 +64,8 @@ VALID = {
                                                   "title": "new in", "appid": "wxmp1", "page": "pages/index",
                                                   "pic_media_id": "MEDIA1"}},
                                               "send_at": _future(), "due_at": _future(3)},
+    "/admin/{brand_id}/package-codes": lambda: {"batch_id": "hpk", "count": 10, "channel": "S1",
+                                                "reward": {"coupon_template_id": "tpl_x"}},
 }
 
 

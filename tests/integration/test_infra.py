@@ -506,7 +506,7 @@ def test_aws_services_are_reached_through_vpc_endpoints(deployed):
                if e["Properties"]["VpcEndpointType"] == "Gateway"}
     interface = {service(e["Properties"]): e["Properties"] for e in endpoints.values()
                  if e["Properties"]["VpcEndpointType"] == "Interface"}
-    assert set(gateway) == {"dynamodb"}
+    assert set(gateway) == {"dynamodb", "s3"}
     assert sorted(gateway["dynamodb"]["RouteTableIds"], key=json.dumps) == route_tables
     assert set(interface) == {"sqs", "ssm", "events", "scheduler"}
     [function_sg] = vpc_config["SecurityGroupIds"]
@@ -632,3 +632,34 @@ def test_a_custom_domain_maps_to_the_api_stage(synthesized):
     assert own["Outputs"]["ApiCustomUrl"]["Value"] == f"https://{DOMAIN}/"
     for name in ("china", "global"):
         assert not of_type(synthesized[name], "AWS::ApiGateway::DomainName")
+
+
+# ---- printable codes (issue 11) ------------------------------------------------------------------
+
+def test_codes_bucket_is_private_encrypted_and_only_the_api_writes_its_codes(deployed):
+    bucket = logical_id(deployed, "Codes", "AWS::S3::Bucket")
+    props = properties(deployed, bucket)
+    assert props["PublicAccessBlockConfiguration"] == {"BlockPublicAcls": True, "BlockPublicPolicy": True,
+                                                       "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "AES256"}
+    api = next(p for p in functions(deployed).values() if p["Handler"] == "app.app")
+    env = api["Environment"]["Variables"]
+    assert env[resources.CODES_BUCKET_ENV] == {"Ref": bucket}
+    assert env[resources.SHOWQRCODE_BASE_URL_ENV] == resources.SHOWQRCODE_BASE_URL_DEFAULT
+    statements = statements_of(deployed, role_of(api))
+    objects = [s for s in statements if refers_to(s["Resource"], bucket)]
+    assert [sorted(as_list(s["Action"])) for s in objects] == [["s3:DeleteObject", "s3:GetObject", "s3:PutObject"]]
+    assert "codes/*" in json.dumps(objects[0]["Resource"])
+    for logical, fn in functions(deployed).items():
+        if fn["Handler"] != "app.app":
+            assert not any(refers_to(s["Resource"], bucket) for s in statements_of(deployed, role_of(fn))), logical
+
+
+def test_code_quota_alarms_fire_at_80_percent(deployed):
+    env = next(p for p in functions(deployed).values() if p["Handler"] == "app.app")["Environment"]["Variables"]
+    for app in ("Oa", "Wecom"):
+        [alarm] = alarms_on(deployed, f"{app}CodeQuotaUsedPercent",
+                            [{"Name": "service", "Value": env["POWERTOOLS_SERVICE_NAME"]}])
+        assert (alarm["Namespace"], alarm["Statistic"], alarm["Threshold"]) == ("siyu", "Maximum", 80)
+        assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
