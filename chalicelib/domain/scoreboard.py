@@ -151,7 +151,8 @@ def coupon_redeemed(*, day: str, store_id: str, member: Keys, discount_cents: in
 
 def order_carried(*, day: str, store_id: str | None, amount_cents: int, template_ids: list[str]) -> list[Delta]:
     """An order that carried redemptions of these templates: each template's `order_gmv_cents` (the
-    order's amount as recorded, once per template however many of its coupons the order used)."""
+    order's amount as recorded, once per template however many of its coupons the order used). A
+    refund of such an order passes its amount negated: the templates' order GMV is net of refunds."""
     return [d for t in sorted(set(template_ids)) for d in _template(t, day, store_id, {"order_gmv_cents": amount_cents})]
 
 

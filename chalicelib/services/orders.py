@@ -70,9 +70,14 @@ def _order_counters(brand_id: str, o: rules.Order, who: rules.Attribution, numbe
     deltas = score.order_recorded(day=day, amount_cents=o.amount_cents,
                                   where=score.Keys(who.store_id, who.guide_id, who.channel), number=number,
                                   member=_cohort(member, tz) if member is not None else None)
-    templates = [found[store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids]
-    deltas += score.order_carried(day=day, store_id=o.store_id, amount_cents=o.amount_cents, template_ids=templates)
+    deltas += score.order_carried(day=day, store_id=o.store_id, amount_cents=o.amount_cents,
+                                  template_ids=_templates(brand_id, o, found))
     return counters.extender(brand_id, deltas, counters.shard_of(o.order_id))
+
+
+def _templates(brand_id: str, o: rules.Order, found: dict) -> list[str]:
+    """The coupon templates of the order's redemptions, distinct and sorted (kept on the order)."""
+    return sorted({found[store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids})
 
 
 def _check_redemptions(o: rules.Order, found: dict, brand_id: str) -> None:
@@ -111,6 +116,7 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
         try:
             store.record_order(brand_id, o, who=who, totals=totals, source=source, idem=idem, response=answer,
                                now=_now(), check_store=check_store, check_guide=o.guide_id is not None,
+                               template_ids=_templates(brand_id, o, found),
                                extend=_order_counters(brand_id, o, who, answer["member_order_number"], member, tz,
                                                       found))
             count("OrdersRecorded")
@@ -170,12 +176,17 @@ def record_at_till(brand_id: str, store_id: str, body: dict, idem_key: str | Non
 
 
 def _refund_counters(brand_id: str, r: rules.Refund, order, tz: str):
-    """The counters a refund moves: the refund day's sales where the order was credited, and the
-    cohort of the order's member (read once: a member's join and first touch never change)."""
+    """The counters a refund moves: the refund day's sales where the order was credited, the cohort
+    of the order's member (read once: a member's join and first touch never change), and the
+    `order_gmv_cents` of the templates whose redemptions the order carried (on the refund's day, at
+    the order's store, as the sales)."""
     member = members.get_member(brand_id, order.member_id) if order.member_id else None
-    deltas = score.order_refunded(day=score.local_day(r.occurred_at, tz), amount_cents=r.amount_cents,
+    day = score.local_day(r.occurred_at, tz)
+    deltas = score.order_refunded(day=day, amount_cents=r.amount_cents,
                                   where=score.Keys(order.store_id, order.guide_id, order.channel),
                                   member=_cohort(member, tz) if member is not None else None)
+    deltas += score.order_carried(day=day, store_id=order.store_id, amount_cents=-r.amount_cents,
+                                  template_ids=list(order.template_ids or []))
     return counters.extender(brand_id, deltas, counters.shard_of(r.refund_id))
 
 
