@@ -197,7 +197,8 @@ def query(params: dict | None, *, dimensions: tuple[str, ...] = DIMENSIONS, toda
 def with_rates(metrics: dict[str, int]) -> dict:
     row = {name: int(metrics.get(name, 0)) for name in METRICS}
     for rate, (num, den) in RATES.items():
-        row[rate] = round(row[num] / row[den], 4) if row[den] else None
+        # None when the denominator is 0, or below 0: a day whose refunds outweigh its sales has no share
+        row[rate] = round(row[num] / row[den], 4) if row[den] > 0 else None
     return row
 
 

@@ -20,6 +20,7 @@ from chalicelib.storage import members, tenancy
 from chalicelib.storage import orders as store
 from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.coupons import idem_pk
+from chalicelib.storage.coupons import parse as parse_time
 from chalicelib.storage.members import member_key
 from chalicelib.storage.tx import Conflicted
 
@@ -204,6 +205,10 @@ def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
             raise NotFound(f"no order {r.order_id}" + (" at this store" if store_id else ""), code="unknown_order")
         if store.refund_key(brand_id, r.refund_id) in found:
             raise Conflict(f"refund {r.refund_id} was recorded before", code="refund_exists")
+        if r.time_given and r.occurred_at < parse_time(order.occurred_at):
+            # the refund's day is where the scoreboard takes the sales off: never before the sale
+            raise BadRequest(f"occurred_at is before order {r.order_id}'s ({order.occurred_at})",
+                             code="invalid_occurred_at")
         refusal = rules.refund_refusal(int(order.amount_cents), int(order.refunded_cents or 0), r.amount_cents)
         if refusal:
             raise Conflict(f"refunds of order {r.order_id} would exceed its {int(order.amount_cents)} cents "
@@ -278,18 +283,22 @@ def _summary(outcomes: list) -> dict:
 
 
 def import_orders(brand_id: str, body: dict) -> dict:
-    """POST /admin/{brand}/order-imports: `{orders: [...], refunds?: [...]}`, each row recorded on its
-    own (IMPORT_PARALLEL at a time), refunds after the orders so they may refund orders of the same call.
+    """POST /admin/{brand}/order-imports: `{orders?: [...], refunds?: [...]}` (not both empty), each row
+    recorded on its own (IMPORT_PARALLEL at a time), refunds after the orders so they may refund orders of
+    the same call.
     200 `{accepted, duplicates, rejected: [{index, code, message}], refunds: {same}}`."""
     tz = tenancy.require_brand(brand_id).timezone
-    rows, refunds = body.get("orders"), body.get("refunds", [])
+    rows, refunds = body.get("orders", []), body.get("refunds", [])
     if set(body) - {"orders", "refunds"}:
-        raise BadRequest("an import is {orders: [...], refunds?: [...]}", code="unknown_field")
-    if not isinstance(rows, list) or not 0 < len(rows) <= rules.MAX_IMPORT_ORDERS:
-        raise BadRequest(f"orders must be a list of 1 to {rules.MAX_IMPORT_ORDERS} orders", code="invalid_orders")
+        raise BadRequest("an import is {orders?: [...], refunds?: [...]}", code="unknown_field")
+    if not isinstance(rows, list) or len(rows) > rules.MAX_IMPORT_ORDERS:
+        raise BadRequest(f"orders must be a list of at most {rules.MAX_IMPORT_ORDERS} orders", code="invalid_orders")
     if not isinstance(refunds, list) or len(refunds) > rules.MAX_IMPORT_REFUNDS:
         raise BadRequest(f"refunds must be a list of at most {rules.MAX_IMPORT_REFUNDS} refunds",
                          code="invalid_refunds")
+    if not rows and not refunds:
+        # an ERP sends a day's refunds on their own, after the orders it sent before
+        raise BadRequest("an import holds at least one order or refund", code="invalid_orders")
     now = _now()
     outcomes = _in_groups(rows, ("member_id", "unionid", "openid"), lambda row: _import_one(brand_id, row, now, tz))
     refund_outcomes = _in_groups(refunds, ("order_id",), lambda row: _import_refund(brand_id, row, now, tz))

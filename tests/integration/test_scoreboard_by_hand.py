@@ -230,3 +230,39 @@ def test_the_order_keeps_its_templates_for_its_refunds(story):
     brand, t1 = story[0], story[1]
     assert Order.get(*order_key(brand.brand_id, "o2")).template_ids == [t1]
     assert Order.get(*order_key(brand.brand_id, "o1")).template_ids is None
+
+
+def test_a_refund_dated_before_its_order_is_refused_and_counts_nothing(make_brand):
+    """An imported refund's day is where the scoreboard takes the sales off: never before the sale."""
+    brand = make_brand("refund-day")
+    now = datetime.now(timezone.utc)
+    ok(brand.admin("POST", "/order-imports", {"orders": [
+        {"order_id": "late", "amount_cents": 5000, "store_id": "sz", "occurred_at": now.isoformat()}]}), 200)
+    before = (now - timedelta(days=2)).isoformat()
+    answer = ok(brand.admin("POST", "/order-imports", {"orders": [{"order_id": "late", "amount_cents": 5000,
+                                                                   "store_id": "sz", "occurred_at": now.isoformat()}],
+                                                       "refunds": [{"order_id": "late", "refund_id": "early",
+                                                                    "amount_cents": 100, "occurred_at": before}]}),
+                200)
+    assert [r["code"] for r in answer["refunds"]["rejected"]] == ["invalid_occurred_at"], answer
+    first, last = (now - timedelta(days=3)).astimezone(TZ).date(), now.astimezone(TZ).date()
+    totals = ok(brand.admin("GET", f"/stats?from={first}&to={last}&by=day"), 200)["totals"]
+    assert (totals["orders"], totals["gmv_cents"], totals["refunded_cents"]) == (1, 5000, 0)
+    later = {"order_id": "late", "refund_id": "ontime", "amount_cents": 100, "occurred_at": now.isoformat()}
+    assert ok(brand.admin("POST", "/order-imports", {"refunds": [later]}), 200)["refunds"]["accepted"] == 1
+
+
+def test_an_import_of_refunds_alone_and_an_empty_import(make_brand):
+    """An ERP sends a day's refunds on their own, after the orders; an import of nothing is a 400."""
+    brand = make_brand("refunds-only")
+    ok(brand.admin("POST", "/order-imports", {"orders": [{"order_id": "x", "amount_cents": 900, "store_id": "sh"}]}),
+       200)
+    answer = ok(brand.admin("POST", "/order-imports",
+                            {"refunds": [{"order_id": "x", "refund_id": "rx", "amount_cents": 300}]}), 200)
+    assert (answer["accepted"], answer["refunds"]["accepted"]) == (0, 1), answer
+    today = datetime.now(TZ).date().isoformat()
+    rows = ok(brand.admin("GET", f"/stats?from={today}&to={today}&by=store"), 200)["rows"]
+    assert [(r["key"], r["gmv_cents"], r["refunded_cents"]) for r in rows] == [("sh", 600, 300)]
+    for empty in ({}, {"orders": [], "refunds": []}):
+        r = brand.admin("POST", "/order-imports", empty)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_orders", r.text
