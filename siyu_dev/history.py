@@ -102,7 +102,7 @@ def plan(today: date, days: int = DAYS, seed: int = SEED) -> list[Day]:
                 amount = row["amount_cents"] if rng.random() < 0.5 else row["amount_cents"] // 2
                 out[later].refunds.append({"order_id": row["order_id"], "refund_id": f"r-{row['order_id']}",
                                            "amount_cents": amount,
-                                           "occurred_at": at(out[later].day, 600).isoformat()})
+                                           "occurred_at": at(out[later].day, 840).isoformat()})
     return out
 
 
