@@ -8,6 +8,7 @@
     python -m siyu_dev campaign --wait                      # a subscribe credit and a campaign in a minute
     python -m siyu_dev events --follow                      # the latest domain events, then new ones live
     python -m siyu_dev guide --tag vip --task               # the guide's workbench (siyu_dev.guide_cli)
+    python -m siyu_dev order                                # an order at the till; the stats it moved
     python -m siyu_dev platform-key --region cn-north-1 --table <MainTableName>   # a deployed stack
 
 Every command but `run` and `platform-key` talks to the stack `make run` started (its addresses and
@@ -126,6 +127,9 @@ def cmd_run(args) -> None:
     STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
     STATE_FILE.write_text(json.dumps(state, indent=2, ensure_ascii=False))
     EVENTS_FILE.write_text("")     # a new stack, a new bus: no event of the previous run is shown as this one's
+    stop = threading.Event()
+    from siyu_dev import history
+    history.seed_in_background(state, STATE_FILE, stop.is_set)     # a month for the scoreboard (siyu_dev.history)
     py = sys.executable if not sys.executable.startswith(os.getcwd()) else ".venv/bin/python"
     print(f"""
 siyu is up in {time.monotonic() - started:.1f}s — everything on 127.0.0.1, Ctrl-C stops it.
@@ -155,18 +159,27 @@ Try it:
   7. What siyu sent to WeChat, and the events on the bus (the latest; --follow for new ones):
        curl -s {stack.wechat_url}/__sim/sent
        {py} -m siyu_dev events
-  8. The guide's workbench: Zhang San signs in from WeCom and sees their numbers and members (after 4):
+  8. The scoreboard: a month of history (members from S1, S2, S3 and no code, orders, refunds, coupons)
+     is being written in the background (a line below says when). Then, per store (or day, guide, channel):
+       curl -s -H "Authorization: Bearer {keys['admin_key']}" '{stack.api_url}/admin/demo/stats?from={_today(30)}&to={_today()}&by=store'
+     and an order at the Futian till for a demo member, with the figures it moved:
+       {py} -m siyu_dev order
+  9. The guide's workbench: Zhang San signs in from WeCom and sees their numbers and members (after 4):
        {py} -m siyu_dev guide --tag vip --task
-  9. Print the Futian counter's code (made once through WeChat, kept in S3; --app mp|wecom too) and scan it:
+  10. Print the Futian counter's code (made once through WeChat, kept in S3; --app mp|wecom too) and scan it:
        {py} -m siyu_dev code --scene S1 --app oa --openid o_printed_demo --pdf sz-futian
 """, flush=True)
-    stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     print("stopping…", flush=True)
     stack.stop()
     STATE_FILE.unlink(missing_ok=True)      # the keys in it die with the stack
+
+
+def _today(days_ago: int = 0) -> str:
+    from zoneinfo import ZoneInfo
+    return (datetime.now(ZoneInfo(DEMO_BRAND["timezone"])).date() - timedelta(days=days_ago)).isoformat()
 
 
 def _state() -> dict:
@@ -470,6 +483,8 @@ def main(argv=None) -> None:
     events.add_argument("--follow", "-f", action="store_true", help="then print new events as they arrive (Ctrl-C stops)")
     from siyu_dev import guide_cli
     guide_cli.register(sub, _command, py)
+    from siyu_dev import order_demo
+    order_demo.add_parser(sub, _command)
     pk = _command(sub, "platform-key", cmd_platform_key, "register a new platform key in a deployed stack",
                   f"{py} platform-key --region cn-north-1 --table siyu-prod-main\n"
                   f"  AWS_PROFILE=siyu-deploy {py} platform-key --table siyu-prod-main")

@@ -151,7 +151,8 @@ def coupon_redeemed(*, day: str, store_id: str, member: Keys, discount_cents: in
 
 def order_carried(*, day: str, store_id: str | None, amount_cents: int, template_ids: list[str]) -> list[Delta]:
     """An order that carried redemptions of these templates: each template's `order_gmv_cents` (the
-    order's amount as recorded, once per template however many of its coupons the order used)."""
+    order's amount as recorded, once per template however many of its coupons the order used). A
+    refund of such an order passes its amount negated: the templates' order GMV is net of refunds."""
     return [d for t in sorted(set(template_ids)) for d in _template(t, day, store_id, {"order_gmv_cents": amount_cents})]
 
 
@@ -196,7 +197,8 @@ def query(params: dict | None, *, dimensions: tuple[str, ...] = DIMENSIONS, toda
 def with_rates(metrics: dict[str, int]) -> dict:
     row = {name: int(metrics.get(name, 0)) for name in METRICS}
     for rate, (num, den) in RATES.items():
-        row[rate] = round(row[num] / row[den], 4) if row[den] else None
+        # None when the denominator is 0, or below 0: a day whose refunds outweigh its sales has no share
+        row[rate] = round(row[num] / row[den], 4) if row[den] > 0 else None
     return row
 
 

@@ -338,8 +338,10 @@ def _replay(record, request_hash: str) -> tuple[int, dict]:
     return int(record.status), json.loads(record.response)
 
 
-def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None) -> tuple[int, dict]:
-    """Redeem once per Idempotency-Key: a retry gets the first answer again, byte for byte."""
+def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None, *,
+           now: datetime | None = None) -> tuple[int, dict]:
+    """Redeem once per Idempotency-Key: a retry gets the first answer again, byte for byte. `now`: the
+    till's moment (the demo's month of history, siyu_dev.history); the API always redeems at the present."""
     if not idem_key or len(idem_key) > 128 or not idem_key.isprintable():
         raise BadRequest("send an Idempotency-Key header (order id or request number), 1-128 characters",
                          code="missing_idempotency_key")
@@ -354,7 +356,7 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None) -> tu
     request_hash = _request_hash({"code": body.get("code"), "order_id": order_id, "order_amount_cents": amount,
                                   "till_id": till_id})
     code = rules.normalize_code(body.get("code"))
-    now_ts = time.time()
+    now_ts = now.timestamp() if now is not None else time.time()
     coupon, guard, record = store.till_read(brand_id, store_id, code, idem_key, now_ts)
     if record is not None:
         return _replay(record, request_hash)

@@ -20,6 +20,7 @@ from chalicelib.storage import members, tenancy
 from chalicelib.storage import orders as store
 from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.coupons import idem_pk
+from chalicelib.storage.coupons import parse as parse_time
 from chalicelib.storage.members import member_key
 from chalicelib.storage.tx import Conflicted
 
@@ -70,9 +71,14 @@ def _order_counters(brand_id: str, o: rules.Order, who: rules.Attribution, numbe
     deltas = score.order_recorded(day=day, amount_cents=o.amount_cents,
                                   where=score.Keys(who.store_id, who.guide_id, who.channel), number=number,
                                   member=_cohort(member, tz) if member is not None else None)
-    templates = [found[store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids]
-    deltas += score.order_carried(day=day, store_id=o.store_id, amount_cents=o.amount_cents, template_ids=templates)
+    deltas += score.order_carried(day=day, store_id=o.store_id, amount_cents=o.amount_cents,
+                                  template_ids=_templates(brand_id, o, found))
     return counters.extender(brand_id, deltas, counters.shard_of(o.order_id))
+
+
+def _templates(brand_id: str, o: rules.Order, found: dict) -> list[str]:
+    """The coupon templates of the order's redemptions, distinct and sorted (kept on the order)."""
+    return sorted({found[store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids})
 
 
 def _check_redemptions(o: rules.Order, found: dict, brand_id: str) -> None:
@@ -111,6 +117,7 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
         try:
             store.record_order(brand_id, o, who=who, totals=totals, source=source, idem=idem, response=answer,
                                now=_now(), check_store=check_store, check_guide=o.guide_id is not None,
+                               template_ids=_templates(brand_id, o, found),
                                extend=_order_counters(brand_id, o, who, answer["member_order_number"], member, tz,
                                                       found))
             count("OrdersRecorded")
@@ -170,12 +177,17 @@ def record_at_till(brand_id: str, store_id: str, body: dict, idem_key: str | Non
 
 
 def _refund_counters(brand_id: str, r: rules.Refund, order, tz: str):
-    """The counters a refund moves: the refund day's sales where the order was credited, and the
-    cohort of the order's member (read once: a member's join and first touch never change)."""
+    """The counters a refund moves: the refund day's sales where the order was credited, the cohort
+    of the order's member (read once: a member's join and first touch never change), and the
+    `order_gmv_cents` of the templates whose redemptions the order carried (on the refund's day, at
+    the order's store, as the sales)."""
     member = members.get_member(brand_id, order.member_id) if order.member_id else None
-    deltas = score.order_refunded(day=score.local_day(r.occurred_at, tz), amount_cents=r.amount_cents,
+    day = score.local_day(r.occurred_at, tz)
+    deltas = score.order_refunded(day=day, amount_cents=r.amount_cents,
                                   where=score.Keys(order.store_id, order.guide_id, order.channel),
                                   member=_cohort(member, tz) if member is not None else None)
+    deltas += score.order_carried(day=day, store_id=order.store_id, amount_cents=-r.amount_cents,
+                                  template_ids=list(order.template_ids or []))
     return counters.extender(brand_id, deltas, counters.shard_of(r.refund_id))
 
 
@@ -193,6 +205,10 @@ def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
             raise NotFound(f"no order {r.order_id}" + (" at this store" if store_id else ""), code="unknown_order")
         if store.refund_key(brand_id, r.refund_id) in found:
             raise Conflict(f"refund {r.refund_id} was recorded before", code="refund_exists")
+        if r.time_given and r.occurred_at < parse_time(order.occurred_at):
+            # the refund's day is where the scoreboard takes the sales off: never before the sale
+            raise BadRequest(f"occurred_at is before order {r.order_id}'s ({order.occurred_at})",
+                             code="invalid_occurred_at")
         refusal = rules.refund_refusal(int(order.amount_cents), int(order.refunded_cents or 0), r.amount_cents)
         if refusal:
             raise Conflict(f"refunds of order {r.order_id} would exceed its {int(order.amount_cents)} cents "
@@ -267,18 +283,22 @@ def _summary(outcomes: list) -> dict:
 
 
 def import_orders(brand_id: str, body: dict) -> dict:
-    """POST /admin/{brand}/order-imports: `{orders: [...], refunds?: [...]}`, each row recorded on its
-    own (IMPORT_PARALLEL at a time), refunds after the orders so they may refund orders of the same call.
+    """POST /admin/{brand}/order-imports: `{orders?: [...], refunds?: [...]}` (not both empty), each row
+    recorded on its own (IMPORT_PARALLEL at a time), refunds after the orders so they may refund orders of
+    the same call.
     200 `{accepted, duplicates, rejected: [{index, code, message}], refunds: {same}}`."""
     tz = tenancy.require_brand(brand_id).timezone
-    rows, refunds = body.get("orders"), body.get("refunds", [])
+    rows, refunds = body.get("orders", []), body.get("refunds", [])
     if set(body) - {"orders", "refunds"}:
-        raise BadRequest("an import is {orders: [...], refunds?: [...]}", code="unknown_field")
-    if not isinstance(rows, list) or not 0 < len(rows) <= rules.MAX_IMPORT_ORDERS:
-        raise BadRequest(f"orders must be a list of 1 to {rules.MAX_IMPORT_ORDERS} orders", code="invalid_orders")
+        raise BadRequest("an import is {orders?: [...], refunds?: [...]}", code="unknown_field")
+    if not isinstance(rows, list) or len(rows) > rules.MAX_IMPORT_ORDERS:
+        raise BadRequest(f"orders must be a list of at most {rules.MAX_IMPORT_ORDERS} orders", code="invalid_orders")
     if not isinstance(refunds, list) or len(refunds) > rules.MAX_IMPORT_REFUNDS:
         raise BadRequest(f"refunds must be a list of at most {rules.MAX_IMPORT_REFUNDS} refunds",
                          code="invalid_refunds")
+    if not rows and not refunds:
+        # an ERP sends a day's refunds on their own, after the orders it sent before
+        raise BadRequest("an import holds at least one order or refund", code="invalid_orders")
     now = _now()
     outcomes = _in_groups(rows, ("member_id", "unionid", "openid"), lambda row: _import_one(brand_id, row, now, tz))
     refund_outcomes = _in_groups(refunds, ("order_id",), lambda row: _import_refund(brand_id, row, now, tz))

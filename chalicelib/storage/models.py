@@ -358,6 +358,7 @@ class Order(Item, discriminator="order"):
     till_id = UnicodeAttribute(null=True)
     redemption_ids = ListAttribute(of=UnicodeAttribute, null=True)
     items = UnicodeAttribute(null=True)           # JSON of the lines
+    template_ids = ListAttribute(of=UnicodeAttribute, null=True)   # of its redemptions: a refund nets their GMV
 
 
 class OrderRefund(Item, discriminator="order_refund"):
