@@ -124,6 +124,12 @@ def test_concurrent_first_requests_create_one_code(stack, brand):
         t.start()
     for t in threads:
         t.join()
+    # A request that waited longer than the API lets it for the creator (a slow, loaded machine) is
+    # told 503 code_being_created with Retry-After; its retry then gets the one code.
+    for i, a in enumerate(answers):
+        if a.status_code == 503:
+            assert a.json()["error"]["code"] == "code_being_created" and a.headers.get("Retry-After"), a.text
+            answers[i] = get_code(brand, "S1", "wecom", "json")
     assert [a.status_code for a in answers] == [200] * 8, [a.text for a in answers]
     assert len({a.json()["config_id"] for a in answers}) == 1
     assert calls(stack, "cgi-bin/externalcontact/add_contact_way") == before + 1
