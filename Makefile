@@ -37,7 +37,12 @@ unit: $(VENV)/.stamp-test
 integration: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests/integration tests/e2e
 
-bench: $(VENV)/.stamp-test         ## figures for the README
+# The bench's reference SDKs (wechatpy) are installed for the bench only: `make test` never sees them.
+$(VENV)/.stamp-bench: $(VENV)/.stamp-test requirements-bench.txt
+	$(PIP) install -r requirements-bench.txt
+	@touch $@
+
+bench: $(VENV)/.stamp-bench        ## figures for the README
 	$(PY) -m bench
 
 layer: $(VENV)/.stamp-test         ## Lambda layer with the pinned runtime dependencies (arm64, py3.11)

@@ -34,11 +34,19 @@ class LocalStack:
     serve_api: bool = True      # benchmarks that call services in-process turn the API and pump off
     run_pump: bool = True
     env: dict = field(default_factory=dict)
+    # An emulator / a simulator already serving in another process (bench.throughput keeps them out of
+    # the process it measures): used as they are, neither started nor stopped here.
+    aws_url: str | None = None
+    wechat_url: str | None = None
 
     def start(self) -> "LocalStack":
         """Raises siyu_dev.listen.PortInUse, before starting anything, when a port is taken."""
         from siyu_dev.listen import listen_all
         wanted = {"SIYU_AWS_PORT": self.aws_port, "SIYU_WECHAT_PORT": self.wechat_port}
+        if self.aws_url:
+            del wanted["SIYU_AWS_PORT"]
+        if self.wechat_url:
+            del wanted["SIYU_WECHAT_PORT"]
         if self.serve_api:
             wanted["SIYU_API_PORT"] = self.api_port
         sockets = listen_all("127.0.0.1", wanted)
@@ -49,11 +57,13 @@ class LocalStack:
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
             os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
             os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-        from siyu_dev.emulator import EmulatorServer
-        self._moto = EmulatorServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
-        self._moto.start(sockets["SIYU_AWS_PORT"])
-        self.aws_port = self._moto.get_host_and_port()[1]
-        self.aws_url = f"http://127.0.0.1:{self.aws_port}"
+        self._moto = self.sim = None
+        if not self.aws_url:
+            from siyu_dev.emulator import EmulatorServer
+            self._moto = EmulatorServer(ip_address="127.0.0.1", port=self.aws_port, verbose=False)
+            self._moto.start(sockets["SIYU_AWS_PORT"])
+            self.aws_url = f"http://127.0.0.1:{self._moto.get_host_and_port()[1]}"
+        self.aws_port = int(self.aws_url.rsplit(":", 1)[1])
         os.environ["AWS_ENDPOINT_URL"] = self.aws_url
 
         from chalicelib import aws
@@ -64,9 +74,10 @@ class LocalStack:
         self.env = provision("local")
         os.environ.update(self.env)
 
-        from siyu_dev.wechat_sim import WeChatSimulator
-        self.sim = WeChatSimulator(port=self.wechat_port)
-        self.wechat_url = self.sim.start(sockets["SIYU_WECHAT_PORT"])
+        if not self.wechat_url:
+            from siyu_dev.wechat_sim import WeChatSimulator
+            self.sim = WeChatSimulator(port=self.wechat_port)
+            self.wechat_url = self.sim.start(sockets["SIYU_WECHAT_PORT"])
         self.wechat_port = int(self.wechat_url.rsplit(":", 1)[1])
         os.environ["SIYU_WECHAT_BASE_URL"] = self.wechat_url
         os.environ["SIYU_WECOM_BASE_URL"] = self.wechat_url
@@ -105,7 +116,7 @@ class LocalStack:
         steps = [self.pump.stop]
         if self.serve_api:
             steps += [self._api.server.shutdown, self._api.server.server_close]
-        for step in steps + [self.sim.stop, self._moto.stop]:
+        for step in steps + [server.stop for server in (self.sim, self._moto) if server is not None]:
             try:
                 step()
             except Exception:  # noqa: BLE001 - stop everything we can

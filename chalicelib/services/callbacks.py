@@ -1,12 +1,14 @@
 """WeChat callback ingress: verify, decrypt, parse, dedupe, act, answer — well inside WeChat's 5 s.
 
 Order matters and is the security boundary: the signature is checked before anything else, then
-the timestamp window, then decryption with the receive-id check, then the XML/JSON parse (defusedxml:
-no DTDs, no entities). Only then does anything touch storage, and every write carries the message's
-dedupe key, so WeChat's retries (3x when it hears nothing in 5 s) change nothing twice.
+the timestamp window, then decryption with the receive-id check, then the XML/JSON parse (no DTDs,
+no entities: chalicelib.wechat.messages). Only then does anything touch storage, and every write
+carries the message's dedupe key, so WeChat's retries (3x when it hears nothing in 5 s) change nothing
+twice.
 """
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -79,13 +81,13 @@ def open_callback(app: App, query: dict, body: bytes, now: float) -> Opened:
         if not app.encoding_aes_key:
             raise BadRequest(f"an encrypted callback arrived but the brand's {app.kind} app has no EncodingAESKey",
                              code="encryption_not_configured")
-        box = crypto.MessageCrypto(app.token, app.encoding_aes_key, app.app_id, also_receive=app.receive_ids)
+        box = _box(app.token, app.encoding_aes_key, app.app_id, app.receive_ids)
     if app.kind != "wecom":
         crypto.verify_signature(query.get("signature"), app.token, timestamp or "", nonce)
     if box is None:
         crypto.check_timestamp(timestamp, now)
         return Opened(messages.parse_body(body), None, nonce)
-    # WeCom signs only the ciphertext, which sits in the body: the (defused) outer parse must come first.
+    # WeCom signs only the ciphertext, which sits in the body: the outer parse must come first.
     encrypted = messages.parse_body(body).get("Encrypt")
     if not isinstance(encrypted, str) or not encrypted:
         raise BadRequest("an encrypted callback must carry Encrypt", code="missing_encrypt")
@@ -93,6 +95,13 @@ def open_callback(app: App, query: dict, body: bytes, now: float) -> Opened:
     crypto.check_timestamp(timestamp, now)
     plaintext, receive_id = box.open(encrypted)
     return Opened(messages.parse_body(plaintext), box.replying_as(receive_id), nonce)
+
+
+@functools.lru_cache(maxsize=256)
+def _box(token: str, encoding_aes_key: str, app_id: str, receive_ids: tuple[str, ...]) -> crypto.MessageCrypto:
+    """An app's MessageCrypto, made once per container and credentials (a rotated token or key is a new
+    entry); it holds no per-message state."""
+    return crypto.MessageCrypto(token, encoding_aes_key, app_id, also_receive=receive_ids)
 
 
 def receive(brand_id: str, kind: str, query: dict, body: bytes, *, now: float | None = None) -> Reply:

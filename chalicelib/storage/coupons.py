@@ -5,8 +5,8 @@ retried request refused by its condition cannot count twice; they are sharded li
 no item becomes a hot key in a flash sale.
 
 Stock shards are counters created by their first claim (a template is one item, whatever its shard
-count: a transaction holds at most 100), each in a partition of its own, as are the daily stats of
-each shard: a partition takes ~1,000 writes/s, and DynamoDB splits a hot item collection only after
+count: a transaction holds at most 100), each in a partition of its own, as are a flash sale's
+scoreboard counters (storage.scoreboard): a partition takes ~1,000 writes/s, and DynamoDB splits a hot item collection only after
 minutes of heat, too late for a sale that peaks in its first second. A template's issued count is the
 sum of its shards', read with the template; no single item counts every claim.
 """
@@ -21,7 +21,7 @@ from pynamodb.exceptions import DoesNotExist, PutError
 from chalicelib.domain import coupons as rules
 from chalicelib.errors import Conflict
 from chalicelib.storage.members import outbox_item
-from chalicelib.storage.models import (Coupon, CouponTemplate, DailyStats, IdempotencyRecord, IssueKey, Item,
+from chalicelib.storage.models import (Coupon, CouponTemplate, IdempotencyRecord, IssueKey, Item,
                                        MemberClaims, Redemption, StockShard, TemplateTotals, UnknownCodeGuard)
 from chalicelib.storage.tx import Conflicted, Tx
 
@@ -95,10 +95,6 @@ def parse(value: str | None) -> datetime | None:
 def _kind(model_cls):
     """Counters are created by their first UpdateItem; this gives them their `kind` like any put."""
     return model_cls.kind.set(model_cls)
-
-
-def _stats(brand_id: str, template_id: str, store_id: str | None, now: datetime, shard: int) -> DailyStats:
-    return DailyStats(f"B#{brand_id}#STATS#{now.date().isoformat()}#{shard:02d}", f"{template_id}#{store_id or '-'}")
 
 
 # ---- templates -----------------------------------------------------------------------------
@@ -208,7 +204,6 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
     if issue_key:
         tx.save("issue", IssueKey(f"B#{brand_id}#ISSUE#{issue_key}", "ISSUE", code=code),
                 condition=IssueKey.pk.does_not_exist())
-    tx.update("stats", _stats(brand_id, t.template_id, None, now, shard), [DailyStats.issued.add(1), _kind(DailyStats)])
     tx.save("outbox", outbox_item("event", "coupon.issued", brand_id, {
         "brand_id": brand_id, "member_id": member_id, "code": code, "template_id": t.template_id,
         "source": source, "valid_until": iso(valid_until)}, now))
@@ -288,8 +283,6 @@ def redeem(brand_id: str, coupon: Coupon, *, store_id: str, till_id: str | None,
     shard = random.randrange(TOTAL_SHARDS)
     tx.update("totals", TemplateTotals(tpl_pk(brand_id, coupon.template_id), f"TOTAL#{shard:02d}"),
               [TemplateTotals.redeemed.add(1), TemplateTotals.discount_cents.add(discount_cents), _kind(TemplateTotals)])
-    tx.update("stats", _stats(brand_id, coupon.template_id, store_id, now, shard),
-              [DailyStats.redeemed.add(1), DailyStats.discount_cents.add(discount_cents), _kind(DailyStats)])
     tx.save("outbox", outbox_item("event", "coupon.redeemed", brand_id, {
         "brand_id": brand_id, "member_id": coupon.member_id, "code": coupon.code, "template_id": coupon.template_id,
         "store_id": store_id, "till_id": till_id, "order_id": order_id, "order_amount_cents": order_amount_cents,
@@ -319,9 +312,6 @@ def reverse(brand_id: str, redemption: Redemption, *, member_id: str, void: bool
     tx.update("totals", TemplateTotals(tpl_pk(brand_id, redemption.template_id), f"TOTAL#{shard:02d}"),
               [TemplateTotals.reversed.add(1), TemplateTotals.discount_cents.add(-int(redemption.discount_cents)),
                _kind(TemplateTotals)])
-    tx.update("stats", _stats(brand_id, redemption.template_id, redemption.store_id, now, shard),
-              [DailyStats.reversed.add(1), DailyStats.discount_cents.add(-int(redemption.discount_cents)),
-               _kind(DailyStats)])
     tx.save("outbox", outbox_item("event", "coupon.reversed", brand_id, {
         "brand_id": brand_id, "member_id": member_id, "code": redemption.code, "template_id": redemption.template_id,
         "store_id": redemption.store_id, "redemption_id": redemption.redemption_id, "voided": void}, now))

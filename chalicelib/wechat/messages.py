@@ -1,4 +1,4 @@
-"""Reading and writing WeChat messages: defused XML or JSON in, dedupe keys, passive replies out."""
+"""Reading and writing WeChat messages: XML (no DTDs, no entities) or JSON in, dedupe keys, passive replies out."""
 from __future__ import annotations
 
 import codecs
@@ -6,10 +6,7 @@ import hashlib
 import json
 import re
 from itertools import accumulate
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from xml.parsers import expat
 
 from chalicelib.wechat.crypto import CallbackError
 
@@ -40,38 +37,105 @@ def check_size(body: bytes | str) -> None:
         raise BodyTooLarge(f"callback bodies are limited to {MAX_BODY_BYTES} bytes")
 
 
-def _value(element: Element, depth: int = 0):
-    """A leaf's text (stripped: WeChat's card-event samples put spaces around CDATA sections), or a
-    dict of the children. Recursion is bounded by MAX_DEPTH, so hostile nesting is a 400, never a 500."""
-    children = list(element)
-    if not children:
-        return (element.text or "").strip()
-    if depth >= MAX_DEPTH:
-        raise MalformedXml(f"elements nest deeper than {MAX_DEPTH} levels")
-    out: dict = {}
-    for child in children:
-        value = _value(child, depth + 1)
-        if child.tag in out:
-            if not isinstance(out[child.tag], list):
-                out[child.tag] = [out[child.tag]]
-            out[child.tag].append(value)
-        else:
-            out[child.tag] = value
-    return out
+def _add_child(out: dict, tag: str, value) -> None:
+    """A child's value under its tag; a repeated tag's values as a list, in order."""
+    if tag in out:
+        if not isinstance(out[tag], list):
+            out[tag] = [out[tag]]
+        out[tag].append(value)
+    else:
+        out[tag] = value
+
+
+def _forbidden(*_):
+    raise ForbiddenXml("DOCTYPE, entities and external references are not allowed")
 
 
 def parse_xml(body: bytes | str) -> dict:
-    """The root element's children as a dict (nested elements as dicts, repeated tags as lists).
+    """The root element's children as a dict (nested elements as dicts, repeated tags as lists, a
+    leaf's text stripped: WeChat's card-event samples put spaces around CDATA sections).
     No DTDs, no entities, no external references: ForbiddenXml; anything unparsable or nested
-    deeper than MAX_DEPTH: MalformedXml."""
+    deeper than MAX_DEPTH: MalformedXml.
+
+    The dict is built straight from expat's events, without an ElementTree in between (that tree
+    cost as much as the rest of a callback). The refusals are defusedxml's forbid_dtd,
+    forbid_entities and forbid_external, set on the same expat ElementTree uses: a DOCTYPE is refused
+    where it starts, before any entity in it is declared, so none can be defined, let alone
+    expanded (billion laughs); an undefined entity is expat's own well-formedness error. Tags are
+    named as ElementTree names them (`{uri}local`), so the result is what defusedxml's tree gave
+    (tests/unit/test_callback_xml.py compares the two)."""
+    stack: list[list] = []         # the open elements: [tag, children dict (None while a leaf), text parts]
+    roots: list = []
+
+    def start(tag: str, _attributes) -> None:
+        if len(stack) > MAX_DEPTH:          # checked as elements open: hostile nesting costs nothing
+            raise MalformedXml(f"elements nest deeper than {MAX_DEPTH} levels")
+        if stack and stack[-1][1] is None:
+            stack[-1][1] = {}
+        stack.append([tag, None, []])
+
+    def end(_tag: str) -> None:
+        tag, children, text = stack.pop()
+        value = children if children is not None else "".join(text).strip()
+        if "}" in tag:
+            tag = "{" + tag
+        if not stack:
+            roots.append(value)
+            return
+        _add_child(stack[-1][1], tag, value)
+
+    def characters(data: str) -> None:
+        top = stack[-1]
+        if top[1] is None:                  # text after an element's first child is not its value
+            top[2].append(data)
+
+    parser = expat.ParserCreate(None, "}")
+    parser.buffer_text = True
+    parser.StartDoctypeDeclHandler = _forbidden
+    parser.EntityDeclHandler = _forbidden
+    parser.UnparsedEntityDeclHandler = _forbidden
+    parser.ExternalEntityRefHandler = _forbidden
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = characters
     try:
-        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except DefusedXmlException:
-        raise ForbiddenXml("DOCTYPE, entities and external references are not allowed") from None
-    except (ParseError, ValueError, TypeError):
+        parser.Parse(body, True)
+    except (expat.ExpatError, ValueError, TypeError):
         raise MalformedXml("body is not well-formed XML") from None
-    value = _value(root)
+    value = roots[0] if roots else ""
     return value if isinstance(value, dict) else {}
+
+
+# A message as WeChat writes most of them (every envelope, and events such as subscribe and SCAN):
+# <xml>, then flat elements of printable ASCII text (no `<`, `&` or `]`) or one CDATA section (no `<`
+# or `]`), then </xml>, with tabs, newlines and spaces between. Such a body is well-formed XML with no
+# DTD, entity, character reference, namespace, comment, attribute, carriage return (which XML would
+# rewrite) or nesting, so it reads to exactly what parse_xml gives; two C-speed regex passes read it.
+# Anything else, however slightly off, goes to parse_xml, which decides (tests/unit/test_callback_xml.py
+# holds the two against each other on hostile and mangled bodies).
+_FLAT_CDATA_CHARS = r"[\t\n\x20-\x3b\x3d-\x5c\x5e-\x7e]*+"          # printable ASCII, tab, newline; no < ]
+_FLAT_TEXT_CHARS = r"[\t\n\x20-\x25\x27-\x3b\x3d-\x5c\x5e-\x7e]*+"     # the same, no & either
+_FLAT_ELEMENT = re.compile(r"<([A-Za-z_][A-Za-z0-9_]*)>(?:<!\[CDATA\[(" + _FLAT_CDATA_CHARS + r")\]\]>|("
+                           + _FLAT_TEXT_CHARS + r"))</\1>")
+# Possessive (*+): every step has one way to match, so a near miss fails at once instead of backtracking.
+_FLAT_BODY = re.compile(r"<xml>(?:[ \t\n]*+<([A-Za-z_][A-Za-z0-9_]*+)>(?:<!\[CDATA\[" + _FLAT_CDATA_CHARS
+                        + r"\]\]>|" + _FLAT_TEXT_CHARS + r")</\1>)*+[ \t\n]*+</xml>[ \t\n]*+")
+
+
+def _flat_xml(body: bytes) -> dict | None:
+    """parse_xml's result for a flat ASCII message (above) within the size limit; None for any other body."""
+    if len(body) > MAX_BODY_BYTES:
+        return None
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if _FLAT_BODY.fullmatch(text) is None:
+        return None
+    out: dict = {}
+    for tag, cdata, plain in _FLAT_ELEMENT.findall(text, len("<xml>")):   # the root's children, in order
+        _add_child(out, tag, (cdata or plain).strip())
+    return out
 
 
 # The closing quote is optional so that an unterminated string matches once, to the end, instead of
@@ -138,7 +202,8 @@ def parse_body(body: bytes | str) -> dict:
     if first in (b"{", "{"):
         return parse_json(body)
     if first in (b"<", "<"):
-        return parse_xml(body)
+        flat = _flat_xml(body) if isinstance(body, bytes) else None
+        return parse_xml(body) if flat is None else flat
     raise MalformedXml("body is neither XML nor JSON")
 
 
