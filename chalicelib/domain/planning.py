@@ -86,7 +86,7 @@ def chunk_id(shard: int, n: int) -> str:
     return f"{shard:02d}-c{n:06d}"
 
 
-def index_choice(audience: Audience, sample_tags: list[frozenset], *, below: float = INDEX_BELOW
+def index_choice(audience: Audience, sample_tags: list[frozenset], *, below: float | None = None
                  ) -> tuple[str, ...] | None:
     """The tags whose index the planner should read, from the tags of one page of the scan (members in
     the join window); None to keep scanning.
@@ -110,4 +110,4 @@ def index_choice(audience: Audience, sample_tags: list[frozenset], *, below: flo
     if audience.tags_any:
         options.append((sum(counts.get(t, 0) for t in set(audience.tags_any)), tuple(sorted(set(audience.tags_any)))))
     covered, tags = min(options)
-    return tags if covered < below * len(sample_tags) else None
+    return tags if covered < (INDEX_BELOW if below is None else below) * len(sample_tags) else None
