@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-MODULES = ["bench.onboarding", "bench.coupons", "bench.campaigns", "bench.orders"]
+MODULES = ["bench.onboarding", "bench.coupons", "bench.campaigns", "bench.orders", "bench.planner"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 ROWS = "BENCH-ROWS "
