@@ -4,7 +4,7 @@ the recipients the scan gives.
 
 The planner's own messages (the fan-out and the chunks) are captured where it queues them
 (services.campaigns.enqueue), so no sender consumes them; everything it reads and checkpoints is in
-DynamoDB. Pages and chunks are made small so a shard of ~40 members spans many of both.
+DynamoDB. Pages and chunks are made small so a shard of ~20 members spans many of both.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from chalicelib.storage.models import PlanShard, TagEntry
 from tests.integration.campaign_fixtures import create_campaign
 from tests.integration.conftest import new_brand
 
-MEMBERS = 640
+MEMBERS = 320
 
 
 def _tags_of(i: int) -> tuple[str, ...]:
@@ -65,9 +65,9 @@ def people(stack, api):
 @pytest.fixture
 def small(monkeypatch):
     """Small pages and chunks, a chunk queued as soon as it is full (so a shard checkpoints often)."""
-    monkeypatch.setattr(planning, "PAGE", 6)
+    monkeypatch.setattr(planning, "PAGE", 5)
     monkeypatch.setattr(planning, "TAG_PAGE", 4)
-    monkeypatch.setattr(planning, "CHUNK", 3)
+    monkeypatch.setattr(planning, "CHUNK", 2)
     monkeypatch.setattr(planning, "FLUSH_CHUNKS", 1)
 
 
@@ -140,9 +140,9 @@ def test_chunks_are_full_across_pages_at_ten_percent_eligibility(people, queues,
     expected = {m for m, (store_id, _) in facts.items() if store_id == "sz"}
     assert len(expected) == MEMBERS // 10
     assert sorted(planned_once(queues)) == sorted(expected)
-    assert_full_chunks(queues, 3)
-    # ~4 eligible members per shard of ~40, 6 per page: without carry-over nearly every chunk held 1
-    assert len(chunks_by_id(queues)) <= sum(-(-n // 3) for n in _per_shard(expected).values())
+    assert_full_chunks(queues, 2)
+    # ~2 eligible members per shard of ~20, 5 a page: without carry-over nearly every chunk held 1
+    assert len(chunks_by_id(queues)) == sum(-(-n // 2) for n in _per_shard(expected).values())
     run = run_of(brand, campaign_id)
     assert int(run.targeted) == len(expected) and int(run.shards_done) == 16
 
@@ -162,9 +162,9 @@ class Died(BaseException):
 @pytest.mark.parametrize("tag_index", [False, True], ids=["scan", "tag-index"])
 def test_a_planner_that_dies_mid_shard_is_resumed_with_no_member_twice_or_lost(
         people, queues, small, monkeypatch, where, tag_index):
-    """Half the members (tag `common`), chunks of 4, 6 members a page: ~5 chunks a shard. The first shard
-    to queue its third chunk dies after queueing it (its checkpoint unwritten) or before (the
-    checkpoint after chunk 2 written); its lease runs out and the redelivered message resumes."""
+    """Half the members (tag `common`), chunks of 4, 5 members a page: ~3 chunks a shard. The first shard
+    to queue its second chunk dies after queueing it (its checkpoint unwritten) or before (the
+    checkpoint after chunk 1 written); its lease runs out and the redelivered message resumes."""
     brand, facts = people
     monkeypatch.setattr(planning, "CHUNK", 4)
     if tag_index:
@@ -179,7 +179,7 @@ def test_a_planner_that_dies_mid_shard_is_resumed_with_no_member_twice_or_lost(
     def dying_checkpoint(item, owner, cursor, added, now, lease):
         if added and where == "after_queueing" and not died:
             per_shard[item.sk] += 1
-            if per_shard[item.sk] == 3:
+            if per_shard[item.sk] == 2:
                 died.append(int(item.sk[-2:]))
                 raise Died()
         return checkpoint(item, owner, cursor, added, now, lease)
@@ -188,7 +188,7 @@ def test_a_planner_that_dies_mid_shard_is_resumed_with_no_member_twice_or_lost(
         if key == "send" and where == "before_queueing" and not died:
             shard = bodies[0]["chunk"][:2]
             per_shard[shard] += 1
-            if per_shard[shard] == 3:
+            if per_shard[shard] == 2:
                 died.append(int(shard))
                 raise Died()
         return enqueue(key, bodies, delay=delay)
@@ -215,12 +215,10 @@ def test_a_planner_that_dies_mid_shard_is_resumed_with_no_member_twice_or_lost(
 
 
 @pytest.mark.parametrize("audience_body,wanted", [
-    ({"tags_all": ["rare"]}, lambda tags: "rare" in tags),
     ({"tags_any": ["rare", "other"]}, lambda tags: bool({"rare", "other"} & set(tags))),
-    ({"tags_all": ["rare", "common"]}, lambda tags: {"rare", "common"} <= set(tags)),
     ({"tags_all": ["common"], "tags_any": ["other", "rare"]},
      lambda tags: "common" in tags and bool({"rare", "other"} & set(tags))),
-], ids=["all-one", "any-two", "all-two", "all-and-any"])
+], ids=["any-two", "all-and-any"])
 def test_a_tag_audience_through_the_tag_index_gets_the_recipients_the_scan_gets(
         people, queues, small, monkeypatch, audience_body, wanted):
     brand, facts = people
@@ -231,8 +229,8 @@ def test_a_tag_audience_through_the_tag_index_gets_the_recipients_the_scan_gets(
     _, shards = start(brand, queues, audience_body)
     plan_all(shards)
     through_index = planned_once(queues)
-    assert_full_chunks(queues, 3)
-    assert set(read) == set(range(16)), "every shard (of ~40 members, 6 a page) read the tag index"
+    assert_full_chunks(queues, 2)
+    assert set(read) == set(range(16)), "every shard (of ~20 members, 5 a page) read the tag index"
 
     queues.send.clear()
     monkeypatch.setattr(audience, "is_complete", lambda brand_id: False)     # the scan
