@@ -353,3 +353,39 @@ def test_a_backfill_indexes_members_tagged_before_the_index(make_brand, queues, 
     assert audience.backfill(b, datetime.now(timezone.utc)) == len(members)
     assert audience.is_complete(b)
     assert all(entries_of(b, m) == tags_of(b, m) for m in members)
+
+
+def test_a_planner_paused_mid_shard_parks_and_resume_finishes_it_with_no_member_twice(people, queues, small,
+                                                                                     monkeypatch):
+    """Pause lands while shard planners are at work: the one that sees it queues its full chunks, parks
+    its message and stops; resume re-queues the parked messages and planning completes, exactly once."""
+    brand, facts = people
+    monkeypatch.setattr(planning, "LOOK", 0.0)                    # look at the campaign after every page
+    campaign_id, shards = start(brand, queues, {"tags_any": ["common"]})
+    monkeypatch.setattr(audience, "is_complete", lambda brand_id: False)
+    enqueue = queues.enqueue
+    paused = []
+
+    def pausing_enqueue(key, bodies, *, delay=0):
+        enqueue(key, bodies, delay=delay)
+        if key == "send" and not paused:
+            paused.append(True)
+            r = brand.admin("POST", f"/campaigns/{campaign_id}/pause")
+            assert r.status_code == 200 and r.json()["state"] == "paused", r.text
+
+    monkeypatch.setattr(campaign_service, "enqueue", pausing_enqueue)
+    plan_all(shards)
+    run = run_of(brand, campaign_id)
+    assert int(run.shards_done) < 16
+    parked = campaign_store.parked(brand.brand_id, campaign_id)
+    assert parked, "the planners that saw the pause parked their messages"
+    queues.plan.clear()
+    r = brand.admin("POST", f"/campaigns/{campaign_id}/resume")
+    assert r.status_code == 200, r.text
+    assert len(queues.plan) == len(parked)
+    plan_all(list(queues.plan))
+    expected = {m for m, (_, tags) in facts.items() if "common" in tags}
+    assert sorted(planned_once(queues)) == sorted(expected)
+    assert_full_chunks(queues, 2)
+    run = run_of(brand, campaign_id)
+    assert int(run.targeted) == len(expected) and int(run.shards_done) == 16
