@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-MODULES = ["bench.onboarding", "bench.coupons", "bench.campaigns", "bench.throughput", "bench.orders", "bench.package_codes"]
+MODULES = ["bench.onboarding", "bench.coupons", "bench.campaigns", "bench.planner", "bench.throughput", "bench.orders",
+           "bench.package_codes"]
 README = Path(__file__).resolve().parents[1] / "README.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 ROWS = "BENCH-ROWS "

@@ -84,8 +84,12 @@ QUEUES: tuple[Queue, ...] = (
           visibility_timeout=60, max_receive_count=5, consumer_timeout=10),
     # Campaign fires (EventBridge Scheduler's target) and planner shards: one message pages one
     # audience shard, checkpointing as it goes, and re-queues itself before its timeout.
+    # 1,769 MB is one full vCPU: a planner is CPU-bound (bench.planner measured ~210 µs of CPU a member
+    # read on a loaded 2-core machine), so at 256 MB (0.14 vCPU) 16 shard planners read ~10k members/s:
+    # 10M recipients at 10% eligibility took ~2.6 h; at one vCPU ~76k members/s, ~22 min, still under
+    # DynamoDB's read ceiling of an audience shard's partition (~55k members/s each).
     Queue(key="plan", env="SIYU_PLAN_QUEUE_URL", handler="handlers.plan.handler",
-          visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120),
+          visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120, consumer_memory=1769),
     # Campaign chunks (hundreds of recipients each) for the sender; the chunks of a batch run side
     # by side over one bounded pool of WeChat calls. A chunk that keeps failing lands in the DLQ as
     # it was queued (brand, campaign, fire, recipients): redriving it resumes it, the ledger skips

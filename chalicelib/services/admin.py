@@ -44,6 +44,11 @@ def create_brand(body: dict) -> dict:
     except Exception:
         _undo_brand(brand_id, ref, admin_key, claims)
         raise
+    from chalicelib.storage import audience      # a new brand's tag index is complete from its first member
+    try:
+        audience.mark_complete(brand_id, _now())
+    except Exception:  # noqa: BLE001 - the brand exists; without the mark its campaigns scan (a backfill marks it)
+        logger.exception("tag index not marked complete", extra={"brand_id": brand_id})
     return {**brand_view(brand), "admin_key": admin_key}
 
 

@@ -247,25 +247,6 @@ def complete_run(campaign: Campaign, fire: str, stats: dict, now: datetime) -> b
     return not tx.attempt()
 
 
-# ---- audience pages --------------------------------------------------------------------------
-
-def audience_page(brand_id: str, shard: int, after: str | None, before: str | None, cursor: dict | None,
-                  limit: int) -> tuple[list[Member], dict | None]:
-    """One page of a shard of the audience index (members by join time), within the join window."""
-    pk = f"B#{brand_id}#AUD#{shard:02d}"
-    if after and before:
-        condition = Member.gsi1sk.between(after, before)
-    elif after:
-        condition = Member.gsi1sk >= after
-    elif before:
-        condition = Member.gsi1sk < before
-    else:
-        condition = None
-    results = Member.gsi1.query(pk, condition, limit=limit, last_evaluated_key=cursor, page_size=limit)
-    members = [m for m in results if isinstance(m, Member)]
-    return members, results.last_evaluated_key
-
-
 # ---- the delivery ledger ---------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -129,6 +129,10 @@ def commit_touch(brand_id: str, plan: Plan, *, inbound: str | None, event: str, 
             actions.append(Member.wecom_guides.add({plan.wecom_guide}))
         tx.update("member", Member(member_key(brand_id, plan.member_id), "MEMBER"), actions,
                   condition=Member.pk.exists())
+    if plan.tags:
+        # the tag index (storage.audience) changes in the same transaction as the member's tags
+        from chalicelib.storage.audience import tag_writes
+        tag_writes(tx, brand_id, plan.member_id, set(plan.tags), set())
     for ns, value in plan.link:
         tx.save("identity", Identity(identity_key(brand_id, ns, value), "ID", member_id=plan.member_id,
                                      created_at=now.isoformat()),

@@ -647,3 +647,19 @@ class PackageSpend(Item, discriminator="package_spend"):
     openid = UnicodeAttribute()
     claimed_at = UnicodeAttribute()
     answer = UnicodeAttribute(null=True)
+
+
+# ---- the tag index (storage.audience) --------------------------------------------------------
+# | tag entry         | B#<brand>#TAG#<tag>#<nn> | <member>  (nn: the member's audience shard) |
+# | tag index state   | B#<brand>                | TAGINDEX  (present: every member's tags have entries) |
+
+class TagEntry(Item, discriminator="tag_entry"):
+    """A member carries a tag: written and deleted in the transaction that changes the member's tags, so
+    a campaign to a rare tag reads its members without scanning the brand's."""
+    member_id = UnicodeAttribute()
+
+
+class TagIndexState(Item, discriminator="tag_index_state"):
+    """The brand's tag index is complete (written at brand creation, or after a backfill): only then may
+    the planner read it instead of the audience index."""
+    since = UnicodeAttribute()
