@@ -153,10 +153,9 @@ def change_tags(brand_id: str, session: dict, member_id: str, body: dict) -> dic
     if not ids.minted(member_id):
         raise NotFound(f"no member {member_id} of yours", code="unknown_member")
     brand = tenancy.require_brand(brand_id)
-    key = (members.member_key(brand_id, member_id), "MEMBER")
-    if store.change_tags(brand_id, key, session["g"], add, remove) is None:
+    member = store.change_tags(brand_id, member_id, session["g"], add, remove)
+    if member is None:
         raise NotFound(f"no member {member_id} of yours", code="unknown_member")
-    member = members.get_member(brand_id, member_id)
     mirrored = _mirror_tags(brand, session["w"], member, add, remove)
     return {"member_id": member_id, "tags": sorted(member.tags or ()), "wecom_mirrored": mirrored}
 

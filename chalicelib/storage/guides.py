@@ -140,23 +140,14 @@ def all_guides_figures(brand_id: str, first: date, last: date) -> dict[str, dict
 
 # ---- tags --------------------------------------------------------------------------------------
 
-def change_tags(brand_id: str, member_key: tuple[str, str], guide_id: str, add: set[str], remove: set[str]) -> Member | None:
-    """Add and remove tags of a member who is this guide's (first touch), in one conditional update;
-    None when the member is not theirs (or does not exist)."""
-    from pynamodb.exceptions import UpdateError
-    member = Member(*member_key)
-    actions = []
-    if add:
-        actions.append(Member.tags.add(add))
-    if remove:
-        actions.append(Member.tags.delete(remove))
-    try:
-        member.update(actions=actions, condition=Member.pk.exists() & (Member.first_touch.guide_id == guide_id))
-    except UpdateError as err:
-        if err.cause_response_code == "ConditionalCheckFailedException":
-            return None
-        raise
-    return member
+def change_tags(brand_id: str, member_id: str, guide_id: str, add: set[str], remove: set[str]) -> Member | None:
+    """Add and remove tags of a member who is this guide's (first touch), with the tag index entries
+    the planner reads (storage.audience), in one transaction; None when the member is not theirs (or
+    does not exist). The member is read back consistently, so the answer shows the tags just set."""
+    from chalicelib.storage import audience
+    if not audience.change_tags(brand_id, member_id, add, remove, condition=Member.first_touch.guide_id == guide_id):
+        return None
+    return Member.get(audience.member_key(brand_id, member_id), "MEMBER", consistent_read=True)
 
 
 def wecom_tag_ids(brand_id: str, names: list[str]) -> dict[str, str]:

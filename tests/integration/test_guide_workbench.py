@@ -97,7 +97,10 @@ def test_a_guide_sees_exactly_their_numbers_and_members(brand):
     assert (old["contacts"], old["new_members"], old["orders"]) == (1, 0, 0)
 
     page = as_guide(brand, li, "GET", "/me/members").json()
-    assert [m["member_id"] for m in page["members"]] == [ids["x"], ids["b"], ids["a"]]   # newest first
+    # newest first: joined_at has second precision, so members of one second follow their ids
+    assert {m["member_id"] for m in page["members"]} == {ids["x"], ids["b"], ids["a"]}
+    keys = [(m["joined_at"], m["member_id"]) for m in page["members"]]
+    assert keys == sorted(keys, reverse=True)
     assert page["cursor"] is None
     card = page["members"][2]
     assert (card["orders"], card["gmv_cents"], card["coupons"]) == (1, 12_300, [])
@@ -140,6 +143,17 @@ def test_tags_are_the_guides_own_members_only_and_mirror_to_wecom(brand, stack):
         assert r.status_code == 404 and r.json()["error"]["code"] == "unknown_member", r.text
     assert brand.member(external_userid="wm_a")["tags"] == before
     assert "stolen" not in brand.member(external_userid="wm_c")["tags"]
+    # the planner's tag index (storage.audience) moved with every change a guide made, and only then
+    assert indexed(brand, "vip") >= {ids["a"], ids["x"]}
+    assert ids["a"] not in indexed(brand, "likes-tea") and indexed(brand, "stolen") == set()
+
+
+def indexed(brand, tag: str) -> set[str]:
+    from chalicelib.domain.members import AUDIENCE_SHARDS
+    from chalicelib.storage.audience import tag_partition
+    from chalicelib.storage.models import TagEntry
+    return {e.member_id for shard in range(AUDIENCE_SHARDS)
+            for e in TagEntry.query(tag_partition(brand.brand_id, tag, shard), consistent_read=True)}
 
 
 def test_login_refusals(brand):
