@@ -27,7 +27,8 @@ _MINTED = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # stores, and an oversized one would reach DynamoDB as a key it refuses (2 KB / 1 KB) with a 500.
 PATH_IDS = {"brand_id": (_SLUG, "unknown_brand"), "store_id": (_SLUG, "unknown_store"),
             "template_id": (_MINTED, "unknown_coupon_template"), "campaign_id": (_MINTED, "unknown_campaign"),
-            "redemption_id": (_MINTED, "unknown_redemption"), "order_id": (_EXTERNAL, "unknown_order")}
+            "redemption_id": (_MINTED, "unknown_redemption"), "order_id": (_EXTERNAL, "unknown_order"),
+            "console_file": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"), "unknown_page")}
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 
