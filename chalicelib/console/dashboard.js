@@ -50,7 +50,7 @@
   async function signIn(ev) {
     ev.preventDefault();
     session = { brand: $("si-brand").value.trim(), key: $("si-key").value.trim() };
-    try { await admin("GET", ""); } catch (e) {
+    try { session.timezone = (await admin("GET", "")).timezone || "Asia/Shanghai"; } catch (e) {
       session = null;
       $("si-msg").replaceChildren(el("div", { class: "msg error" }, e.text || String(e)));
       return;
@@ -78,7 +78,8 @@
   const COLS = ["new_members", "converted_members", "conversion_rate", "repeat_rate", "orders", "gmv_cents", "member_gmv_cents",
                 "member_share", "coupons_issued", "coupons_redeemed", "redemption_rate", "discount_cents"];
   const fmt = (metric, v) => metric.endsWith("_rate") || metric === "member_share" ? pct(v) : metric.endsWith("_cents") ? yuan(v) : num(v);
-  const iso = d => d.toISOString().slice(0, 10);
+  // a day in the brand's time zone (the scoreboard's days are the brand's)
+  const iso = d => new Intl.DateTimeFormat("en-CA", { timeZone: session.timezone || "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit" }).format(d);
 
   async function loadScore() {
     if (!$("to").value) { const now = new Date(); $("to").value = iso(now); $("from").value = iso(new Date(now - 6 * 864e5)); }
@@ -104,17 +105,21 @@
 
   let plot = null;
   function chart(stats) {
-    const rows = stats.rows.filter(r => r.key);
-    const xs = rows.map(r => Date.parse(r.key + "T00:00:00Z") / 1000);
+    // every day of the range: a day without a row has no counter moved, i.e. 0 of everything
+    const byDay = new Map(stats.rows.filter(r => r.key).map(r => [r.key, r]));
+    const days = [];
+    for (let d = new Date(stats.from + "T00:00:00Z"); iso0(d) <= stats.to; d = new Date(d.getTime() + 864e5)) days.push(iso0(d));
     const series = ["new_members", "orders", "coupons_redeemed"];
-    const data = [xs, ...series.map(m => rows.map(r => r[m]))];
+    const data = [days.map(d => Date.parse(d + "T00:00:00Z") / 1000), ...series.map(m => days.map(d => (byDay.get(d) || {})[m] || 0))];
     const colors = ["#07c160", "#3370ff", "#f5a623"];
     if (plot) plot.destroy();
     $("chart").replaceChildren();
     plot = new uPlot({ width: Math.max(300, $("chart").clientWidth || 600), height: 220, tzDate: ts => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
                        series: [{}, ...series.map((m, i) => ({ label: t("m." + m), stroke: colors[i], width: 2, points: { show: true } }))],
-                       axes: [{}, { size: 40 }], scales: { x: { time: true } } }, data, $("chart"));
+                       axes: [{ incrs: [86400, 7 * 86400, 28 * 86400], values: (u, ticks) => ticks.map(ts => iso0(new Date(ts * 1e3)).slice(5)) }, { size: 40 }],
+                       scales: { x: { time: true }, y: { range: (u, lo, hi) => [0, Math.max(1, hi)] } } }, data, $("chart"));
   }
+  const iso0 = d => d.toISOString().slice(0, 10);
 
   // ---- coupon templates -------------------------------------------------------------------------
   async function createTemplate(ev) {
@@ -199,7 +204,7 @@
           el("div", { class: "row" }, act("pause"), act("resume"), act("cancel")),
           el("h4", {}, t("cmp.deliveries")),
           el("table", { id: "deliveries" }, el("tbody", {}, ...d.deliveries.map(x => el("tr", {}, el("td", {}, x.member_id), el("td", {}, x.state),
-            el("td", { class: "muted" }, x.reason || ""), el("td", { class: "muted" }, when(x.at))))))));
+            el("td", { class: "muted" }, x.reason || ""), el("td", { class: "muted" }, when(x.at)))))));
         if (["completed", "cancelled"].includes(c.state)) clearInterval(timers.campaign);
       } catch (e) { fail(e); }
     };
