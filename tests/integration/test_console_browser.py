@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 import warnings
 from datetime import date, datetime, timedelta, timezone
@@ -323,3 +324,58 @@ def test_the_scoreboard_shows_what_the_stats_api_returns(stack, make_brand, brow
     b.js("document.querySelector('#chart').scrollIntoView(); window.scrollTo(0, 0)")
     shot(b, "dashboard", docs=True)
 
+
+
+# ---- from `make run` to a redeemed coupon --------------------------------------------------------
+
+def test_make_run_prints_the_console_and_a_newcomer_redeems_within_a_minute(chromium, tmp_path):
+    """What `make run` prints is enough: the till's address and keys, then `coupon --at-the-till`'s
+    member code, typed into the till in a browser."""
+    import re
+    import subprocess
+    import sys
+    started = time.monotonic()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SIYU_API_PORT": "0", "SIYU_AWS_PORT": "0", "SIYU_WECHAT_PORT": "0",
+           "SIYU_LOCAL_STATE": str(tmp_path / "demo.json")}
+    run = subprocess.Popen([sys.executable, "-m", "siyu_dev", "run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    b = None
+    try:
+        printed = ""
+        while "a coupon to redeem there" not in printed:
+            line = run.stdout.readline()
+            assert line, printed
+            printed += line
+        threading.Thread(target=run.stdout.read, daemon=True).start()     # keep its pipe drained (its logs)
+        till_url = re.search(r"till \(核销台\)\s+(\S+)", printed).group(1)
+        assert re.search(r"dashboard \(运营后台\)\s+(\S+/console/dashboard)", printed)
+        pos_key = re.search(r"sz-futian: POS key (\S+?)(,|\s)", printed).group(1)
+        assert requests.get(till_url, timeout=10).status_code == 200
+        done = subprocess.run([sys.executable, "-m", "siyu_dev", "coupon", "--at-the-till", "--openid", "o_newcomer"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr + done.stdout
+        code = re.search(r"member code\s+(\S+)\s+\(valid", done.stdout).group(1)
+
+        b = Browser(*chromium)
+        b.get(till_url)
+        b.wait("#si-brand").type("demo")
+        b.find("#si-store").type("sz-futian")
+        b.find("#si-key").type(pos_key)
+        b.find("#si-go").click()
+        b.wait("#work")
+        b.find("#amount").type("42.00")
+        b.find("#member-code").type(code)
+        b.find("#lookup").click()
+        b.wait("#member .coupon button.redeem").click()
+        assert "核销成功，优惠 ¥10.00" in b.wait("#msg .msg.ok").text
+        # how long it took is printed, not asserted (speed belongs in benchmarks, not in timed tests)
+        print(f"from `siyu_dev run` to a redeemed coupon in the browser: {time.monotonic() - started:.1f} s")
+    finally:
+        if b:
+            b.close()
+        run.terminate()
+        try:
+            run.wait(30)
+        except subprocess.TimeoutExpired:
+            run.kill()
+            raise
