@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
     ("/console", "text/html; charset=utf-8", "no-cache"),
     ("/console/till", "text/html; charset=utf-8", "no-cache"),
     ("/console/dashboard", "text/html; charset=utf-8", "no-cache"),
+    ("/console/guide", "text/html; charset=utf-8", "no-cache"),
     ("/console/till.js", "text/javascript; charset=utf-8", "public, max-age=3600"),
     ("/console/console.css", "text/css; charset=utf-8", "public, max-age=3600"),
     ("/console/uPlot.iife.min.js", "text/javascript; charset=utf-8", "public, max-age=3600"),
@@ -32,7 +33,8 @@ def test_pages_are_served_with_their_type_and_caching(api, path, content_type, c
     assert r.headers["Cache-Control"] == cache
     assert r.headers["X-Content-Type-Options"] == "nosniff"
     assert "default-src 'self'" in r.headers["Content-Security-Policy"]
-    name = {"/console": "index.html", "/console/till": "till.html", "/console/dashboard": "dashboard.html"}.get(
+    name = {"/console": "index.html", "/console/till": "till.html", "/console/dashboard": "dashboard.html",
+            "/console/guide": "guide.html"}.get(
         path, path.rsplit("/", 1)[-1])
     assert r.text == (ROOT / "chalicelib" / "console" / name).read_text(encoding="utf-8")
     again = api.call("GET", path, headers={"If-None-Match": r.headers["ETag"]})
