@@ -27,11 +27,23 @@ _CURSOR = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z#rd
 _PARAMS = {"day", "limit", "cursor"}
 
 
-def _query(params: dict | None, today: date) -> tuple[str, int, str | None]:
-    params = params or {}
-    extra = sorted(set(params) - _PARAMS)
+def _page(params: dict, allowed: set[str], cursor_shape: re.Pattern) -> tuple[int, str | None]:
+    """(limit, cursor) of a page query, after refusing any parameter not in `allowed`."""
+    extra = sorted(set(params) - allowed)
     if extra:
         raise BadRequest(f"unknown parameter(s): {', '.join(extra[:5])}", code="unknown_parameter")
+    limit_text = params.get("limit", str(DEFAULT_LIMIT))
+    if not limit_text.isascii() or not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be 1-{MAX_LIMIT}", code="invalid_limit")
+    cursor = params.get("cursor")
+    if cursor is not None and not cursor_shape.fullmatch(cursor):
+        raise BadRequest("cursor must be the next_cursor of a previous page", code="invalid_cursor")
+    return int(limit_text), cursor
+
+
+def _query(params: dict | None, today: date) -> tuple[str, int, str | None]:
+    params = params or {}
+    limit, cursor = _page(params, _PARAMS, _CURSOR)
     day = params.get("day", today.isoformat())
     try:
         if not _DAY.fullmatch(day):
@@ -39,13 +51,7 @@ def _query(params: dict | None, today: date) -> tuple[str, int, str | None]:
         date.fromisoformat(day)
     except ValueError:
         raise BadRequest("day must be a calendar day YYYY-MM-DD", code="invalid_day") from None
-    limit_text = params.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isascii() or not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be 1-{MAX_LIMIT}", code="invalid_limit")
-    cursor = params.get("cursor")
-    if cursor is not None and not _CURSOR.fullmatch(cursor):
-        raise BadRequest("cursor must be the next_cursor of a previous page", code="invalid_cursor")
-    return day, int(limit_text), cursor
+    return day, limit, cursor
 
 
 def view(r: Redemption) -> dict:
@@ -86,22 +92,13 @@ def _template_row(item: CouponTemplate) -> dict:
 def templates(brand_id: str, params: dict | None) -> dict:
     """`{templates: [...], next_cursor}`, newest first."""
     tenancy.require_brand(brand_id)
-    params = params or {}
-    extra = sorted(set(params) - {"limit", "cursor"})
-    if extra:
-        raise BadRequest(f"unknown parameter(s): {', '.join(extra[:5])}", code="unknown_parameter")
-    limit_text = params.get("limit", str(DEFAULT_LIMIT))
-    if not limit_text.isascii() or not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be 1-{MAX_LIMIT}", code="invalid_limit")
-    cursor = params.get("cursor")
-    if cursor is not None and not _TPL_CURSOR.fullmatch(cursor):
-        raise BadRequest("cursor must be the next_cursor of a previous page", code="invalid_cursor")
+    limit, cursor = _page(params or {}, {"limit", "cursor"}, _TPL_CURSOR)
     pk = store.templates_pk(brand_id)
     start = None
     if cursor:
         start = {"pk": {"S": store.tpl_pk(brand_id, cursor.split("#", 1)[1])}, "sk": {"S": "TEMPLATE"},
                  "gsi1pk": {"S": pk}, "gsi1sk": {"S": cursor}}
-    page = CouponTemplate.gsi1.query(pk, scan_index_forward=False, limit=int(limit_text), last_evaluated_key=start)
+    page = CouponTemplate.gsi1.query(pk, scan_index_forward=False, limit=limit, last_evaluated_key=start)
     rows = [_template_row(t) for t in page if isinstance(t, CouponTemplate)]
     last = page.last_evaluated_key
     return {"templates": rows, "next_cursor": last["gsi1sk"]["S"] if last else None}
