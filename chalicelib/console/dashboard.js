@@ -176,7 +176,7 @@
   async function loadCampaigns() {
     try {
       const list = await admin("GET", "/campaigns");
-      $("cmp-list").replaceChildren(el("table", {}, el("tbody", {}, ...list.campaigns.map(c => el("tr", { "data-campaign-id": c.campaign_id },
+      $("cmp-list").replaceChildren(el("table", {}, el("tbody", {}, ...list.campaigns.map(c => el("tr", { "data-campaign-id": c.campaign_id, "data-state": c.state },
         el("td", {}, c.name), el("td", {}, el("span", { class: "pill" }, t("state." + c.state))), el("td", { class: "muted" }, when(c.created_at)),
         el("td", {}, el("button", { type: "button", onclick: () => openCampaign(c.campaign_id) }, t("cmp.open"))))))));
       if (!$("cmp-at").value) {
@@ -205,6 +205,8 @@
           el("h4", {}, t("cmp.deliveries")),
           el("table", { id: "deliveries" }, el("tbody", {}, ...d.deliveries.map(x => el("tr", {}, el("td", {}, x.member_id), el("td", {}, x.state),
             el("td", { class: "muted" }, x.reason || ""), el("td", { class: "muted" }, when(x.at)))))));
+        const listed = document.querySelector(`#cmp-list tr[data-campaign-id="${CSS.escape(id)}"]`);
+        if (listed && listed.dataset.state !== c.state) loadCampaigns();      // the list follows the state too
         if (["completed", "cancelled"].includes(c.state)) clearInterval(timers.campaign);
       } catch (e) { fail(e); }
     };

@@ -271,7 +271,20 @@ def test_dashboard_creates_a_template_and_a_campaign_and_watches_it_complete(sta
     for stat in ("targeted", "sent", "failed"):
         assert b.find(f'[data-stat="{stat}"] .v').attr("data-value") == str(final["stats"][stat])
     assert len(b.find_all("#deliveries tr")) == 6
+    b.wait(f'#cmp-list tr[data-campaign-id="{created["campaign_id"]}"][data-state="completed"]')
+    b.js("document.querySelector('#cmp-detail').scrollIntoView()")
     shot(b, "dashboard-campaign")
+
+    # a second one, cancelled from the page before it fires; then pausing it is refused in Chinese
+    b.find("#cmp-name").type("取消测试")
+    b.find("#cmp-go").click()
+    b.wait_until("return document.querySelector('#cmp-detail h3')?.textContent.includes('取消测试')")
+    second = next(c for c in brand.admin("GET", "/campaigns").json()["campaigns"] if c["name"] == "取消测试")
+    b.find('#cmp-detail [data-action="cancel"]').click()
+    b.wait_until("return document.querySelector('#cmp-state')?.dataset.state === 'cancelled'")
+    assert brand.admin("GET", f"/campaigns/{second['campaign_id']}").json()["state"] == "cancelled"
+    b.find('#cmp-detail [data-action="pause"]').click()
+    assert "当前状态不允许此操作" in b.wait("#msg .msg.error").text
 
 
 def test_the_scoreboard_shows_what_the_stats_api_returns(stack, make_brand, browser):
