@@ -151,6 +151,47 @@ def test_till_looks_up_redeems_refuses_the_second_and_reverses(stack, make_brand
     assert b.find("#redeem-code").text == "Redeem"
 
 
+def qr_video(text: str, path: Path, size: int = 480) -> Path:
+    """A Y4M video (what Chromium's fake camera plays) of `text` as a QR code, black on white."""
+    import segno
+    matrix = segno.make(text, error="m").matrix
+    quiet = 4
+    cells = len(matrix) + 2 * quiet
+    scale = size // cells
+    luma = bytearray(b"\xff" * size * size)
+    for y, row in enumerate(matrix):
+        for x, dark in enumerate(row):
+            if dark:
+                for dy in range(scale):
+                    start = ((y + quiet) * scale + dy) * size + (x + quiet) * scale
+                    luma[start:start + scale] = b"\x00" * scale
+    chroma = b"\x80" * (size // 2) * (size // 2)
+    frame = b"FRAME\n" + bytes(luma) + chroma + chroma
+    path.write_bytes(f"YUV4MPEG2 W{size} H{size} F10:1 Ip A1:1 C420jpeg\n".encode() + frame * 10)
+    return path
+
+
+def test_the_till_scans_the_member_code_with_the_camera(stack, make_brand, chromium, tmp_path):
+    """The camera sees the shopper's member code (Chromium's fake camera playing a QR code); the page
+    decodes it (BarcodeDetector, or the vendored jsQR where the browser has none) and looks them up."""
+    brand = make_brand("tillcam")
+    template = new_template(brand)
+    session, code = claimed_coupon(brand, "o_till_camera", template)
+    video = qr_video(member_code(brand, session), tmp_path / "member-code.y4m")
+    b = Browser(*chromium, width=412, height=915, extra_args=(f"--use-file-for-fake-video-capture={video}",))
+    try:
+        till_sign_in(b, stack, brand)
+        b.find("#amount").type("30")
+        b.find("#scan").click()
+        b.wait(f'#member .coupon[data-code="{code}"]', timeout=30)
+        decoder = b.js("return 'BarcodeDetector' in window ? 'BarcodeDetector' : (window.jsQR ? 'jsQR' : 'none')")
+        assert decoder in ("BarcodeDetector", "jsQR")
+        assert b.find("#camera").attr("class") == "hidden"          # the camera stops once it has read a code
+        shot(b, f"till-scan-{decoder}")
+    finally:
+        b.close()
+
+
 def test_till_refusals_are_in_chinese(stack, make_brand, browser):
     brand = make_brand("tillno")
     other_store = new_template(brand, name="上海专享", store_ids=["sh"])

@@ -57,7 +57,8 @@ class Element:
 class Browser:
     """One headless Chromium session; `close()` ends it and its driver."""
 
-    def __init__(self, chromium: str, chromedriver: str, *, width: int = 1280, height: int = 900):
+    def __init__(self, chromium: str, chromedriver: str, *, width: int = 1280, height: int = 900,
+                 extra_args: tuple[str, ...] = ()):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -79,7 +80,7 @@ class Browser:
         args = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--disable-extensions", "--disable-background-networking", "--disable-component-update",
                 "--disable-sync", "--lang=zh-CN", f"--window-size={width},{height}",
-                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream", *extra_args]
         r = self.http.post(self.base + "/session", json={"capabilities": {"alwaysMatch": {
             "browserName": "chrome", "goog:chromeOptions": {"binary": chromium, "args": args}}}}, timeout=60)
         if r.status_code != 200:
