@@ -433,3 +433,27 @@ def test_make_run_prints_the_console_and_a_newcomer_redeems_within_a_minute(chro
         except subprocess.TimeoutExpired:
             run.kill()
             raise
+
+
+def test_dashboard_lists_channels_and_members_and_opens_one(stack, make_brand, browser):
+    brand = make_brand("dashmem")
+    for openid, scene in (("o_mem_sz_1", "S1"), ("o_mem_sz_2", "S1"), ("o_mem_sh", "S2")):
+        assert brand.subscribe(openid, scene=scene).status_code == 200
+    b = browser
+    dashboard_sign_in(b, stack, brand)
+    b.find('[data-tab="channels"]').click()
+    assert "counter_poster" in b.wait('#ch-list tr[data-scene="S1"]').text
+    assert "sh" in b.find('#ch-list tr[data-scene="S2"]').text
+
+    b.find('[data-tab="members"]').click()
+    b.wait("#m-store").type("sz")
+    b.find("#m-go").click()
+    b.wait("#m-table tbody tr")
+    api_page = brand.admin("GET", "/members?store_id=sz&limit=20").json()
+    shown = [r.attr("data-member-id") for r in b.find_all("#m-table tbody tr")]
+    assert shown == [m["member_id"] for m in api_page["members"]] and len(shown) == 2
+    one = brand.member(openid="o_mem_sz_1")
+    b.find(f'#m-table tr[data-member-id="{one["member_id"]}"]').click()
+    detail = b.wait("#m-detail h3", text=one["member_id"])
+    assert detail
+    assert "poster" in b.find("#m-detail").text                      # the member's tags, as the API keeps them
