@@ -132,7 +132,7 @@
           $("coupon-code").value = "";
           const row = document.querySelector(`#member .coupon[data-code="${CSS.escape(done.coupon.code)}"]`);
           if (row) row.remove();
-          loadToday();
+          loadToday({ id: done.redemption_id, reversed: false });
           return done;
         } catch (e) {
           // no answer, or the service could not serve: the same key again, after a pause
@@ -161,9 +161,15 @@
   }
 
   // ---- today and reversal ---------------------------------------------------------------------
-  async function loadToday() {
+  /* The day's list is read from an index DynamoDB updates a moment after the write: when a redemption
+     just made (or reversed) is not there yet, read again shortly (a few times) rather than show a stale list. */
+  async function loadToday(expect, tries = 0) {
     try {
       const day = await call("GET", base() + "/redemptions?limit=200", { key: session.key });
+      const row = expect && day.redemptions.find(r => r.redemption_id === expect.id);
+      if (expect && (!row || !!row.reversed_at !== expect.reversed) && tries < 4) {
+        setTimeout(() => loadToday(expect, tries + 1), 500 * (tries + 1));
+      }
       $("today").replaceChildren(...day.redemptions.map(r => el("tr", { "data-redemption-id": r.redemption_id },
         el("td", {}, when(r.redeemed_at).split(" ").pop()),
         el("td", {}, r.code, el("div", { class: "muted" }, r.order_id)),
@@ -179,7 +185,7 @@
       await call("POST", `${base()}/redemptions/${encodeURIComponent(id)}/reversal`, { key: session.key });
       show("msg", "ok", t("till.reversed_ok"));
     } catch (e) { show("msg", "error", e.text || String(e)); }
-    loadToday();
+    loadToday({ id, reversed: true });
   }
 
   // ---- camera ---------------------------------------------------------------------------------
@@ -226,7 +232,7 @@
     $("signout").addEventListener("click", signOut);
     $("lookup").addEventListener("click", lookup);
     $("redeem-code").addEventListener("click", redeemTyped);
-    $("refresh").addEventListener("click", loadToday);
+    $("refresh").addEventListener("click", () => loadToday());
     $("scan").addEventListener("click", startScan);
     $("scan-stop").addEventListener("click", stopScan);
     $("member-code").addEventListener("keydown", e => { if (e.key === "Enter") lookup(); });
