@@ -5,8 +5,9 @@ the container's life, so a container that only answers WeChat callbacks never to
 the console and the API's cold start stays what it was. Only files in the folder are served (the name
 is full-matched against a short pattern, then looked up in the folder's listing): no path escapes it.
 
-Caching: HTML pages are `no-cache` (revalidated by ETag each load, so a deploy is seen at once); the
-scripts, styles and vendored libraries may be kept for an hour, and revalidate by ETag after that.
+Caching: the pages and their own scripts and styles are `no-cache` (revalidated by ETag on each load: a
+304 costs no body, and a deploy is seen at once, never a new page with an old script); the vendored
+libraries (VENDORED: they change only with their version) may be kept for a day.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml; charset=utf-8",
                  ".json": "application/json; charset=utf-8"}
+VENDORED = ("uPlot.", "jsQR.")
 PAGES = {"": "index.html", "till": "till.html", "dashboard": "dashboard.html", "guide": "guide.html"}
 # The pages load only their own scripts and call only this API; the till may use the camera.
 SECURITY = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
@@ -54,7 +56,7 @@ def serve(name: str, if_none_match: str | None) -> tuple[int, str, dict]:
     if found is None:
         return 404, "", {}
     text, content_type, etag = found
-    cache = "no-cache" if filename.endswith(".html") else "public, max-age=3600"
+    cache = "public, max-age=86400" if filename.startswith(VENDORED) else "no-cache"
     headers = {"Content-Type": content_type, "ETag": etag, "Cache-Control": cache, **SECURITY}
     if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
         return 304, "", headers

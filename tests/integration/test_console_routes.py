@@ -21,10 +21,11 @@ ROOT = Path(__file__).resolve().parents[2]
     ("/console/till", "text/html; charset=utf-8", "no-cache"),
     ("/console/dashboard", "text/html; charset=utf-8", "no-cache"),
     ("/console/guide", "text/html; charset=utf-8", "no-cache"),
-    ("/console/till.js", "text/javascript; charset=utf-8", "public, max-age=3600"),
-    ("/console/console.css", "text/css; charset=utf-8", "public, max-age=3600"),
-    ("/console/uPlot.iife.min.js", "text/javascript; charset=utf-8", "public, max-age=3600"),
-    ("/console/jsQR.js", "text/javascript; charset=utf-8", "public, max-age=3600"),
+    ("/console/till.js", "text/javascript; charset=utf-8", "no-cache"),
+    ("/console/console.css", "text/css; charset=utf-8", "no-cache"),
+    ("/console/uPlot.iife.min.js", "text/javascript; charset=utf-8", "public, max-age=86400"),
+    ("/console/uPlot.min.css", "text/css; charset=utf-8", "public, max-age=86400"),
+    ("/console/jsQR.js", "text/javascript; charset=utf-8", "public, max-age=86400"),
 ])
 def test_pages_are_served_with_their_type_and_caching(api, path, content_type, cache):
     r = api.call("GET", path)
@@ -179,3 +180,18 @@ def test_the_brands_templates_list_newest_first_in_pages(brand, make_brand):
     assert r.status_code == 403
     assert brand.admin("GET", "/coupon-templates?limit=500").json()["error"]["code"] == "invalid_limit"
     assert brand.admin("GET", "/coupon-templates?cursor=nope").json()["error"]["code"] == "invalid_cursor"
+
+
+def test_every_till_refusal_has_its_chinese_words():
+    """Each refusal the redemption route can give (chalicelib.domain.coupons) is shown in plain Chinese."""
+    import re
+    from chalicelib.domain.coupons import REFUSAL_STATUS
+    text = (ROOT / "chalicelib" / "console" / "common.js").read_text(encoding="utf-8")
+    words = dict(re.findall(r'"err\.([a-z_]+)": \["([^"]+)"', text))
+    expected = {"already_redeemed": "已核销", "expired": "已过期", "not_yet_valid": "未到使用时间",
+                "wrong_store": "不适用于本店", "min_spend_not_met": "未满最低消费", "unknown_code": "券码不存在"}
+    assert set(REFUSAL_STATUS) <= set(words)
+    assert {code: words[code] for code in expected} == expected
+    for code in ("invalid_member_code", "too_many_unknown_codes", "idempotency_key_reused", "unknown_redemption",
+                 "reversal_window_closed", "invalid_key", "missing_key", "forbidden"):
+        assert re.search(r"[\u4e00-\u9fff]", words[code]), code
