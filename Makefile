@@ -29,6 +29,7 @@ run: $(VENV)/.stamp-local          ## the whole stack on 127.0.0.1, seeded with 
 TEST_WORKERS ?= 2
 
 test: $(VENV)/.stamp-test          ## every test: unit (pure), integration (local stack, simulator, CDK synth), Lambda smoke
+	@bash .ci/browser-deps            # Debian's chromium + chromedriver + CJK fonts for the console's browser tests
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration tests/e2e tests/lambda_smoke
 
 unit: $(VENV)/.stamp-test

@@ -8,7 +8,7 @@ from chalice import Chalice, Response
 
 from chalicelib import health as readiness
 from chalicelib import chalice_errors, ids, untrusted
-from chalicelib.errors import ApiError, BadRequest, Unavailable, dependency_outage
+from chalicelib.errors import ApiError, BadRequest, NotFound, Unavailable, dependency_outage
 from chalicelib.observability import flush_metrics, logger, traced
 from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
 
@@ -471,3 +471,38 @@ def package_code_csv(brand_id, batch_id):
     return Response(package_codes.csv(brand_id, batch_id),
                     headers={"Content-Type": "text/csv; charset=utf-8",
                              "Content-Disposition": f'attachment; filename="{batch_id}.csv"'})
+# ---- the console (issue 12): the till's day, and the pages themselves ------------------------
+
+console_api = _OnFirstUse("chalicelib.services.console_api")
+
+
+@api("/pos/{brand_id}/stores/{store_id}/redemptions", methods=["GET"])
+def store_redemptions(brand_id, store_id):
+    auth.require_store(caller(), brand_id, store_id)
+    return console_api.store_day(brand_id, store_id, app.current_request.query_params)
+
+
+@api("/admin/{brand_id}/coupon-templates", methods=["GET"])
+def list_coupon_templates(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return console_api.templates(brand_id, app.current_request.query_params)
+
+
+console_pages = _OnFirstUse("chalicelib.console_pages")
+
+
+def _console(name: str) -> Response:
+    status, text, headers = console_pages.serve(name, app.current_request.headers.get("if-none-match"))
+    if status == 404:
+        raise NotFound(f"no console page {name}", code="unknown_page")
+    return Response(text, status_code=status, headers=headers)
+
+
+@api("/console", methods=["GET"])
+def console_index():
+    return _console("")
+
+
+@api("/console/{console_file}", methods=["GET"])
+def console_file(console_file):
+    return _console(console_file)

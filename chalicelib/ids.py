@@ -28,7 +28,8 @@ _MINTED = re.compile(r"[A-Za-z0-9_-]{1,64}")
 PATH_IDS = {"brand_id": (_SLUG, "unknown_brand"), "store_id": (_SLUG, "unknown_store"),
             "template_id": (_MINTED, "unknown_coupon_template"), "campaign_id": (_MINTED, "unknown_campaign"),
             "redemption_id": (_MINTED, "unknown_redemption"), "order_id": (_EXTERNAL, "unknown_order"),
-            "scene": (_SCENE, "unknown_channel")}
+            "scene": (_SCENE, "unknown_channel"),
+            "console_file": (re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"), "unknown_page")}
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 
 

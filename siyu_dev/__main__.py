@@ -143,6 +143,11 @@ siyu is up in {time.monotonic() - started:.1f}s — everything on 127.0.0.1, Ctr
   stores           {', '.join(f"{s}: POS key {k}" for s, k in keys['pos_keys'].items())}
   (all of this is saved in {STATE_FILE} for the commands below)
 
+  Console (in a browser; keys go in the sign-in form, never in the address):
+    till (核销台)       {stack.api_url}/console/till        brand demo, store sz-futian, its POS key above
+    dashboard (运营后台) {stack.api_url}/console/dashboard   brand demo, the admin key above
+    a coupon to redeem there: {py} -m siyu_dev coupon --at-the-till --openid o_till_demo
+
 Try it:
   1. A shopper scans the Futian store's QR code (scene S1) and follows the OA (safe mode, encrypted):
        {py} -m siyu_dev scan --scene S1 --openid o_demo_shopper --unionid u_demo_shopper
@@ -260,6 +265,13 @@ def cmd_coupon(args) -> None:
     status, found = http("POST", f"{api}/pos/demo/stores/sz-futian/member-lookup",
                          {"member_code": code["member_code"], "order_amount_cents": 4200}, pos)
     _show("till lookup", status, found)
+    if args.at_the_till:
+        print(f"""
+Now redeem it in the console's till ({api}/console/till, brand demo, store sz-futian, its POS key above):
+  order amount  42.00 (it needs at least 30.00)
+  member code   {code['member_code']}   (valid until {code['expires_at']}; run this command again for a fresh one)
+  or the coupon code {claimed['coupon']['code']}""")
+        return
     order = {"code": claimed["coupon"]["code"], "order_id": f"demo-{int(time.time())}", "order_amount_cents": 4200,
              "till_id": "till-1"}
     for attempt in ("redeem", "redeem again (the till retried)"):
@@ -468,6 +480,8 @@ def main(argv=None) -> None:
     coupon = _command(sub, "coupon", cmd_coupon, "define a coupon, claim it in the mini-program, redeem it at the till",
                       f"{py} coupon\n{py} coupon --openid o_someone_else")
     coupon.add_argument("--openid", default="o_coupon_demo")
+    coupon.add_argument("--at-the-till", action="store_true",
+                        help="stop before redeeming: print the member code to type into the console's till")
     campaign = _command(sub, "campaign", cmd_campaign,
                         "grant a subscribe credit and schedule a campaign to Shenzhen members",
                         f"{py} campaign --wait              # fires in a minute; prints progress until it completes\n"

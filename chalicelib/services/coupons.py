@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from chalicelib import secrets
 from chalicelib.cache import TTLCache
@@ -382,7 +383,7 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None, *,
         store.redeem(brand_id, coupon, store_id=store_id, till_id=till_id, order_id=order_id,
                      order_amount_cents=amount, discount_cents=discount, redemption_id=redemption_id,
                      idem_key=idem_key, request_hash=request_hash, response=answer, now=now,
-                     retention_days=retention(brand),
+                     retention_days=retention(brand), local_day=till_day(brand, now),
                      extend=_redemption_counters(brand_id, brand.timezone, coupon, store_id=store_id,
                                                  discount_cents=discount, now=now, redemption_id=redemption_id,
                                                  sign=1))
@@ -394,6 +395,11 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None, *,
                                                now=now) or "already_redeemed") from None
     count("CouponsRedeemed")
     return 201, answer
+
+
+def till_day(brand: Brand, now: datetime) -> str:
+    """The store's day of `now` (the brand's time zone): what the till lists as today's."""
+    return now.astimezone(ZoneInfo(brand.timezone)).date().isoformat()
 
 
 def reverse(brand_id: str, store_id: str, redemption_id: str) -> dict:

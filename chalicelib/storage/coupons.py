@@ -68,6 +68,11 @@ def tpl_pk(brand_id: str, template_id: str) -> str:
     return f"B#{brand_id}#TPL#{template_id}"
 
 
+def templates_pk(brand_id: str) -> str:
+    """gsi1 partition of a brand's templates (GET /admin/{brand}/coupon-templates)."""
+    return f"B#{brand_id}#TEMPLATES"
+
+
 def coupon_pk(brand_id: str, code: str) -> str:
     return f"B#{brand_id}#C#{code}"
 
@@ -108,7 +113,8 @@ def create_template(brand_id: str, t: rules.Template, now: datetime) -> CouponTe
         per_member_limit=t.per_member_limit, store_ids=list(t.store_ids) if t.store_ids is not None else None,
         claim_starts_at=iso(t.claim_starts_at) if t.claim_starts_at else None,
         claim_ends_at=iso(t.claim_ends_at) if t.claim_ends_at else None, flash_sale=t.flash_sale, shards=t.shards,
-        reversal_voids=t.reversal_voids, created_at=iso(now))
+        reversal_voids=t.reversal_voids, created_at=iso(now),
+        gsi1pk=templates_pk(brand_id), gsi1sk=f"{iso(now)}#{t.template_id}")    # the brand's list, newest first
     try:
         item.save(condition=CouponTemplate.pk.does_not_exist())
     except PutError as err:
@@ -263,9 +269,10 @@ def idempotency_record(brand_id: str, store_id: str, key: str) -> IdempotencyRec
 
 def redeem(brand_id: str, coupon: Coupon, *, store_id: str, till_id: str | None, order_id: str,
            order_amount_cents: int, discount_cents: int, redemption_id: str, idem_key: str, request_hash: str,
-           response: dict, now: datetime, retention_days: int, extend=None) -> None:
+           response: dict, now: datetime, retention_days: int, extend=None, local_day: str | None = None) -> None:
     """Mark the coupon redeemed and remember the answer under the idempotency key, atomically.
-    Raises KeyUsed (that key committed first) or NotRedeemable (another till won)."""
+    Raises KeyUsed (that key committed first) or NotRedeemable (another till won). With `local_day`
+    (the store's day in the brand's time zone) the redemption is indexed for the till's day list."""
     valid_until = parse(coupon.valid_until)
     tx = Tx()
     tx.update("coupon", Coupon(coupon.pk, "COUPON"), [
@@ -279,7 +286,9 @@ def redeem(brand_id: str, coupon: Coupon, *, store_id: str, till_id: str | None,
         f"B#{brand_id}#RDM#{redemption_id}", "RDM", brand_id=brand_id, redemption_id=redemption_id, code=coupon.code,
         template_id=coupon.template_id, store_id=store_id, till_id=till_id, order_id=order_id,
         order_amount_cents=order_amount_cents, discount_cents=discount_cents, created_at=iso(now),
-        expires_at=valid_until + timedelta(days=retention_days)), condition=Redemption.pk.does_not_exist())
+        expires_at=valid_until + timedelta(days=retention_days),
+        **(till_day_index(brand_id, store_id, local_day, now, redemption_id) if local_day else {})),
+        condition=Redemption.pk.does_not_exist())
     shard = random.randrange(TOTAL_SHARDS)
     tx.update("totals", TemplateTotals(tpl_pk(brand_id, coupon.template_id), f"TOTAL#{shard:02d}"),
               [TemplateTotals.redeemed.add(1), TemplateTotals.discount_cents.add(discount_cents), _kind(TemplateTotals)])
@@ -290,6 +299,15 @@ def redeem(brand_id: str, coupon: Coupon, *, store_id: str, till_id: str | None,
     if extend:
         extend(tx)
     tx.commit({"key": KeyUsed(), "coupon": NotRedeemable()})
+
+
+def till_day_pk(brand_id: str, store_id: str, local_day: str) -> str:
+    return f"B#{brand_id}#S#{store_id}#RDMDAY#{local_day}"
+
+
+def till_day_index(brand_id: str, store_id: str, local_day: str, now: datetime, redemption_id: str) -> dict:
+    """gsi1 keys of a redemption in its store's day (the till's list: one Query, newest first)."""
+    return {"gsi1pk": till_day_pk(brand_id, store_id, local_day), "gsi1sk": f"{iso(now)}#{redemption_id}"}
 
 
 def get_redemption(brand_id: str, redemption_id: str) -> Redemption | None:

@@ -1,0 +1,90 @@
+/* 导购工作台: a shopping guide's own numbers, members and open tasks (issue 11's /guide/{brand}/… routes).
+   Signed in with a WeCom login code: WeCom's OAuth redirect brings it as ?code=…&state=<brand>; the
+   page trades it at once for a guide session (sessionStorage) and removes it from the address. */
+"use strict";
+(function () {
+  const { t, call, yuan, pct, num, when, el, ApiError } = siyu;
+  siyu.add({
+    "g.title": ["导购工作台", "Guide workbench"], "g.code": ["企业微信登录码", "WeCom login code"],
+    "g.code_hint": ["从企业微信工作台打开本页会自动登录", "Opened from WeCom, this page signs in by itself"],
+    "g.from": ["开始日期", "From"], "g.to": ["结束日期", "To"], "g.show": ["查询", "Show"], "g.more": ["更多", "More"],
+    "g.tasks": ["待执行任务", "Open tasks"], "g.members": ["我的会员", "My members"], "g.tag": ["按标签筛选", "Filter by tag"],
+    "g.none": ["暂无", "None"], "g.executed": ["已执行", "Executed"], "g.pending": ["待执行", "Pending"], "g.due": ["截止", "Due"],
+    "f.contacts": ["客户数", "Contacts"], "f.new_members": ["拉新", "New members"], "f.lost_contacts": ["流失", "Lost"],
+    "f.converted_members": ["转化", "Converted"], "f.orders": ["订单", "Orders"], "f.gmv_cents": ["成交额", "GMV"],
+    "f.coupons_redeemed": ["核销", "Redeemed"], "f.execution_rate": ["任务执行率", "Task execution"],
+    "err.invalid_session": ["登录已失效，请重新登录", "Session expired: sign in again"],
+  });
+  const SESSION = "siyu.guide";
+  const $ = id => document.getElementById(id);
+  let session = JSON.parse(sessionStorage.getItem(SESSION) || "null"), cursor = null;
+  const me = (path, q) => call("GET", `/guide/${encodeURIComponent(session.brand)}/me${path}${q ? "?" + q : ""}`, { key: session.token });
+  const fail = e => {
+    if (e.code === "invalid_session" || e.status === 401) { sessionStorage.removeItem(SESSION); }
+    $("msg").replaceChildren(el("div", { class: "msg error" }, e instanceof ApiError ? e.text : String(e)));
+  };
+
+  async function login(brand, code) {
+    try {
+      const s = await call("POST", `/guide/${encodeURIComponent(brand)}/login`, { body: { code } });
+      session = { brand, token: s.session, guide: s.guide_id, store: s.store_id };
+      sessionStorage.setItem(SESSION, JSON.stringify(session));
+      enter();
+    } catch (e) { $("si-msg").replaceChildren(el("div", { class: "msg error" }, e.text || String(e))); }
+  }
+
+  function enter() {
+    $("signin").classList.add("hidden"); $("work").classList.remove("hidden"); $("signout").classList.remove("hidden");
+    $("who").textContent = `${session.brand} / ${session.guide || ""}`;
+    load();
+  }
+
+  const FIGURES = ["contacts", "new_members", "lost_contacts", "converted_members", "orders", "gmv_cents", "coupons_redeemed", "execution_rate"];
+  async function load() {
+    const q = new URLSearchParams();
+    if ($("from").value) q.set("from", $("from").value);
+    if ($("to").value) q.set("to", $("to").value);
+    try {
+      const [mine, tasks] = await Promise.all([me("", q.toString()), me("/tasks")]);
+      $("who").textContent = `${mine.guide.name} · ${mine.store.name || mine.store.store_id}`;
+      $("from").value = mine.from; $("to").value = mine.to;
+      $("figures").replaceChildren(...FIGURES.map(k => el("div", { class: "kpi", "data-figure": k }, el("div", { class: "l" }, t("f." + k)),
+        el("div", { class: "v", "data-value": JSON.stringify(mine.figures[k]) }, k.endsWith("_cents") ? yuan(mine.figures[k]) : k.endsWith("_rate") ? pct(mine.figures[k]) : num(mine.figures[k])))));
+      $("tasks").replaceChildren(tasks.tasks.length ? el("table", {}, el("tbody", {}, ...tasks.tasks.map(x => el("tr", { "data-task-id": x.task_id },
+        el("td", {}, x.name, el("div", { class: "muted" }, (x.message || {}).text || "")), el("td", { class: "muted" }, `${t("g.due")} ${when(x.due_at)}`),
+        el("td", {}, el("span", { class: "pill" }, x.mine && x.mine.executed ? t("g.executed") : t("g.pending")))))))
+        : el("p", { class: "muted" }, t("g.none")));
+      members(false);
+    } catch (e) { fail(e); }
+  }
+
+  async function members(more) {
+    const q = new URLSearchParams();
+    if ($("tag").value.trim()) q.set("tag", $("tag").value.trim());
+    if (more && cursor) q.set("cursor", cursor);
+    try {
+      const page = await me("/members", q.toString());
+      cursor = page.cursor;
+      const rows = page.members.map(m => el("tr", { "data-member-id": m.member_id }, el("td", {}, m.member_id, el("div", { class: "muted" }, (m.tags || []).join(", "))),
+        el("td", { class: "muted" }, when((m.last_touch || {}).at)), el("td", { class: "n" }, num(m.orders)), el("td", { class: "n" }, yuan(m.gmv_cents)),
+        el("td", { class: "n" }, num((m.coupons || []).length))));
+      if (more && $("m-table")) $("m-table").tBodies[0].append(...rows);
+      else $("members").replaceChildren(el("table", { id: "m-table" }, el("tbody", {}, ...rows)));
+      $("more").classList.toggle("hidden", !cursor);
+    } catch (e) { fail(e); }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const params = new URLSearchParams(location.search);
+    if (params.get("code")) {                          // WeCom's OAuth redirect: trade the code, drop it from the address
+      history.replaceState(null, "", location.pathname);
+      login(params.get("state") || params.get("brand") || "", params.get("code"));
+    }
+    $("signin").addEventListener("submit", ev => { ev.preventDefault(); login($("si-brand").value.trim(), $("si-code").value.trim()); });
+    $("signout").addEventListener("click", () => { sessionStorage.removeItem(SESSION); location.reload(); });
+    $("go").addEventListener("click", load);
+    $("tag-go").addEventListener("click", () => members(false));
+    $("more").addEventListener("click", () => members(true));
+    if (session && !params.get("code")) enter();
+  });
+})();
