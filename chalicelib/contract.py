@@ -66,7 +66,7 @@ class Op:
     tag: str = ""
     request_example: dict | None = None
     content_types: tuple[str, ...] = ("application/json",)
-    response_type: str = "application/json"
+    response_type: str | tuple[str, ...] = "application/json"
 
 
 # ---- validating ---------------------------------------------------------------------------------------
@@ -241,9 +241,10 @@ def operation(path: str, method: str, name: str, op: Op) -> dict:
         out["requestBody"] = {"required": False, "content": {t: {"schema": {"type": "string"}}
                                                              for t in op.content_types}}
     for status, schema in op.responses.items():
-        content = {op.response_type: {"schema": schema}} if schema is not None else {}
+        types = (op.response_type,) if isinstance(op.response_type, str) else op.response_type
+        content = {t: {"schema": schema} for t in types} if schema is not None else {}
         out["responses"][str(status)] = {"description": "OK" if status < 300 else "Answered", "content": content}
-    errors: dict[int, list[str]] = {}
+    errors: dict[int, list[str]] = {404: ["unknown_brand"]} if "{brand_id}" in path else {}
     for table in (AUTH_ERRORS.get(op.auth or "", {}), COMMON_ERRORS, op.errors):
         for status, codes in table.items():
             errors.setdefault(status, []).extend(codes)

@@ -125,9 +125,9 @@ CAMPAIGN = obj([], name=s(100, min_len=1), coupon_template_id=s(64, null=True, m
                schedule={**SECTION, "description": "{at?: time, cron?: 'min hour dom mon dow', timezone?}"},
                audience={**SECTION, "description": "{tags_any?, tags_all?, store_ids?, joined_after?, "
                                                    "joined_before?, sample_percent?}"},
-               message={**SECTION, "description": "{channel: mp_subscribe|oa_template|oa_text, template_id?, "
+               message={**SECTION, "description": "{channel: mp_subscribe|oa_template|oa_custom, template_id?, "
                                                   "page?, data?, text?}"},
-               limits={**SECTION, "description": "{per_second?, max_recipients?}"},
+               limits={**SECTION, "description": "{per_second?: 1-10000, frequency_cap_per_day?: 1-100}"},
                quiet_hours={"description": "{start: 'HH:MM', end: 'HH:MM'} in the schedule's time zone"})
 SUBSCRIPTIONS = obj([], accepted={"type": ["array", "null"], "maxItems": 20, "items": s(128, min_len=1)},
                     rejected={"type": ["array", "null"], "maxItems": 20, "items": s(128, min_len=1)})
@@ -173,13 +173,21 @@ WECHAT_TYPES = ("text/xml", "application/xml", "application/json", "text/plain",
                 "application/x-www-form-urlencoded")
 
 
+WECHAT_ERRORS = {400: ["bad_callback", "bad_ciphertext", "forbidden_xml", "malformed_xml", "malformed_json",
+                       "missing_encrypt", "missing_echostr", "encryption_not_configured"],
+                 401: ["bad_signature", "stale_timestamp"], 403: ["receive_id_mismatch"],
+                 404: ["app_not_configured"], 413: ["body_too_large"]}
+
+
 def _wechat(kind: str, method: str) -> Op:
     if method == "GET":
         return Op(f"WeChat {kind} server URL check: echoes `echostr` when the signature is right", WX,
-                  {200: {"type": "string"}}, query=WECHAT_Q, tag="wechat", response_type="text/plain")
+                  {200: {"type": "string"}}, query=WECHAT_Q, tag="wechat", response_type="text/plain",
+                  errors=WECHAT_ERRORS)
     return Op(f"WeChat {kind} callback (plain or safe mode, XML or JSON): answered within WeChat's 5 s", WX,
-              {200: {"type": "string"}}, query=WECHAT_Q, tag="wechat", content_types=WECHAT_TYPES,
-              response_type="text/plain")
+              {200: {"type": "string", "description": "`success`, or a passive reply (XML, encrypted in safe mode)"}},
+              query=WECHAT_Q, tag="wechat", content_types=WECHAT_TYPES, response_type=("text/plain", "application/xml"),
+              errors=WECHAT_ERRORS)
 
 
 ROUTES: dict[tuple[str, str], Op] = {
@@ -193,7 +201,7 @@ ROUTES: dict[tuple[str, str], Op] = {
                                              response_type="application/javascript"),
     # tenancy
     ("POST", "/admin/brands"): Op("Create a brand; answers its admin key once", PLAT, {201: BRAND_OUT},
-                                  request=BRAND, errors={409: ["brand_exists", "app_claimed"]}, tag="tenancy",
+                                  request=BRAND, errors={409: ["brand_exists", "app_already_registered"]}, tag="tenancy",
                                   request_example={"brand_id": "tea", "name": "Tea House", "wechat": {
                                       "oa": {"app_id": "wx123", "app_secret": "…", "token": "tok123"}}}),
     ("GET", "/admin/{brand_id}"): Op("A brand (public ids only)", A, {200: BRAND_OUT}, tag="tenancy"),
@@ -204,7 +212,7 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("GET", "/admin/{brand_id}/stores"): Op("The brand's stores", A, {200: listing("stores", STORE_OUT)},
                                             tag="tenancy"),
     ("POST", "/admin/{brand_id}/guides"): Op("Create a guide (a store's shopping assistant)", A, {201: GUIDE_OUT},
-                                             request=GUIDE, errors={409: ["guide_exists"], 404: ["unknown_store"]},
+                                             request=GUIDE, errors={409: ["guide_exists", "wecom_user_taken"], 404: ["unknown_store"]},
                                              tag="tenancy"),
     ("GET", "/admin/{brand_id}/guides"): Op("The brand's guides", A, {200: listing("guides", GUIDE_OUT)},
                                             tag="tenancy"),
@@ -215,10 +223,15 @@ ROUTES: dict[tuple[str, str], Op] = {
                                               tag="tenancy"),
     ("GET", "/admin/{brand_id}/members"): Op(
         "One member by ?openid= / ?unionid= / ?external_userid=, else a page of members (filters, cursor)", A,
-        {200: ANY_OBJ}, query={"openid": s(), "unionid": s(), "external_userid": s(), "store_id": s(),
-                               "guide_id": s(), "scene": s(), "tag": s(), "joined_after": s(),
-                               "joined_before": s(), "limit": s(), "cursor": s()},
-        errors={404: ["unknown_member"], 400: ["missing_identity", "invalid_cursor"]}, tag="members"),
+        {200: ANY_OBJ}, query={"openid": s(), "unionid": s(), "external_userid": s(), "store_id": s(), "guide_id": s(),
+                               "channel": s(description="the first touch's scene"), "tag": s(),
+                               "joined_from": s(description="ISO date or date-time, inclusive"),
+                               "joined_to": s(), "limit": s(description="1-100, default 20"),
+                               "cursor": s(description="the `cursor` of the previous page, unchanged")},
+        errors={404: ["unknown_member"], 400: ["missing_identity", "invalid_cursor", "invalid_limit",
+                                                "invalid_joined_from", "invalid_joined_to", "invalid_joined_range",
+                                                "invalid_store_id", "invalid_guide_id", "invalid_channel",
+                                                "invalid_tag", "unknown_parameter"]}, tag="members"),
     # WeChat
     **{(m, f"/wechat/{{brand_id}}/{k}"): _wechat(k, m) for k in ("oa", "mp", "wecom") for m in ("GET", "POST")},
     # mini-program
@@ -232,21 +245,26 @@ ROUTES: dict[tuple[str, str], Op] = {
     # coupons
     ("POST", "/admin/{brand_id}/coupon-templates"): Op(
         "Create a coupon template", A, {201: TEMPLATE_OUT}, request=TEMPLATE, tag="coupons",
-        errors={400: ["invalid_validity", "invalid_claim_window", "flash_sale_too_fast"], 404: ["unknown_store"]},
+        errors={400: ["invalid_validity", "invalid_claim_window", "flash_sale_too_fast"], 404: ["unknown_store"],
+                409: ["template_exists"]},
         request_example={"name": "10 yuan off", "kind": "cash_off", "value": 1000, "min_spend_cents": 5000,
                          "valid_days_after_claim": 30}),
     ("GET", "/admin/{brand_id}/coupon-templates/{template_id}"): Op("A coupon template with live counts", A,
-                                                                    {200: TEMPLATE_OUT}, tag="coupons"),
+                                                                    {200: TEMPLATE_OUT}, errors={404: ["unknown_coupon_template"]},
+                                                                    tag="coupons"),
     ("GET", "/admin/{brand_id}/coupon-templates/{template_id}/stats"): Op(
         "A template's issued/redeemed by store or day", A, {200: STATS_OUT},
-        query={**DATE_Q, "by": s(enum=["store", "day"])}, tag="coupons"),
+        query={**DATE_Q, "by": s(enum=["store", "day"])}, errors={404: ["unknown_coupon_template"]},
+        tag="coupons"),
     ("POST", "/mp/{brand_id}/coupon-templates/{template_id}/claim"): Op(
         "Claim a coupon", MP, {201: out("coupon", coupon=COUPON_OUT)}, tag="coupons",
-        errors={409: ["out_of_stock", "limit_reached", "claim_not_started", "claim_ended"]}),
+        errors={409: ["out_of_stock", "limit_reached", "claim_window_closed", "claims_busy"],
+                                  404: ["unknown_coupon_template"]}),
     ("GET", "/mp/{brand_id}/me/coupons"): Op("My coupons", MP, {200: listing("coupons", COUPON_OUT)},
                                              tag="coupons"),
     ("GET", "/mp/{brand_id}/me/member-code"): Op("My rotating member code (for the till to scan)", MP,
-                                                 {200: out("member_code", "expires_at")}, tag="coupons"),
+                                                 {200: out("member_code", "expires_at")}, errors={404: ["not_a_member"]},
+                                                 tag="coupons"),
     ("POST", "/pos/{brand_id}/stores/{store_id}/member-lookup"): Op(
         "The member behind a scanned code and the coupons usable for this amount", POS,
         {200: out("member", "coupons", member=ANY_OBJ, coupons={"type": "array", "items": COUPON_OUT})},
@@ -255,22 +273,26 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("POST", "/pos/{brand_id}/stores/{store_id}/redemptions"): Op(
         "Redeem a coupon (once per Idempotency-Key)", POS, {201: out("redemption_id", redemption_id=s())},
         request=REDEEM, headers=(IDEMPOTENCY,), tag="till",
-        errors={409: ["already_redeemed", "expired", "not_yet_valid", "wrong_store", "below_min_spend",
-                      "idempotency_key_reused"], 404: ["unknown_coupon"]},
+        errors={409: ["already_redeemed", "expired", "not_yet_valid", "wrong_store", "min_spend_not_met",
+                      "reversed", "idempotency_key_reused"], 404: ["unknown_code"],
+                429: ["too_many_unknown_codes"]},
         request_example={"code": "AB12-CD34-EF", "order_id": "T1-0001", "order_amount_cents": 12800}),
     ("POST", "/pos/{brand_id}/stores/{store_id}/redemptions/{redemption_id}/reversal"): Op(
         "Reverse a redemption", POS, {200: out("redemption_id", "reversed_at")}, tag="till",
-        errors={404: ["unknown_redemption"]}),
+        errors={404: ["unknown_redemption"], 409: ["reversal_window_closed"]}),
     # orders
     ("POST", "/pos/{brand_id}/stores/{store_id}/orders"): Op(
         "Record an order at the till (once per Idempotency-Key)", POS, {201: ORDER_OUT}, request=ORDER,
         headers=(IDEMPOTENCY,), tag="orders",
-        errors={400: ["ambiguous_member", "invalid_redemption_ids"], 409: ["order_exists", "idempotency_key_reused"],
-                404: ["unknown_guide", "unknown_member"]},
+        errors={400: ["ambiguous_member", "invalid_redemption_ids", "invalid_occurred_at"],
+                409: ["order_exists", "idempotency_key_reused", "redemption_linked", "redemption_reversed",
+                      "order_busy"],
+                404: ["invalid_member_code", "unknown_guide", "unknown_member", "unknown_redemption"]},
         request_example={"order_id": "T1-0001", "amount_cents": 12800, "member_code": "…"}),
     ("POST", "/pos/{brand_id}/stores/{store_id}/orders/{order_id}/refunds"): Op(
         "Refund (part of) an order (once per Idempotency-Key)", POS, {201: REFUND_OUT}, request=REFUND,
-        headers=(IDEMPOTENCY,), tag="orders", errors={409: ["refund_exceeds_order", "refund_exists"],
+        headers=(IDEMPOTENCY,), tag="orders", errors={409: ["refund_exceeds_order", "refund_exists",
+                                                            "idempotency_key_reused", "order_busy"],
                                                       404: ["unknown_order"]},
         request_example={"refund_id": "R1", "amount_cents": 2000}),
     ("POST", "/admin/{brand_id}/order-imports"): Op(
@@ -283,23 +305,30 @@ ROUTES: dict[tuple[str, str], Op] = {
     # campaigns
     ("POST", "/admin/{brand_id}/campaigns"): Op(
         "Create (and schedule) a campaign", A, {201: CAMPAIGN_OUT}, request=CAMPAIGN, tag="campaigns",
-        errors={400: ["invalid_audience", "invalid_message", "invalid_schedule", "invalid_limits",
-                      "invalid_quiet_hours", "invalid_timezone"]},
+        errors={400: ["invalid_audience", "invalid_message", "invalid_schedule", "invalid_per_second", "missing_text",
+                      "invalid_quiet_hours", "invalid_timezone"], 404: ["unknown_coupon_template"],
+                503: ["scheduler_unavailable"]},
         request_example={"name": "Double 11", "audience": {"tags_any": ["vip"]},
-                         "message": {"channel": "oa_text", "text": "50% off today"},
+                         "message": {"channel": "oa_custom", "text": "50% off today"},
                          "schedule": {"at": "2026-11-11T10:00:00+08:00"}}),
-    ("GET", "/admin/{brand_id}/campaigns"): Op("The brand's campaigns", A, {200: listing("campaigns", CAMPAIGN_OUT)},
+    ("GET", "/admin/{brand_id}/campaigns"): Op("The brand's campaigns (a summary each; GET one for its stats)", A,
+                                               {200: listing("campaigns", out("campaign_id", "name", "state",
+                                                                              campaign_id={"type": "string"},
+                                                                              name={"type": "string"},
+                                                                              state={"type": "string"},
+                                                                              created_at=TIME_OUT))},
                                                tag="campaigns"),
     ("GET", "/admin/{brand_id}/campaigns/{campaign_id}"): Op("A campaign with its live progress and stats", A,
-                                                             {200: CAMPAIGN_OUT}, tag="campaigns"),
+                                                             {200: CAMPAIGN_OUT}, errors={404: ["unknown_campaign"]},
+                                                             tag="campaigns"),
     **{("POST", f"/admin/{{brand_id}}/campaigns/{{campaign_id}}/{act}"): Op(
         f"{act.capitalize()} a campaign", A, {200: CAMPAIGN_OUT}, tag="campaigns",
-        errors={409: ["invalid_state", "busy"]}) for act in ("pause", "resume", "cancel")},
+        errors={409: ["invalid_transition", "busy"], 404: ["unknown_campaign"]}) for act in ("pause", "resume", "cancel")},
     ("GET", "/admin/{brand_id}/campaigns/{campaign_id}/deliveries"): Op(
         "A campaign's deliveries, a page at a time", A,
         {200: listing("deliveries", ANY_OBJ, "next_cursor")},
         query={"state": s(enum=["sending", "retry", "sent", "skipped", "failed"]), "limit": s(), "cursor": s()},
-        errors={400: ["invalid_state", "invalid_cursor"]}, tag="campaigns"),
+        errors={400: ["invalid_state", "invalid_cursor"], 404: ["unknown_campaign"]}, tag="campaigns"),
     ("POST", "/mp/{brand_id}/me/subscriptions"): Op(
         "Report what wx.requestSubscribeMessage answered", MP, {200: SUBS_OUT}, request=SUBSCRIPTIONS,
         errors={400: ["missing_templates", "invalid_templates"]}, tag="mini-program",
