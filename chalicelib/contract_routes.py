@@ -122,7 +122,8 @@ IMPORT = obj(["orders"], closed=True,
                       "description": "{order_id, refund_id, amount_cents, occurred_at?}"})
 SECTION = {"type": ["object", "null"]}
 CAMPAIGN = obj([], name=s(100, min_len=1), coupon_template_id=s(64, null=True, min_len=1),
-               schedule={**SECTION, "description": "{at?: time, cron?: 'min hour dom mon dow', timezone?}"},
+               schedule={**SECTION, "description": "{at?: time, cron?: EventBridge's six fields, e.g. "
+                                                   "'0 10 * * ? *', timezone?}"},
                audience={**SECTION, "description": "{tags_any?, tags_all?, store_ids?, joined_after?, "
                                                    "joined_before?, sample_percent?}"},
                message={**SECTION, "description": "{channel: mp_subscribe|oa_template|oa_custom, template_id?, "
@@ -201,7 +202,8 @@ ROUTES: dict[tuple[str, str], Op] = {
                                              response_type="application/javascript"),
     # tenancy
     ("POST", "/admin/brands"): Op("Create a brand; answers its admin key once", PLAT, {201: BRAND_OUT},
-                                  request=BRAND, errors={409: ["brand_exists", "app_already_registered"]}, tag="tenancy",
+                                  request=BRAND, errors={409: ["brand_exists", "app_already_registered"]},
+                                  tag="tenancy",
                                   request_example={"brand_id": "tea", "name": "Tea House", "wechat": {
                                       "oa": {"app_id": "wx123", "app_secret": "…", "token": "tok123"}}}),
     ("GET", "/admin/{brand_id}"): Op("A brand (public ids only)", A, {200: BRAND_OUT}, tag="tenancy"),
@@ -212,7 +214,8 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("GET", "/admin/{brand_id}/stores"): Op("The brand's stores", A, {200: listing("stores", STORE_OUT)},
                                             tag="tenancy"),
     ("POST", "/admin/{brand_id}/guides"): Op("Create a guide (a store's shopping assistant)", A, {201: GUIDE_OUT},
-                                             request=GUIDE, errors={409: ["guide_exists", "wecom_user_taken"], 404: ["unknown_store"]},
+                                             request=GUIDE, errors={409: ["guide_exists", "wecom_user_taken"],
+                                                                    404: ["unknown_store"]},
                                              tag="tenancy"),
     ("GET", "/admin/{brand_id}/guides"): Op("The brand's guides", A, {200: listing("guides", GUIDE_OUT)},
                                             tag="tenancy"),
@@ -236,7 +239,8 @@ ROUTES: dict[tuple[str, str], Op] = {
     **{(m, f"/wechat/{{brand_id}}/{k}"): _wechat(k, m) for k in ("oa", "mp", "wecom") for m in ("GET", "POST")},
     # mini-program
     ("POST", "/mp/{brand_id}/login"): Op("Exchange a wx.login code for a session", None, {200: SESSION_OUT},
-                                         request=obj(["code"], code=s(128, min_len=1, **{"x-error-code": "missing_code"})),
+                                         request=obj(["code"], code=s(128, min_len=1,
+                                                                      **{"x-error-code": "missing_code"})),
                                          tag="mini-program", request_example={"code": "081abc"}),
     ("POST", "/mp/{brand_id}/scan"): Op("The shopper opened the mini-program from a code", MP,
                                         {200: out("member_id", "created", member_id={"type": "string"},
@@ -250,7 +254,8 @@ ROUTES: dict[tuple[str, str], Op] = {
         request_example={"name": "10 yuan off", "kind": "cash_off", "value": 1000, "min_spend_cents": 5000,
                          "valid_days_after_claim": 30}),
     ("GET", "/admin/{brand_id}/coupon-templates/{template_id}"): Op("A coupon template with live counts", A,
-                                                                    {200: TEMPLATE_OUT}, errors={404: ["unknown_coupon_template"]},
+                                                                    {200: TEMPLATE_OUT},
+                                                                    errors={404: ["unknown_coupon_template"]},
                                                                     tag="coupons"),
     ("GET", "/admin/{brand_id}/coupon-templates/{template_id}/stats"): Op(
         "A template's issued/redeemed by store or day", A, {200: STATS_OUT},
@@ -263,7 +268,8 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("GET", "/mp/{brand_id}/me/coupons"): Op("My coupons", MP, {200: listing("coupons", COUPON_OUT)},
                                              tag="coupons"),
     ("GET", "/mp/{brand_id}/me/member-code"): Op("My rotating member code (for the till to scan)", MP,
-                                                 {200: out("member_code", "expires_at")}, errors={404: ["not_a_member"]},
+                                                 {200: out("member_code", "expires_at")},
+                                                 errors={404: ["not_a_member"]},
                                                  tag="coupons"),
     ("POST", "/pos/{brand_id}/stores/{store_id}/member-lookup"): Op(
         "The member behind a scanned code and the coupons usable for this amount", POS,
@@ -310,7 +316,7 @@ ROUTES: dict[tuple[str, str], Op] = {
                 503: ["scheduler_unavailable"]},
         request_example={"name": "Double 11", "audience": {"tags_any": ["vip"]},
                          "message": {"channel": "oa_custom", "text": "50% off today"},
-                         "schedule": {"at": "2026-11-11T10:00:00+08:00"}}),
+                         "schedule": {"cron": "0 10 * * ? *", "timezone": "Asia/Shanghai"}}),
     ("GET", "/admin/{brand_id}/campaigns"): Op("The brand's campaigns (a summary each; GET one for its stats)", A,
                                                {200: listing("campaigns", out("campaign_id", "name", "state",
                                                                               campaign_id={"type": "string"},
@@ -323,7 +329,8 @@ ROUTES: dict[tuple[str, str], Op] = {
                                                              tag="campaigns"),
     **{("POST", f"/admin/{{brand_id}}/campaigns/{{campaign_id}}/{act}"): Op(
         f"{act.capitalize()} a campaign", A, {200: CAMPAIGN_OUT}, tag="campaigns",
-        errors={409: ["invalid_transition", "busy"], 404: ["unknown_campaign"]}) for act in ("pause", "resume", "cancel")},
+        errors={409: ["invalid_transition", "busy"], 404: ["unknown_campaign"]})
+        for act in ("pause", "resume", "cancel")},
     ("GET", "/admin/{brand_id}/campaigns/{campaign_id}/deliveries"): Op(
         "A campaign's deliveries, a page at a time", A,
         {200: listing("deliveries", ANY_OBJ, "next_cursor")},

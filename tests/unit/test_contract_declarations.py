@@ -242,3 +242,9 @@ def test_the_vendored_renderer_is_the_recorded_file():
     recorded = re.findall(r"\b[0-9a-f]{64}\b", row)[-1]
     assert hashlib.sha256((vendor / "redoc" / "redoc.standalone.js").read_bytes()).hexdigest() == recorded
     assert contract_routes.renderer().startswith("/*! For license information")
+
+
+def test_every_documented_example_passes_its_own_schema():
+    for key, op in ROUTES.items():
+        if op.request_example is not None:
+            assert contract.problem(op.request, op.request_example) is None, key
