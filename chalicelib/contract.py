@@ -180,6 +180,8 @@ SECURITY = {
     "shopperSession": {"type": "http", "scheme": "bearer",
                        "description": "A shopper's session token from `POST /mp/{brand_id}/login` (signed for "
                                       "that brand; it expires)."},
+    "guideSession": {"type": "http", "scheme": "bearer",
+                     "description": "A guide's session token from `POST /guide/{brand_id}/login` (WeCom sign-in)."},
     "wechatSignature": {"type": "apiKey", "in": "query", "name": "signature",
                         "description": "WeChat's callback signature: `signature`/`msg_signature` with "
                                        "`timestamp` and `nonce`, SHA-1 over the brand app's token (and the "
@@ -191,6 +193,7 @@ AUTH_ERRORS = {
     "brandAdminKey": {401: ["missing_key", "invalid_key"], 403: ["forbidden"]},
     "posKey": {401: ["missing_key", "invalid_key"], 403: ["forbidden"]},
     "shopperSession": {401: ["missing_session", "invalid_session", "session_expired"]},
+    "guideSession": {401: ["missing_session", "invalid_session", "session_expired"]},
     "wechatSignature": {},
 }
 COMMON_ERRORS = {404: ["not_found"], 405: ["method_not_allowed"], 500: ["internal"], 503: ["unavailable"]}
