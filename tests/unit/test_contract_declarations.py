@@ -30,7 +30,8 @@ def test_every_registered_route_is_declared_and_every_declaration_is_a_route():
     undeclared = sorted(set(REGISTERED) - set(ROUTES))
     assert not undeclared, ("declare these routes in chalicelib/contract_routes.py ROUTES "
                             f"(see its docstring): {undeclared}")
-    assert not sorted(set(ROUTES) - set(REGISTERED)), "declarations of routes app.py no longer has"
+    stale = sorted(set(ROUTES) - set(REGISTERED) - set(contract_routes.AHEAD_OF_MERGE))
+    assert not stale, f"declarations of routes app.py no longer has: {stale}"
 
 
 def _view_source(entry) -> str:
