@@ -24,7 +24,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 import app as api_module
-from chalicelib.contract_routes import ROUTES
+from chalicelib.contract_routes import AHEAD_OF_MERGE, ROUTES
 from tests.integration.conftest import new_brand
 
 EXAMPLES = int(os.environ.get("CONTRACT_EXAMPLES", "8"))
@@ -62,7 +62,8 @@ def target(stack, api):
         "credentials": {"platformKey": stack.platform_key, "brandAdminKey": brand.admin_key, "posKey": pos,
                         "shopperSession": brand.mp_session("fuzz-shopper", "fuzz-union")},
         "fixed": {"brand_id": brand.brand_id, "store_id": "sz"},
-        "real": {"template_id": template, "campaign_id": campaign.json()["campaign_id"], "order_id": "fuzz-1"},
+        "real": {"template_id": template, "campaign_id": campaign.json()["campaign_id"], "order_id": "fuzz-1",
+                 "scene": "S1"},
         "base_url": stack.api_url,
     }
 
@@ -112,6 +113,9 @@ def test_route_keeps_its_contract(target, method, path):
         run = seed(int(SEED))(run)
     run()
     assert seen and all(status < 500 for status in seen)
-    if key and method == "GET" and path not in NO_DEFAULT_SUCCESS:
+    if (key and method == "GET" and names <= set(real) and path not in NO_DEFAULT_SUCCESS
+            and (method, path) not in AHEAD_OF_MERGE):
         # the credentials and the seeded ids work: the fuzz reached the route's success, not only its refusals
+        # (asked where the fixture seeds every id in the path; a route declared ahead of its merge joins once
+        # its owner seeds what its success needs here)
         assert any(200 <= status < 300 for status in seen), seen
