@@ -88,7 +88,19 @@ def body() -> dict:
     value = untrusted.loads(app.current_request.raw_body or b"{}")
     if not isinstance(value, dict):
         raise BadRequest("body must be a JSON object", code="malformed_json")
+    declared(value)
     return value
+
+
+def declared(value: dict) -> None:
+    """Refuse a body or header that breaks the route's declaration (chalicelib.contract_routes: the same
+    one /openapi.json publishes), before any domain parse. Imported on first use: a container that
+    only answers WeChat callbacks never loads it."""
+    from chalicelib import contract, contract_routes
+    request = app.current_request
+    op = contract_routes.ROUTES.get((request.method, (request.context or {}).get("resourcePath")))
+    if op is not None:
+        contract.check_request(op, request.headers, value)
 
 
 def caller() -> auth.Principal:
@@ -506,3 +518,23 @@ def console_index():
 @api("/console/{console_file}", methods=["GET"])
 def console_file(console_file):
     return _console(console_file)
+# ---- the contract ----------------------------------------------------------------------------
+
+@api("/openapi.json")
+def openapi_document():
+    """The OpenAPI 3.1 document, built on first request from the declarations that validate requests."""
+    from chalicelib import contract_routes
+    return contract_routes.document(app.routes, app.current_request.context or {})
+
+
+@api("/docs")
+def api_reference():
+    from chalicelib import contract_routes
+    return Response(contract_routes.REFERENCE_PAGE, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+@api("/docs/redoc.standalone.js")
+def api_reference_renderer():
+    from chalicelib import contract_routes
+    return Response(contract_routes.renderer(), headers={"Content-Type": "application/javascript; charset=utf-8",
+                                                         "Cache-Control": "public, max-age=86400"})
