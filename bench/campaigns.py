@@ -151,11 +151,11 @@ def _written_kind(key: tuple[str, str] | None, put: bool) -> str:
     """What a written item is, from its key (storage.models' key table)."""
     pk, sk = key or ("", "")
     if "#DLV#" in pk:
-        return "ledger claim" if put else "ledger final"
+        return "delivery group"
     if "#CREDIT#" in pk:
-        return "credit"
-    if "#FREQ#" in pk:
-        return "frequency"
+        return "claim on credit item"
+    if "#REACH#" in pk:
+        return "claim on reach item"
     if sk.startswith("STATS#"):
         return "tallies"
     if "#CAMP#" in pk or sk.startswith("CAMPAIGN#"):

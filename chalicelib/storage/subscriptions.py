@@ -71,5 +71,7 @@ def record_subscriptions(brand_id: str, openid: str, changes: rules.Subscription
 
 
 def credits_of(brand_id: str, openid: str) -> dict[str, int]:
+    # an item a campaign created only to mark a skip (no grant, no answer) is no subscription
     return {c.template_id: int(c.credits or 0)
-            for c in SubscribeCredit.query(f"B#{brand_id}#CREDIT#{openid}", consistent_read=True)}
+            for c in SubscribeCredit.query(f"B#{brand_id}#CREDIT#{openid}", consistent_read=True)
+            if c.granted or c.credits or c.rejected_at or c.revoked_at}
