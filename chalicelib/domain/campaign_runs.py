@@ -156,14 +156,17 @@ def outcome_key(kind: str, reason: str | None) -> str:
 def stats_view(targeted: int, tallies: dict[str, int]) -> dict:
     skipped = {reason: 0 for reason in SKIP_REASONS}
     failed_reasons: dict[str, int] = {}
-    sent = 0
+    sent = held_out = 0
     for key, n in tallies.items():
         if key == "sent":
             sent += n
+        elif key == "held_out":
+            held_out += n
         elif key.startswith("skipped:"):
             skipped[key[8:]] = skipped.get(key[8:], 0) + n
         elif key.startswith("failed:"):
             failed_reasons[key[7:]] = failed_reasons.get(key[7:], 0) + n
     failed = sum(failed_reasons.values())
     return {"targeted": targeted, "sent": sent, "failed": failed, "skipped": skipped,
-            "failed_reasons": failed_reasons, "done": sent + failed + sum(skipped.values())}
+            "failed_reasons": failed_reasons, "held_out": held_out,
+            "done": sent + failed + held_out + sum(skipped.values())}

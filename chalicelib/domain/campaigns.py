@@ -29,6 +29,10 @@ STATES = ("scheduled", "running", "paused", "completed", "cancelled")
 MAX_TAGS = 50
 MAX_DATA_BYTES = 4096
 MIN_SAMPLE_BUCKETS = 1_000_000     # sample_percent resolution: 0.0001 %
+DEFAULT_HOLDOUT_PERCENT = 5        # every campaign keeps a control group unless told otherwise
+MAX_HOLDOUT_PERCENT = 50
+DEFAULT_ATTRIBUTION_DAYS = 7
+MAX_ATTRIBUTION_DAYS = 30
 
 
 # ---- the campaign spec -----------------------------------------------------------------------
@@ -41,6 +45,7 @@ class Audience:
     joined_after: str | None = None        # inclusive, UTC "YYYY-MM-DDTHH:MM:SSZ" (members' joined_at format)
     joined_before: str | None = None       # exclusive
     sample_percent: float = 100.0
+    holdout_percent: float = 5.0           # reachable members held out (planned, not sent): DEFAULT_HOLDOUT_PERCENT
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class Spec:
     limits: Limits
     quiet_hours: QuietHours | None
     coupon_template_id: str | None
+    attribution_days: int = DEFAULT_ATTRIBUTION_DAYS     # orders this long after the message count for it
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -108,11 +114,13 @@ class Spec:
         quiet = data.get("quiet_hours")
         return cls(name=data["name"],
                    audience=Audience(tuple(a["tags_any"]), tuple(a["tags_all"]), tuple(a["store_ids"]),
-                                     a["joined_after"], a["joined_before"], float(a["sample_percent"])),
+                                     a["joined_after"], a["joined_before"], float(a["sample_percent"]),
+                                     float(a.get("holdout_percent", 0.0))),      # campaigns stored before: none
                    message=Message(**data["message"]), schedule=Schedule(**data["schedule"]),
                    limits=Limits(**data["limits"]),
                    quiet_hours=QuietHours(_hhmm(quiet["start"], "start"), _hhmm(quiet["end"], "end")) if quiet else None,
-                   coupon_template_id=data.get("coupon_template_id"))
+                   coupon_template_id=data.get("coupon_template_id"),
+                   attribution_days=int(data.get("attribution_days", DEFAULT_ATTRIBUTION_DAYS)))
 
     def view(self) -> dict:
         data = json.loads(self.to_json())
@@ -137,7 +145,16 @@ def spec(body: dict, *, brand_timezone: str, now: datetime) -> Spec:
     return Spec(name=name.strip(), audience=audience(_section(body, "audience"), tz, now),
                 message=message(_section(body, "message")), schedule=schedule(schedule_body, tz, now),
                 limits=limits(_section(body, "limits")), quiet_hours=quiet_hours(body.get("quiet_hours")),
-                coupon_template_id=coupon)
+                coupon_template_id=coupon, attribution_days=attribution_days(body.get("attribution_days")))
+
+
+def attribution_days(value: object) -> int:
+    if value is None:
+        return DEFAULT_ATTRIBUTION_DAYS
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ATTRIBUTION_DAYS:
+        raise BadRequest(f"attribution_days must be a whole number from 1 to {MAX_ATTRIBUTION_DAYS}",
+                         code="invalid_attribution_days")
+    return value
 
 
 def _section(body: dict, key: str) -> dict:
@@ -185,11 +202,15 @@ def audience(body: dict, tz: str, now: datetime) -> Audience:
     percent = body.get("sample_percent", 100)
     if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
         raise BadRequest("sample_percent must be a number above 0 and at most 100", code="invalid_sample_percent")
+    holdout = body.get("holdout_percent", DEFAULT_HOLDOUT_PERCENT)
+    if isinstance(holdout, bool) or not isinstance(holdout, (int, float)) or not 0 <= holdout <= MAX_HOLDOUT_PERCENT:
+        raise BadRequest(f"holdout_percent must be a number from 0 to {MAX_HOLDOUT_PERCENT}",
+                         code="invalid_holdout_percent")
     return Audience(tags_any=_strings(body.get("tags_any"), "tags_any"),
                     tags_all=_strings(body.get("tags_all"), "tags_all"),
                     store_ids=_strings(body.get("store_ids"), "store_ids"),
                     joined_after=utc_iso(after) if after else None, joined_before=utc_iso(before) if before else None,
-                    sample_percent=float(percent))
+                    sample_percent=float(percent), holdout_percent=float(holdout))
 
 
 def message(body: dict) -> Message:
@@ -300,6 +321,15 @@ def in_sample(campaign_id: str, member_id: str, percent: float) -> bool:
     if percent >= 100:
         return True
     digest = hashlib.sha256(f"{campaign_id}:{member_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % MIN_SAMPLE_BUCKETS < round(percent * MIN_SAMPLE_BUCKETS / 100)
+
+
+def held_out(campaign_id: str, member_id: str, percent: float) -> bool:
+    """Deterministic control group: the same member is held out of a campaign on every chunk,
+    retry, resume and recurring run, independently of the pilot sample (another salt)."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"holdout:{campaign_id}:{member_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % MIN_SAMPLE_BUCKETS < round(percent * MIN_SAMPLE_BUCKETS / 100)
 
 

@@ -118,9 +118,10 @@ class LedgerStore(Protocol):
     """What the sender needs of the ledger (storage.ledger.Ledger; an in-memory one in
     storage.ledger_memory for tests)."""
 
-    def claim_item(self, member_id: str, openid: str | None, template: str | None) -> tuple[str, str]: ...
+    def claim_item(self, member_id: str, openid: str | None, template: str | None,
+                   capped: bool = False) -> tuple[str, str]: ...
     def item_attrs(self, key: tuple[str, str], openid: str | None, template: str | None) -> dict: ...
-    def prefetch(self, keys: dict, cap_keys: dict, day: str | None, now: float) -> dict[str, ledger.Seen]: ...
+    def prefetch(self, keys: dict, credit_keys: dict, day: str | None, now: float) -> dict[str, ledger.Seen]: ...
     def claim(self, c: ledger.Claim) -> str: ...
     def read_mark(self, key: tuple[str, str]) -> tuple[str | None, dict]: ...
     def release(self, key: tuple[str, str], claimed: str, released: ledger.Mark) -> bool: ...
@@ -144,8 +145,9 @@ class Todo:
     """A recipient to mark in this run: claimed for a send, or marked skipped (`skip` reason)."""
     recipient: rules.Recipient
     key: tuple[str, str]                    # the claim item
-    cap_key: tuple[str, str] | None = None  # the reach item, when the cap is not on the claim item
+    credit_key: tuple[str, str] | None = None   # the credit item, when a cap put the mark on the reach item
     skip: str | None = None
+    hold: bool = False                      # in the campaign's control group: marked held_out, not sent
     replaces: str | None = None             # a released mark: claimed again without a new credit
     prune: tuple = ()                       # old marks / frequency days on the claim item
     mark: str | None = None                 # the mark written, once claimed
@@ -319,18 +321,17 @@ class ChunkRun:
         template = self.spec.message.template_id if rules.needs_credit(self.channel) else None
         cap = self.spec.limits.frequency_cap_per_day
         day = rules.frequency_day(self.clock.now(), self.spec.schedule.timezone) if cap else None
-        keys, cap_keys = {}, {}
+        keys, credit_keys = {}, {}
         for r in recipients:
-            keys[r.member_id] = self.ledger.claim_item(r.member_id, r.mp_openid if template else None, template)
-            if cap:
-                reach = self.ledger.claim_item(r.member_id, None, None)
-                if reach != keys[r.member_id]:
-                    cap_keys[r.member_id] = reach
-        seen = self.ledger.prefetch(keys, cap_keys, day, self.clock.time())
+            openid = r.mp_openid if template else None
+            keys[r.member_id] = self.ledger.claim_item(r.member_id, openid, template, bool(cap))
+            if cap and template and openid:
+                credit_keys[r.member_id] = self.ledger.claim_item(r.member_id, openid, template)
+        seen = self.ledger.prefetch(keys, credit_keys, day, self.clock.time())
         todo = []
         for r in recipients:
             s = seen[r.member_id]
-            t = Todo(r, keys[r.member_id], cap_keys.get(r.member_id))
+            t = Todo(r, keys[r.member_id], credit_keys.get(r.member_id))
             if s.mark is not None:
                 again = self._resume(t, s.mark)
                 if again is not None:
@@ -342,6 +343,8 @@ class ChunkRun:
             if reason is None and cap and not rules.under_cap(s.day_count, cap):
                 reason = "frequency_capped"
             t.skip = reason
+            t.hold = reason is None and rules.held_out(self.campaign.campaign_id, r.member_id,
+                                                        self.spec.audience.holdout_percent)
             t.prune = s.stale
             todo.append(t)
         return todo
@@ -365,8 +368,12 @@ class ChunkRun:
             return None                               # recorded by its claimant: final
         # the claimant is gone (its deadline passed) and never recorded it: whether WeChat
         # delivered is unknowable for a claim, so it is failed outcome_unknown and never resent
-        final = (ledger.Final(t.recipient.member_id, "skipped", mark.reason or "unknown") if mark.state == "k"
-                 else ledger.Final(t.recipient.member_id, "failed", rules.OUTCOME_UNKNOWN))
+        if mark.state == "k":
+            final = ledger.Final(t.recipient.member_id, "skipped", mark.reason or "unknown")
+        elif mark.state == "h":
+            final = ledger.Final(t.recipient.member_id, "held_out")
+        else:
+            final = ledger.Final(t.recipient.member_id, "failed", rules.OUTCOME_UNKNOWN)
         if self.ledger.close(t.key, text, final, self.clock.now()):
             self.counts[final.state] = self.counts.get(final.state, 0) + 1
         return None
@@ -390,16 +397,20 @@ class ChunkRun:
         day = rules.frequency_day(self.clock.now(), self.spec.schedule.timezone) if cap else None
 
         def mark_one(t: Todo) -> tuple[Todo, str]:
-            mark = ledger.Mark("k" if t.skip else "c", group_id, lease, at, t.skip)
+            mark = ledger.Mark("k" if t.skip else "h" if t.hold else "c", group_id, lease, at, t.skip)
             r = t.recipient
             claim = ledger.Claim(
                 r.member_id, t.key, mark, credit=bool(template) and not t.skip,
-                frequency=(day, cap) if cap and not t.skip else None, cap_item=t.cap_key,
-                replaces=t.replaces, prune=getattr(t, "prune", ()),
+                frequency=(day, cap) if cap and not t.skip else None, credit_item=t.credit_key,
+                replaces=t.replaces, prune=t.prune, hold=t.hold,
                 item_attrs=self.ledger.item_attrs(t.key, r.mp_openid, template))
             outcome = self.ledger.claim(claim)
             if outcome == "claimed":
                 t.mark, t.group = mark.text(), group_id
+            elif outcome.startswith("skip:"):           # marked, then found without a credit: a skip
+                t.skip = outcome[5:]
+                t.mark, t.group = ledger.Mark("k", group_id, lease, at, t.skip).text(), group_id
+                outcome = "claimed"
             return t, outcome
 
         results = list(claim_pool().map(mark_one, group)) if len(group) > 1 else [mark_one(t) for t in group]
@@ -409,16 +420,18 @@ class ChunkRun:
                 self.groups.setdefault(group_id, Group(0)).size += 1
                 if t.skip:
                     self._final(t, ledger.Final(t.recipient.member_id, "skipped", t.skip, group=group_id))
+                elif t.hold:
+                    self._final(t, ledger.Final(t.recipient.member_id, "held_out", group=group_id))
                 else:
                     claimed.append(t)
             elif outcome == "marked":                 # another attempt decided first: see what it did
                 text, _raw = self.ledger.read_mark(t.key)
                 if text is not None:
-                    again = self._resume(Todo(t.recipient, t.key, t.cap_key), text)
+                    again = self._resume(Todo(t.recipient, t.key, t.credit_key), text)
                     if again is not None:                 # released meanwhile: one more try, alone
                         claimed += self._claim([again])
             else:                                     # no_credit | frequency_capped, read consistently
-                t.skip, t.replaces = outcome, None
+                t.skip, t.replaces, t.hold = outcome, None, False
                 claimed += self._claim([t])           # marked skipped (a skip mark cannot be refused so)
         return claimed
 

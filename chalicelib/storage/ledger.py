@@ -21,7 +21,8 @@ and outcomes are written per group, never per recipient.
   (credit kept); claiming again replaces that exact `r` mark.
 
 Mark values are `<state>|<group>|<lease>|<at>|<reason>`: state c (claimed), k (skip decided),
-r (released), f (closed by a later attempt; its outcome is in <group>), h (held out).
+r (released), f (closed by a later attempt; its outcome is in <group>), h (held out: marked
+with the same credit and cap conditions as a claim, nothing taken; recorded `held_out`).
 Marks older than MARK_RETENTION are pruned by the next claim on the item, so it stays small.
 """
 from __future__ import annotations
@@ -45,7 +46,7 @@ LEDGER_SHARDS = 64          # partitions of a run's delivery groups (spread by g
 TALLY_SHARDS = 64           # each group's transaction adds to one random shard of each outcome's tally
 MARK_RETENTION = timedelta(days=31)     # longer than any attribution window (30 days)
 DAY_RETENTION = timedelta(days=3)       # frequency-cap day counters
-FINAL_MARKS = ("f", "h")
+FINAL_MARKS = ("f",)        # c, k and h wait for their group's outcome item (or a close after the lease)
 
 
 def reach_key(brand_id: str, member_id: str) -> tuple[str, str]:
@@ -101,10 +102,11 @@ class Claim:
     mark: Mark                                  # c|group|lease
     credit: bool = False                        # take one credit on the claim item
     frequency: tuple[str, int] | None = None    # (day, cap) to count against
-    cap_item: tuple[str, str] | None = None     # the reach item, when it is not the claim item
+    credit_item: tuple[str, str] | None = None  # the credit item, when the cap put the mark on the reach item
     replaces: str | None = None                 # the released mark this claim replaces (credit kept)
     prune: tuple[str, ...] = ()
     item_attrs: dict = field(default_factory=dict, compare=False)   # attributes set if absent
+    hold: bool = False                          # held out: the same checks (credit, cap), nothing taken
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,11 @@ class Ledger:
         self.mark_attr = mark_name(campaign_id, fire)
 
     # -- where a recipient's decision lives --------------------------------------------------------
-    def claim_item(self, member_id: str, openid: str | None, template: str | None) -> tuple[str, str]:
-        if template and openid:
+    def claim_item(self, member_id: str, openid: str | None, template: str | None,
+                   capped: bool = False) -> tuple[str, str]:
+        """The credit item for a credit-consuming channel, else (and whenever a frequency cap is set:
+        the cap is per member, a credit per template) the member's reach item."""
+        if template and openid and not capped:
             return credit_key(self.brand_id, openid, template)
         return reach_key(self.brand_id, member_id)
 
@@ -161,11 +166,12 @@ class Ledger:
         return {"kind": "reach"}
 
     # -- reads ------------------------------------------------------------------------------------
-    def prefetch(self, keys: dict[str, tuple[str, str]], cap_keys: dict[str, tuple[str, str]], day: str | None,
+    def prefetch(self, keys: dict[str, tuple[str, str]], credit_keys: dict[str, tuple[str, str]], day: str | None,
                  now: float) -> dict[str, Seen]:
-        """Claim items (and reach items for the cap) of a block, in BatchGetItems of 100 keys.
-        Eventually consistent: a guide for batching, never a decision (the conditional writes decide)."""
-        wanted = {k for k in keys.values()} | {k for k in cap_keys.values()}
+        """Claim items (and credit items, when a cap puts the mark on the reach item) of a block, in
+        BatchGetItems of 100 keys. Eventually consistent: a guide for batching, never a decision
+        (the conditional writes decide)."""
+        wanted = {k for k in keys.values()} | {k for k in credit_keys.values()}
         items = self._batch_get(sorted(wanted))
         out: dict[str, Seen] = {}
         horizon = now - MARK_RETENTION.total_seconds()
@@ -174,11 +180,11 @@ class Ledger:
             seen = Seen()
             if self.mark_attr in item:
                 seen.mark = item[self.mark_attr]["S"]
-            seen.credits = int(item.get("credits", {}).get("N", "0"))
+            credit_item = items.get(credit_keys[member_id], {}) if member_id in credit_keys else item
+            seen.credits = int(credit_item.get("credits", {}).get("N", "0"))
             seen.stale = tuple(name for name, value in item.items() if _stale(name, value, horizon, day))
-            cap_item = items.get(cap_keys.get(member_id, key), {}) if member_id in cap_keys else item
             if day is not None:
-                seen.day_count = int(cap_item.get(day_name(day), {}).get("N", "0"))
+                seen.day_count = int(item.get(day_name(day), {}).get("N", "0"))
             out[member_id] = seen
         return out
 
@@ -210,7 +216,8 @@ class Ledger:
 
     # -- the per-recipient write ------------------------------------------------------------------
     def claim(self, c: Claim) -> str:
-        """One recipient: claimed | marked (this run decided on it already) | no_credit | frequency_capped."""
+        """One recipient: claimed | marked (this run decided on it already) | no_credit | frequency_capped
+        | skip:no_credit (marked, but the credit on the separate credit item was gone: now a skip)."""
         names = {"#m": self.mark_attr}
         values = {":m": _s(c.mark.text())}
         sets = ["#m = :m"]
@@ -224,19 +231,23 @@ class Ledger:
             values[f":a{i}"] = _s(value)
             sets.append(f"#a{i} = if_not_exists(#a{i}, :a{i})")
         adds = []
-        if c.credit and not c.replaces:
-            adds.append("credits :minus")
-            values[":minus"] = _n(-1)
+        take = not c.hold
+        if c.credit and not c.replaces and c.credit_item is None:
+            names["#c"] = "credits"
             values[":one"] = _n(1)
-            conds.append("credits >= :one")
-        cap_here = c.frequency is not None and c.cap_item is None and not c.replaces
+            conds.append("#c >= :one")
+            if take:
+                adds.append("#c :minus")
+                values[":minus"] = _n(-1)
+        cap_here = c.frequency is not None and not c.replaces
         if cap_here:
             day, cap = c.frequency
             names["#f"] = day_name(day)
-            values[":inc"] = _n(1)
             values[":cap"] = _n(cap)
-            adds.append("#f :inc")
             conds.append("(attribute_not_exists(#f) OR #f < :cap)")
+            if take:
+                values[":inc"] = _n(1)
+                adds.append("#f :inc")
         prune = [name for name in c.prune if name != self.mark_attr and (not cap_here or name != names.get("#f"))]
         for i, name in enumerate(prune):
             names[f"#p{i}"] = name
@@ -248,37 +259,46 @@ class Ledger:
         update = {"TableName": _table(), "Key": _key(c.item), "UpdateExpression": expression,
                   "ConditionExpression": " AND ".join(conds), "ExpressionAttributeNames": names,
                   "ExpressionAttributeValues": values}
-        if c.frequency is not None and c.cap_item is not None and not c.replaces:
-            return self._claim_with_cap(c, update)
         try:
             _client().update_item(**update)
+        except ClientError as err:
+            if not _refused(err):
+                raise
+            return self._why_refused(c)
+        if c.credit and c.credit_item is not None and not c.replaces and not c.hold:
+            return self._take_credit(c)
+        return "claimed"
+
+    def _take_credit(self, c: Claim) -> str:
+        """The mark (and cap count) are on the reach item; the credit is taken from the credit item
+        right after: two 1-WRU writes instead of a 4-WRU transaction. A container dying between
+        them leaves a claim nobody sent with its credit kept: the next attempt closes it as
+        `outcome_unknown` (never sent, never counted twice). No credit left: the mark becomes a
+        skip and the cap count is given back, only while it is still our claim."""
+        try:
+            _client().update_item(TableName=_table(), Key=_key(c.credit_item), UpdateExpression="ADD #c :minus",
+                                  ConditionExpression="#c >= :one", ExpressionAttributeNames={"#c": "credits"},
+                                  ExpressionAttributeValues={":minus": _n(-1), ":one": _n(1)})
             return "claimed"
         except ClientError as err:
             if not _refused(err):
                 raise
-        return self._why_refused(c)
-
-    def _claim_with_cap(self, c: Claim, update: dict) -> str:
-        day, cap = c.frequency
-        cap_update = {"TableName": _table(), "Key": _key(c.cap_item),
-                      "UpdateExpression": "SET #k = if_not_exists(#k, :k) ADD #f :inc",
-                      "ConditionExpression": "attribute_not_exists(#f) OR #f < :cap",
-                      "ExpressionAttributeNames": {"#f": day_name(day), "#k": "kind"},
-                      "ExpressionAttributeValues": {":inc": _n(1), ":cap": _n(cap), ":k": _s("reach")}}
-        for attempt in range(6):
-            try:
-                _client().transact_write_items(TransactItems=[{"Update": update}, {"Update": cap_update}])
-                return "claimed"
-            except ClientError as err:
-                if err.response.get("Error", {}).get("Code") != "TransactionCanceledException":
-                    raise
-                codes = [r.get("Code") for r in err.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in codes:
-                    if len(codes) > 1 and codes[1] == "ConditionalCheckFailed" and codes[0] != "ConditionalCheckFailed":
-                        return "frequency_capped"
-                    return self._why_refused(c)
-                time.sleep(random.uniform(0.01, 0.05) * 2 ** attempt)     # a concurrent transaction
-        raise RuntimeError("claim kept conflicting")
+        skip = Mark("k", c.mark.group, c.mark.lease, c.mark.at, "no_credit")
+        names, values = {"#m": self.mark_attr}, {":k": _s(skip.text()), ":c": _s(c.mark.text())}
+        expression = "SET #m = :k"
+        if c.frequency is not None:
+            names["#f"] = day_name(c.frequency[0])
+            values[":minus"] = _n(-1)
+            expression += " ADD #f :minus"
+        try:
+            _client().update_item(TableName=_table(), Key=_key(c.item), UpdateExpression=expression,
+                                  ConditionExpression="#m = :c", ExpressionAttributeNames=names,
+                                  ExpressionAttributeValues=values)
+        except ClientError as err:
+            if not _refused(err):
+                raise
+            return "marked"
+        return "skip:no_credit"
 
     def _why_refused(self, c: Claim) -> str:
         mark, raw = self.read_mark(c.item)
@@ -286,7 +306,7 @@ class Ledger:
             return "marked"                       # the released mark changed: read it again
         if mark is not None:
             return "marked"
-        if c.credit and int(raw.get("credits", {}).get("N", "0")) < 1:
+        if c.credit and c.credit_item is None and int(raw.get("credits", {}).get("N", "0")) < 1:
             return "no_credit"
         return "frequency_capped"
 

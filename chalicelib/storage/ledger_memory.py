@@ -25,8 +25,8 @@ class MemoryLedger:
         self.lock = threading.Lock()
 
     # keys are the real ledger's
-    def claim_item(self, member_id, openid, template):
-        return self._keys.claim_item(member_id, openid, template)
+    def claim_item(self, member_id, openid, template, capped=False):
+        return self._keys.claim_item(member_id, openid, template, capped)
 
     def item_attrs(self, key, openid, template):
         return self._keys.item_attrs(key, openid, template)
@@ -34,14 +34,14 @@ class MemoryLedger:
     def credit(self, key: tuple[str, str], n: int) -> None:
         self.items.setdefault(key, {})["credits"] = n
 
-    def prefetch(self, keys, cap_keys, day, now) -> dict[str, Seen]:
+    def prefetch(self, keys, credit_keys, day, now) -> dict[str, Seen]:
         with self.lock:
             out = {}
             for member_id, key in keys.items():
                 item = self.items.get(key, {})
-                cap_item = self.items.get(cap_keys.get(member_id, key), {})
-                out[member_id] = Seen(item.get(self.mark_attr), int(item.get("credits", 0)),
-                                      int(cap_item.get(real.day_name(day), 0)) if day else 0)
+                credit_item = self.items.get(credit_keys.get(member_id, key), {})
+                out[member_id] = Seen(item.get(self.mark_attr), int(credit_item.get("credits", 0)),
+                                      int(item.get(real.day_name(day), 0)) if day else 0)
             return out
 
     def read_mark(self, key):
@@ -56,20 +56,32 @@ class MemoryLedger:
             current = item.get(self.mark_attr)
             if (current != c.replaces) if c.replaces else (current is not None):
                 return "marked"
-            if c.credit and not c.replaces and int(item.get("credits", 0)) < 1:
+            fresh = not c.replaces
+            if c.credit and fresh and c.credit_item is None and int(item.get("credits", 0)) < 1:
                 return "no_credit"
-            cap_item = None
-            if c.frequency is not None and not c.replaces:
-                day, cap = c.frequency
-                cap_item = self.items.setdefault(c.cap_item, {}) if c.cap_item else item
-                if int(cap_item.get(real.day_name(day), 0)) >= cap:
-                    return "frequency_capped"
-                cap_item[real.day_name(day)] = int(cap_item.get(real.day_name(day), 0)) + 1
-            if c.credit and not c.replaces:
-                item["credits"] = int(item["credits"]) - 1
+            day = real.day_name(c.frequency[0]) if c.frequency is not None and fresh else None
+            if day is not None and int(item.get(day, 0)) >= c.frequency[1]:
+                return "frequency_capped"
             item[self.mark_attr] = c.mark.text()
-            self.writes += 2 if c.cap_item and cap_item is not None else 1
-            return "claimed"
+            self.writes += 1
+            if c.hold:                                   # checked like a claim, nothing taken
+                return "claimed"
+            if day is not None:
+                item[day] = int(item.get(day, 0)) + 1
+            if c.credit and fresh and c.credit_item is None:
+                item["credits"] = int(item["credits"]) - 1
+            if not (c.credit and fresh and c.credit_item is not None):
+                return "claimed"
+            # the credit lives on its own item: taken by a second write, or the mark becomes a skip
+            credit_item = self.items.setdefault(c.credit_item, {})
+            self.writes += 1
+            if int(credit_item.get("credits", 0)) >= 1:
+                credit_item["credits"] = int(credit_item["credits"]) - 1
+                return "claimed"
+            item[self.mark_attr] = Mark("k", c.mark.group, c.mark.lease, c.mark.at, "no_credit").text()
+            if day is not None:
+                item[day] -= 1
+            return "skip:no_credit"
 
     def release(self, key, claimed: str, released: Mark) -> bool:
         with self.lock:

@@ -42,8 +42,8 @@ def fast(monkeypatch):
 
 
 def run(api: Api, n: int = 40) -> tuple[sending.ChunkRun, MemoryLedger]:
-    spec = rules.spec({"name": "t", "message": {"channel": "oa_custom", "text": "hello"}},
-                      brand_timezone="Asia/Shanghai", now=NOW)
+    spec = rules.spec({"name": "t", "message": {"channel": "oa_custom", "text": "hello"},
+                       "audience": {"holdout_percent": 0}}, brand_timezone="Asia/Shanghai", now=NOW)
     body = {"brand_id": "b1", "campaign_id": "c1", "fire": "once", "chunk": "0",
             "recipients": [rules.Recipient(f"m{i:03d}", None, f"o{i:03d}", True).pack() for i in range(n)]}
     ledger = MemoryLedger()

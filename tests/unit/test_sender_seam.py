@@ -69,10 +69,11 @@ class Api:
         return self._call(openid)
 
 
-def spec(channel="mp_subscribe", **limits):
+def spec(channel="mp_subscribe", holdout=0, **limits):
     message = ({"channel": channel, "template_id": TEMPLATE, "data": {"thing1": {"value": "x"}}}
                if channel == "mp_subscribe" else {"channel": channel, "text": "hello"})
-    return rules.spec({"name": "t", "message": message, "limits": limits}, brand_timezone="Asia/Shanghai", now=NOW)
+    return rules.spec({"name": "t", "message": message, "limits": limits, "audience": {"holdout_percent": holdout}},
+                      brand_timezone="Asia/Shanghai", now=NOW)
 
 
 def recipients(n: int, channel="mp_subscribe") -> list[rules.Recipient]:
@@ -234,3 +235,46 @@ def test_a_transient_answer_backs_off_with_jitter_then_releases_the_claim_with_i
     ok = Api()
     chunk(ledger, ok, people, clock=clock).go()
     assert ok.calls["o000"] == 1 and ledger.outcomes()["m000"][0] == "sent" and ledger.items[key]["credits"] == 0
+
+
+def test_with_a_cap_a_credit_channel_marks_the_reach_item_and_takes_the_credit_in_a_second_write():
+    ledger, people = MemoryLedger(), recipients(4)
+    credit_all(ledger, people[:3])
+    # m002's prefetch saw a credit that is gone by the time of its claim (taken elsewhere meanwhile)
+    real_prefetch = ledger.prefetch
+
+    def prefetch(keys, credit_keys, day, now):
+        seen = real_prefetch(keys, credit_keys, day, now)
+        ledger.items[ledger.claim_item("m002", "o002", TEMPLATE)]["credits"] = 0
+        seen["m002"].credits = 1
+        return seen
+
+    ledger.prefetch = prefetch
+    api = Api()
+    chunk(ledger, api, people, spec_=spec("mp_subscribe", frequency_cap_per_day=2)).go()
+    assert set(api.calls) == {"o000", "o001"}
+    outcomes = ledger.outcomes()
+    assert outcomes["m002"][:2] == ["skipped", "no_credit"] and outcomes["m003"][:2] == ["skipped", "no_credit"]
+    day = real.day_name("2025-03-01")
+    reach = {r.member_id: ledger.items.get(ledger.claim_item(r.member_id, None, None), {}) for r in people}
+    assert [reach[m].get(day, 0) for m in ("m000", "m001", "m002", "m003")] == [1, 1, 0, 0]   # m002 given back
+    assert all(ledger.mark_of(ledger.claim_item(m, None, None)) is not None for m in reach)
+    assert [ledger.items[ledger.claim_item(f"m00{i}", f"o00{i}", TEMPLATE)]["credits"] for i in range(3)] == [0, 0, 0]
+    # two 1-WRU writes per sent recipient (mark + cap on the reach item, then the credit), never a transaction
+    assert ledger.writes == 2 + 2 + 2 + 1
+
+
+def test_the_holdout_is_drawn_among_the_reachable_the_same_on_a_redelivery_and_takes_no_credit():
+    ledger, people = MemoryLedger(), recipients(400)
+    credit_all(ledger, people[:300])                                    # 100 cannot be reached: no credit
+    api = Api()
+    chunk(ledger, api, people, spec_=spec(holdout=20)).go()
+    chunk(ledger, api, people, spec_=spec(holdout=20)).go()             # redelivered: nobody moves
+    outcomes = ledger.outcomes()
+    held = {m for m, e in outcomes.items() if e[0] == "held_out"}
+    expected = {r.member_id for r in people[:300] if rules.held_out("c1", r.member_id, 20)}
+    assert held == expected and 40 <= len(held) <= 80                   # ~20 % of the 300 reachable
+    assert {m for m, e in outcomes.items() if e[1] == "no_credit"} == {r.member_id for r in people[300:]}
+    assert {f"m{o[1:]}" for o in api.calls}.isdisjoint(held) and len(api.calls) == 300 - len(held)
+    assert all(ledger.items[ledger.claim_item(m, f"o{m[1:]}", TEMPLATE)]["credits"] == 1 for m in held)
+    assert ledger.tallies["held_out"] == len(held) and ledger.tallies["sent"] == 300 - len(held)
