@@ -398,6 +398,8 @@ def create_campaign(**variant) -> dict:
                                                  "data": {"thing1": {"value": "10 off today"}}},
             "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}}
     body.update(variant)
+    # every recipient delivered: the cost is per delivery (a held-out member costs one mark, no send)
+    body["audience"] = {"holdout_percent": 0, **(body.get("audience") or {})}
     return campaigns.create_campaign("demo", body)
 
 
