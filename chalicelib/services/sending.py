@@ -46,7 +46,7 @@ from chalicelib.domain import campaigns as rules
 from chalicelib.observability import count, logger
 from chalicelib.resources import send_concurrency
 from chalicelib.services import campaigns as service
-from chalicelib.storage import campaigns as store
+from chalicelib.storage import campaigns as campaign_store   # not `store`: that is a retail store
 from chalicelib.storage import ledger
 from chalicelib.wechat.client import WeChatError
 
@@ -163,14 +163,14 @@ class Group:
 
 class RateGate:
     """The campaign's `per_second` across containers: blocks of sends are reserved per wall-clock
-    second in a DynamoDB counter (store.reserve_rate), then handed out locally."""
+    second in a DynamoDB counter (campaign_store.reserve_rate), then handed out locally."""
 
     def __init__(self, brand_id: str, campaign_id: str, per_second: int | None, *, clock: Clock = REAL_CLOCK,
                  reserve: Callable[..., bool] | None = None):
         self.brand_id, self.campaign_id, self.limit = brand_id, campaign_id, per_second
         self.block = max(1, min(GROUP, (per_second or 1) // 10))
         self.clock = clock
-        self.reserve = reserve or store.reserve_rate
+        self.reserve = reserve or campaign_store.reserve_rate
         self._second, self._left = -1, 0
         self._lock = threading.Lock()
 
@@ -198,12 +198,12 @@ def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lamb
     brand_id, campaign_id, fire = body["brand_id"], body["campaign_id"], body["fire"]
     logger.thread_safe_append_keys(brand_id=brand_id, campaign_id=campaign_id, fire=fire, chunk=body.get("chunk"))
     while True:
-        campaign = store.get(brand_id, campaign_id, consistent=True)
+        campaign = campaign_store.get(brand_id, campaign_id, consistent=True)
         if campaign is None or campaign.state == "cancelled":
             return
         if campaign.state != "paused":
             break
-        if store.park(campaign, fire, "send", body, _utcnow()):
+        if campaign_store.park(campaign, fire, "send", body, _utcnow()):
             return
     spec = rules.Spec.from_json(campaign.spec)
     now = _utcnow()
@@ -240,7 +240,7 @@ class ChunkRun:
         self.requeue = requeue or (lambda body, delay: service.enqueue("send", [body], delay=delay) if delay
                                    else service.enqueue("send", [body]))
         self.campaign_state = campaign_state or (
-            lambda: store.get(self.brand.brand_id, self.campaign.campaign_id, consistent=True))
+            lambda: campaign_store.get(self.brand.brand_id, self.campaign.campaign_id, consistent=True))
         self.groups: dict[str, Group] = {}
         self.retry_later = 0
         self.config_error: WeChatError | None = None     # set once: no more calls from this chunk
@@ -558,7 +558,7 @@ class ChunkRun:
         if stop in ("cancelled", "config_error"):
             return
         rest = {**self.body, "recipients": [r.pack() for r in left], "chunk": f"{self.body.get('chunk')}+"}
-        if stop == "paused" and store.park(self.campaign, self.fire, "send", rest, _utcnow()):
+        if stop == "paused" and campaign_store.park(self.campaign, self.fire, "send", rest, _utcnow()):
             logger.info("chunk parked", extra={"left": len(left)})
             return
         self.requeue(rest, None)

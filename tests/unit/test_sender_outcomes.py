@@ -135,7 +135,7 @@ def test_deliver_chunk_reports_a_configuration_error_so_sqs_brings_the_chunk_bac
         {"name": "t", "message": {"channel": "oa_custom", "text": "hi"}}, brand_timezone="Asia/Shanghai",
         now=NOW).to_json())
     monkeypatch.setattr(sending, "ChunkRun", Run)
-    monkeypatch.setattr(sending.store, "get", lambda *a, **k: campaign)
+    monkeypatch.setattr(sending.campaign_store, "get", lambda *a, **k: campaign)
     monkeypatch.setattr(sending.service, "check_completion", lambda *a: None)
     from chalicelib.services import wechat_apps
     from chalicelib.storage import tenancy
