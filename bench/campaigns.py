@@ -151,11 +151,11 @@ def _written_kind(key: tuple[str, str] | None, put: bool) -> str:
     """What a written item is, from its key (storage.models' key table)."""
     pk, sk = key or ("", "")
     if "#DLV#" in pk:
-        return "ledger claim" if put else "ledger final"
+        return "delivery group"
     if "#CREDIT#" in pk:
-        return "credit"
-    if "#FREQ#" in pk:
-        return "frequency"
+        return "claim on credit item"
+    if "#REACH#" in pk:
+        return "claim on reach item"
     if sk.startswith("STATS#"):
         return "tallies"
     if "#CAMP#" in pk or sk.startswith("CAMPAIGN#"):
@@ -390,13 +390,17 @@ class CallClock:
 
 # ---- one campaign fire, end to end ------------------------------------------------------------
 
-def create_campaign() -> dict:
+def create_campaign(**variant) -> dict:
+    """The bench campaign; `variant` adds `limits`, `coupon_template_id` or an `audience` sample."""
     from chalicelib.services import campaigns
-    return campaigns.create_campaign("demo", {
-        "name": "bench special", "message": {"channel": "mp_subscribe", "template_id": TEMPLATE,
-                                             "page": "pages/special/index",
-                                             "data": {"thing1": {"value": "10 off today"}}},
-        "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}})
+    body = {"name": "bench special", "message": {"channel": "mp_subscribe", "template_id": TEMPLATE,
+                                                 "page": "pages/special/index",
+                                                 "data": {"thing1": {"value": "10 off today"}}},
+            "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}}
+    body.update(variant)
+    # every recipient delivered: the cost is per delivery (a held-out member costs one mark, no send)
+    body["audience"] = {"holdout_percent": 0, **(body.get("audience") or {})}
+    return campaigns.create_campaign("demo", body)
 
 
 def sim(stack, method: str, what: str, body=None):
@@ -406,12 +410,13 @@ def sim(stack, method: str, what: str, body=None):
     return r.json()
 
 
-def fire_campaign(stack, recipients: int) -> dict:
+def fire_campaign(stack, recipients: int | None, **variant) -> dict:
     """Fire one campaign and run it to completion: the planner drains the plan queue, then the
-    sender the send queue. Returns each phase's requests, calls, poller and duration."""
+    sender the send queue. Returns each phase's requests, calls, poller and duration. `recipients`
+    None: a sampled variant, checked against its own targeted count."""
     from bench import counting
     from chalicelib.services import campaigns
-    campaign = create_campaign()
+    campaign = create_campaign(**variant)
     stack.scheduler.fire(campaigns.schedule_name("demo", campaign["campaign_id"]))   # Scheduler -> plan queue
     phases = {}
     for name, key in (("planner", "plan"), ("sender", "send")):
@@ -426,7 +431,8 @@ def fire_campaign(stack, recipients: int) -> dict:
         phases[name] = {"window": window, "calls": METER.calls, "poller": poller, "seconds": elapsed,
                         "wechat": clock.spans}
     state = campaigns.get_campaign("demo", campaign["campaign_id"])
-    if state["state"] != "completed" or state["stats"]["sent"] != recipients:
+    expected = recipients if recipients is not None else state["stats"]["targeted"]
+    if state["state"] != "completed" or state["stats"]["sent"] != expected:
         raise RuntimeError(f"the campaign did not deliver to everyone: {state['state']} {state['stats']}")
     return {"campaign": state, **phases}
 
@@ -515,6 +521,9 @@ def request_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
     return rows
 
 
+SCALE_INPUTS: dict = {}
+
+
 def cost_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
     calls = result["planner"]["calls"] + result["sender"]["calls"]
     billed = units(calls, item_sizes(_written(calls)))
@@ -527,6 +536,10 @@ def cost_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
     costs = {"DynamoDB writes": wru * PRICE_WRU, "DynamoDB reads": rru * PRICE_RRU, "SQS": sqs * PRICE_SQS,
              "Scheduler": per_million * PRICE_SCHEDULER,           # one invocation per fire of `recipients`
              "Lambda": gb_s * PRICE_LAMBDA_GB_S + invocations * PRICE_LAMBDA_REQUEST}
+    requests = sum(v for p in ("planner", "sender") for k, v in result[p]["window"].by_operation.items()
+                   if k.startswith("dynamodb."))
+    SCALE_INPUTS["figures"] = (billed["wru"] / recipients, billed["rru"] / recipients, requests / recipients,
+                               sum(costs.values()), gb_s / 1e6)
     ops = ", ".join(f"{op} {w * 1000 / recipients:.0f}/{r * 1000 / recipients:.0f}"
                     for op, (w, r) in sorted(billed["by_op"].items(), key=lambda kv: -kv[1][0] - kv[1][1]))
     kinds = ", ".join(f"{kind} {w / recipients:.2f}" for kind, w in
@@ -549,6 +562,94 @@ def cost_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
     ]
 
 
+VARIANT_SAMPLE = 15          # percent of the audience a variant fire targets (a cap or a coupon changes per-recipient costs only)
+CAP = 3
+
+
+def regrant_credits(openids) -> None:
+    """One more credit each (as a second accepted popup), so a variant fire reaches them again."""
+    from chalicelib.storage.campaigns import credit_key
+    from chalicelib.storage.models import SubscribeCredit
+    for openid in openids:
+        SubscribeCredit(*credit_key("demo", openid, TEMPLATE)).update(actions=[SubscribeCredit.credits.set(1)])
+
+
+def variant_rows(stack, openids) -> tuple[list[tuple[str, str]], dict]:
+    """WRU/RRU and DynamoDB requests per recipient, planner and sender apart, with and without a
+    frequency cap and a coupon (fires to a VARIANT_SAMPLE % sample of the same audience)."""
+    from chalicelib.services import coupons
+    template = coupons.create_template("demo", {"name": "bench 10 off", "kind": "cash_off", "value": 1000,
+                                                "valid_days_after_claim": 30, "total_stock": 100_000,
+                                                "per_member_limit": 5})["template_id"]
+    sample = {"audience": {"sample_percent": VARIANT_SAMPLE}}
+    variants = {"no cap, no coupon": {}, f"cap {CAP}/day": {"limits": {"frequency_cap_per_day": CAP}},
+                "coupon": {"coupon_template_id": template},
+                f"coupon + cap {CAP}/day": {"coupon_template_id": template,
+                                            "limits": {"frequency_cap_per_day": CAP}}}
+    rows, per = [], {}
+    for name, variant in variants.items():
+        regrant_credits(openids)
+        result = fire_campaign(stack, None, **sample, **variant)
+        n = result["campaign"]["stats"]["sent"]
+        figures = {}
+        for phase in ("planner", "sender"):
+            calls = result[phase]["calls"]
+            billed = units(calls, item_sizes(_written(calls)))
+            ddb = sum(v for k, v in result[phase]["window"].by_operation.items() if k.startswith("dynamodb."))
+            figures[phase] = (billed["wru"] / n, billed["rru"] / n, ddb / n)
+        wru = sum(f[0] for f in figures.values())
+        rru = sum(f[1] for f in figures.values())
+        per[name] = (wru, rru)
+        dollars = (wru * PRICE_WRU + rru * PRICE_RRU) * 1e6
+        rows.append((f"DynamoDB per recipient, {name} ({n:,} recipients: WRU / RRU / requests)",
+                     "; ".join(f"{phase} {w:.2f} / {r:.2f} / {q:.2f}" for phase, (w, r, q) in figures.items())
+                     + f"; together {wru:.2f} WRU, {rru:.2f} RRU = ${dollars:.2f} of DynamoDB per million "
+                       f"deliveries (goal: <= $1.50 all in without a coupon, <= $2.50 with one)"))
+    return rows, per
+
+
+# ---- the scale plan -----------------------------------------------------------------------------
+SCALE_C = 32                 # WeChat calls in flight per sender container
+SCALE_L = 0.2                # seconds per WeChat call (as the simulator's L)
+SCALE_CHUNK = 200            # recipients per chunk (the planner's target)
+SCALE_BATCH = 4              # chunks per sender invocation (resources.queue('send').batch_size)
+TX_MS = 25                   # a small TransactWriteItems on DynamoDB, ms (what a tally item is held for)
+PARTITION_WRU = 1000         # DynamoDB's per-partition write ceiling, WRU/s
+
+
+def scale_rows(wru: float, rru: float, requests: float, cost: float, gb_s: float) -> list[tuple[str, str]]:
+    """1M and 10M recipients from the per-recipient figures measured above, and the ceilings: the
+    delivery groups' partitions (ledger.LEDGER_SHARDS per run), the tallies (ledger.TALLY_SHARDS
+    items per outcome), each group transaction holding a tally item for TX_MS."""
+    from chalicelib.storage import ledger
+    from chalicelib.services import sending
+    per_container = SCALE_C / SCALE_L
+    group_wru = 2 * (1 + 2)                      # group item (<= 3 KB, transactional) + two tallies' worth
+    rows = []
+    for n in (1_000_000, 10_000_000):
+        target = n / 3600                        # sends/s for the audience within an hour
+        containers = math.ceil(target / per_container)
+        groups_per_s = target / sending.GROUP
+        ledger_wru = groups_per_s * group_wru / ledger.LEDGER_SHARDS
+        tally_busy = groups_per_s / ledger.TALLY_SHARDS * TX_MS / 1000   # share of time a tally item is held
+        old_ledger_wru = target * 6 / 16         # the old ledger: claim + final per recipient over 16 partitions
+        old_tally = groups_per_s * 2 / 8 * TX_MS / 1000                  # old: groups of 25 over 8 tally shards
+        invocations = math.ceil(n / SCALE_CHUNK / SCALE_BATCH)
+        rows.append((f"scale: {n / 1e6:.0f}M recipients in one hour, C={SCALE_C}, L={SCALE_L * 1000:.0f} ms",
+                     f"{target:,.0f} sends/s on {containers} sender containers; {requests * n / 1e6:,.1f} M DynamoDB "
+                     f"requests, {wru * n / 1e6:,.1f} M WRU, {rru * n / 1e6:,.1f} M RRU, ${cost * n / 1e6:,.2f} in all; "
+                     f"{invocations:,} sender invocations of {SCALE_BATCH} x {SCALE_CHUNK} "
+                     f"({gb_s * n:,.0f} GB-s); wall time {n / (containers * per_container) / 60:.0f} min. "
+                     f"Ceilings: a delivery-group partition takes {ledger_wru:.1f} WRU/s of {PARTITION_WRU} "
+                     f"({ledger.LEDGER_SHARDS} per run; the old 16-partition ledger: {old_ledger_wru:,.0f}); "
+                     f"a tally item is held {tally_busy:.1%} of the time ({ledger.TALLY_SHARDS} shards; the old 8 "
+                     f"shards: {old_tally:.0%}, so transactions would conflict); first ceiling hit: "
+                     + ("none below the hour (WeChat quota and Lambda concurrency "
+                        f"{containers} are the limits)" if ledger_wru < PARTITION_WRU / 2 and tally_busy < 0.1
+                        else "the tallies or the ledger partitions")))
+    return rows
+
+
 def run() -> list[tuple[str, str]]:
     stack = _setup()
     try:
@@ -569,6 +670,9 @@ def run() -> list[tuple[str, str]]:
         rows = throughput_rows(result, MEMBERS, wechat_calls, alone_ms)
         rows += request_rows(result, MEMBERS)
         rows += cost_rows(result, MEMBERS)
+        more, per = variant_rows(stack, sorted(openids))
+        rows += more
+        rows += scale_rows(*SCALE_INPUTS["figures"])
         rows.append(("setup, not in the figures above",
                      f"{MEMBERS:,} members + credits seeded in {seeded:.0f} s; planner phase "
                      f"{result['planner']['seconds']:.1f} s, sender phase {result['sender']['seconds']:.1f} s"))

@@ -221,11 +221,12 @@ def requeue_parked(brand_id: str, campaign_id: str) -> int:
 
 
 def deliveries(brand_id: str, campaign_id: str, query: dict) -> dict:
-    """The ledger of the current run, page by page: who was sent, skipped (and why) or failed."""
+    """The outcomes of the current run, page by page: who was sent, skipped (and why), failed or
+    held out. A recipient appears once its outcome is recorded (claims in flight do not)."""
     item = _require(brand_id, campaign_id, consistent=False)
     state = query.get("state")
-    if state is not None and state not in ("sending", "retry", "sent", "skipped", "failed"):
-        raise BadRequest("state must be one of sending, retry, sent, skipped, failed", code="invalid_state")
+    if state is not None and state not in ("sent", "skipped", "failed", "held_out"):
+        raise BadRequest("state must be one of sent, skipped, failed, held_out", code="invalid_state")
     try:
         limit_text = str(query.get("limit", "100"))
         if not (limit_text.isascii() and limit_text.isdigit()):       # int() also reads '٢' and ' 5 '
@@ -241,10 +242,8 @@ def deliveries(brand_id: str, campaign_id: str, query: dict) -> dict:
     ledger = store.Ledger(brand_id, campaign_id, item.current_run)
     if cursor is not None and not ledger.valid_cursor(cursor):
         raise BadRequest("cursor is not a next_cursor of this campaign's deliveries", code="invalid_cursor")
-    entries, next_cursor = ledger.entries(
-        state=state, cursor=cursor, limit=limit)
-    return {"deliveries": [{"member_id": e.sk, "state": e.state, "reason": e.reason, "errcode": e.errcode,
-                            "at": e.at, "coupon": e.coupon} for e in entries],
+    entries, next_cursor = ledger.entries(state=state, cursor=cursor, limit=limit)
+    return {"deliveries": entries,
             "next_cursor": base64.urlsafe_b64encode(json.dumps(next_cursor).encode()).decode() if next_cursor else None}
 
 

@@ -1,9 +1,10 @@
 """The sender: delivers one chunk of a campaign run, each recipient at most once, whatever happens.
 
-Per recipient the ledger decides. A recipient is *claimed* by one conditional write (in a
-transaction with the subscribe credit it consumes and the daily frequency count it adds); only the
-claimant calls WeChat; the outcome is then *finalized* (in a transaction with the run's stats
-tallies, so retries cannot count twice). What that means under failure:
+Per recipient the ledger decides (storage.ledger). A recipient is *claimed* by one conditional
+UpdateItem on its claim item (its subscribe-credit item, or its reach item) that records the run's
+mark, takes the credit and counts the frequency cap at once; only the claimant calls WeChat; the
+outcomes of a group of recipients are then recorded as one item in one transaction with the run's
+stats tallies (so retries cannot count twice). What that means under failure:
 
 - SQS redelivers a chunk, or two containers get the same chunk: final entries are skipped, a
   claim still held by a live attempt is left to it (its own message covers it);
@@ -12,8 +13,9 @@ tallies, so retries cannot count twice). What that means under failure:
   it later and, after maxReceiveCount, dead-letters it as queued (redrive resumes it);
 - the call may have reached WeChat but no answer says so (read timeout, reset, 504: the client's
   `OutcomeUnknown`): closed at once as failed `outcome_unknown`, credit consumed, never resent;
-- a container dies between claim and finalize: the same, once the claim's lease (the dead
-  invocation's deadline) is over;
+- a container dies between claim and recording: the same, once the claim's lease (the dead
+  invocation's deadline) is over and its group's outcome item does not name the recipient (the
+  mark is closed, conditional on the exact mark read, in one transaction with that outcome);
 - 40001/42001: the client expires exactly that token (compare-and-expire on the shared item) and
   retries once with a fresh one; permanent answers (43101, 40003, 45047, ...) are recorded, never
   retried (chalicelib.wechat.errors is the one table);
@@ -25,39 +27,41 @@ tallies, so retries cannot count twice). What that means under failure:
   it. The client has logged the error and counted `WeChatConfigError` (alarmed on).
 
 WeChat is called from a bounded thread pool (the call dominates), C calls in flight per container;
-claims and finals are grouped (25 recipients per transaction) and run ahead of / behind the pool;
+claims run ahead of the pool (CLAIM_CONCURRENCY UpdateItems in flight), outcomes behind it (one
+transaction per group of GROUP recipients, once all of them have an outcome);
 the chunk is read in blocks, the first one small, so the first calls go out after one short read.
 Pause and cancel are noticed within a second; what is left of the chunk is parked or dropped.
 """
 from __future__ import annotations
 
 import random
-import secrets
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Callable, Protocol
 
 from chalicelib.domain import campaigns as rules
 from chalicelib.observability import count, logger
 from chalicelib.resources import send_concurrency
 from chalicelib.services import campaigns as service
-from chalicelib.storage import campaigns as store
+from chalicelib.storage import campaigns as campaign_store   # not `store`: that is a retail store
+from chalicelib.storage import ledger
 from chalicelib.wechat.client import WeChatError
 
 CONCURRENCY = send_concurrency()   # WeChat calls in flight per container
-GROUP = 25                   # recipients per claim / finalize transaction (<= 100 items)
-TRIAGE_BLOCK = 100           # recipients read ahead per BatchGetItem round (ledger + credit keys)
+CLAIM_CONCURRENCY = 16       # per-recipient claims in flight per container (one UpdateItem each)
+GROUP = 50                   # recipients per claim group: their outcomes are one item, one transaction
+TRIAGE_BLOCK = 100           # recipients read ahead per BatchGetItem round (claim items)
 ATTEMPTS = 3                 # WeChat attempts per recipient per delivery of the chunk
 SEND_TIMEOUT = 3.0           # seconds per WeChat call
 STATE_CHECK = 1.0            # seconds between checks for pause / cancel
-FLUSH_AFTER = 0.25           # seconds a finished recipient may wait for its group's finalize
 LEASE_MARGIN = 5             # seconds after the invocation's deadline before a claim is stale
 COUPON_ATTEMPTS = 3
 
 _pool: ThreadPoolExecutor | None = None
+_claims: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
@@ -70,32 +74,103 @@ def pool() -> ThreadPoolExecutor:
     return _pool
 
 
+def claim_pool() -> ThreadPoolExecutor:
+    global _claims
+    if _claims is None:
+        with _pool_lock:
+            if _claims is None:
+                _claims = ThreadPoolExecutor(max_workers=CLAIM_CONCURRENCY, thread_name_prefix="ledger-claim")
+    return _claims
+
+
 class ChunkIncomplete(Exception):
     """Some recipients met only transient failures, or the account is misconfigured; the chunk must
     come again (SQS retry, then DLQ)."""
 
 
+class Clock:
+    """Time, sleep and randomness as the sender sees them; tests pass their own."""
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def jitter(self, low: float, high: float) -> float:
+        return random.uniform(low, high)
+
+
+REAL_CLOCK = Clock()
+
+
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return REAL_CLOCK.now()
+
+
+class LedgerStore(Protocol):
+    """What the sender needs of the ledger (storage.ledger.Ledger; an in-memory one in
+    storage.ledger_memory for tests)."""
+
+    def claim_item(self, member_id: str, openid: str | None, template: str | None,
+                   capped: bool = False) -> tuple[str, str]: ...
+    def item_attrs(self, key: tuple[str, str], openid: str | None, template: str | None) -> dict: ...
+    def prefetch(self, keys: dict, credit_keys: dict, day: str | None, now: float) -> dict[str, ledger.Seen]: ...
+    def claim(self, c: ledger.Claim) -> str: ...
+    def read_mark(self, key: tuple[str, str]) -> tuple[str | None, dict]: ...
+    def release(self, key: tuple[str, str], claimed: str, released: ledger.Mark) -> bool: ...
+    def record(self, group: str, part: int, finals: list[ledger.Final], now: datetime) -> bool: ...
+    def close(self, key: tuple[str, str], seen: str, final: ledger.Final, now: datetime) -> bool: ...
+    def group_outcomes(self, group: str) -> dict[str, list]: ...
 
 
 @dataclass
 class Sent:
     recipient: rules.Recipient
-    claim: str
+    claim: "Todo"
     state: str                    # sent | skipped | failed | retry
     reason: str | None = None
     errcode: int | None = None
     coupon: str | None = None
 
 
+@dataclass
+class Todo:
+    """A recipient to mark in this run: claimed for a send, or marked skipped (`skip` reason)."""
+    recipient: rules.Recipient
+    key: tuple[str, str]                    # the claim item
+    credit_key: tuple[str, str] | None = None   # the credit item, when a cap put the mark on the reach item
+    skip: str | None = None
+    hold: bool = False                      # in the campaign's control group: marked held_out, not sent
+    replaces: str | None = None             # a released mark: claimed again without a new credit
+    prune: tuple = ()                       # old marks / frequency days on the claim item
+    mark: str | None = None                 # the mark written, once claimed
+    group: str | None = None
+
+
+@dataclass
+class Group:
+    size: int                               # recipients marked in it whose outcome is not yet written
+    finals: list = field(default_factory=list)
+    part: int = 0
+
+
 class RateGate:
     """The campaign's `per_second` across containers: blocks of sends are reserved per wall-clock
-    second in a DynamoDB counter (store.reserve_rate), then handed out locally."""
+    second in a DynamoDB counter (campaign_store.reserve_rate), then handed out locally."""
 
-    def __init__(self, brand_id: str, campaign_id: str, per_second: int | None):
+    def __init__(self, brand_id: str, campaign_id: str, per_second: int | None, *, clock: Clock = REAL_CLOCK,
+                 reserve: Callable[..., bool] | None = None):
         self.brand_id, self.campaign_id, self.limit = brand_id, campaign_id, per_second
         self.block = max(1, min(GROUP, (per_second or 1) // 10))
+        self.clock = clock
+        self.reserve = reserve or campaign_store.reserve_rate
         self._second, self._left = -1, 0
         self._lock = threading.Lock()
 
@@ -104,17 +179,17 @@ class RateGate:
             return
         with self._lock:
             while True:
-                second = int(time.time())
+                second = int(self.clock.time())
                 if second != self._second:
                     self._second, self._left = second, 0
                 if self._left > 0:
                     self._left -= 1
                     return
                 for want in (self.block, 1):
-                    if store.reserve_rate(self.brand_id, self.campaign_id, second, want, self.limit, _utcnow()):
+                    if self.reserve(self.brand_id, self.campaign_id, second, want, self.limit, self.clock.now()):
                         self._left = want - 1
                         return
-                time.sleep(max(0.0, second + 1 - time.time()))
+                self.clock.sleep(max(0.0, second + 1 - self.clock.time()))
 
 
 def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lambda: 120.0) -> None:
@@ -123,12 +198,12 @@ def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lamb
     brand_id, campaign_id, fire = body["brand_id"], body["campaign_id"], body["fire"]
     logger.thread_safe_append_keys(brand_id=brand_id, campaign_id=campaign_id, fire=fire, chunk=body.get("chunk"))
     while True:
-        campaign = store.get(brand_id, campaign_id, consistent=True)
+        campaign = campaign_store.get(brand_id, campaign_id, consistent=True)
         if campaign is None or campaign.state == "cancelled":
             return
         if campaign.state != "paused":
             break
-        if store.park(campaign, fire, "send", body, _utcnow()):
+        if campaign_store.park(campaign, fire, "send", body, _utcnow()):
             return
     spec = rules.Spec.from_json(campaign.spec)
     now = _utcnow()
@@ -152,18 +227,26 @@ def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lamb
 
 
 class ChunkRun:
-    def __init__(self, brand, campaign, spec: rules.Spec, fire: str, body: dict, api, remaining, *, mp_app_id):
+    def __init__(self, brand, campaign, spec: rules.Spec, fire: str, body: dict, api, remaining, *, mp_app_id,
+                 ledger_store: LedgerStore | None = None, clock: Clock = REAL_CLOCK, gate: RateGate | None = None,
+                 requeue: Callable[[dict, int | None], None] | None = None,
+                 campaign_state: Callable[[], object] | None = None):
         self.brand, self.campaign, self.spec, self.fire, self.body = brand, campaign, spec, fire, body
         self.api, self.remaining, self.mp_app_id = api, remaining, mp_app_id
-        self.ledger = store.Ledger(brand.brand_id, campaign.campaign_id, fire)
+        self.clock = clock
+        self.ledger: LedgerStore = ledger_store or ledger.Ledger(brand.brand_id, campaign.campaign_id, fire)
         self.channel = spec.message.channel
-        self.gate = RateGate(brand.brand_id, campaign.campaign_id, spec.limits.per_second)
-        self.finals: list[store.Final] = []
-        self.oldest_final = 0.0
+        self.gate = gate or RateGate(brand.brand_id, campaign.campaign_id, spec.limits.per_second, clock=clock)
+        self.requeue = requeue or (lambda body, delay: service.enqueue("send", [body], delay=delay) if delay
+                                   else service.enqueue("send", [body]))
+        self.campaign_state = campaign_state or (
+            lambda: campaign_store.get(self.brand.brand_id, self.campaign.campaign_id, consistent=True))
+        self.groups: dict[str, Group] = {}
         self.retry_later = 0
         self.config_error: WeChatError | None = None     # set once: no more calls from this chunk
         self.held: list[tuple[rules.Recipient, float]] = []
         self.counts: dict[str, int] = {}
+        self._outcomes_seen: dict[str, dict] = {}
         seen: set[str] = set()
         self.recipients = []
         for data in body.get("recipients", []):
@@ -175,50 +258,50 @@ class ChunkRun:
     # -- the pipeline ---------------------------------------------------------------------------
     def go(self) -> None:
         untriaged = list(self.recipients)
-        todo: list[tuple[rules.Recipient, store.Claim]] = []
-        in_flight: dict[Future, tuple[rules.Recipient, str]] = {}
-        stop = None                                  # paused | cancelled | deadline
-        next_check = time.monotonic() + STATE_CHECK
+        todo: list[Todo] = []
+        in_flight: dict[Future, Todo] = {}
+        stop = None                                  # paused | cancelled | deadline | config_error
+        next_check = self.clock.monotonic() + STATE_CHECK
         try:
             while ((todo or untriaged) and stop is None) or in_flight:
                 while ((todo or untriaged) and stop is None and self.config_error is None
                        and len(in_flight) < CONCURRENCY + GROUP):
                     if len(todo) < GROUP and untriaged:
                         # triage in blocks, the first one small: the first WeChat calls start after
-                        # one small read and one claim, not after reading the whole chunk
+                        # one small read and one round of claims, not after reading the whole chunk
                         size = GROUP if len(untriaged) == len(self.recipients) else TRIAGE_BLOCK
                         block, untriaged = untriaged[:size], untriaged[size:]
                         todo += self._triage(block)
                         continue
                     group, todo = todo[:GROUP], todo[GROUP:]
-                    for recipient, token in self._claim(group):
-                        in_flight[pool().submit(self._send, recipient, token)] = (recipient, token)
+                    for t in self._claim(group):
+                        in_flight[pool().submit(self._send, t.recipient, t)] = t
                 if in_flight:
-                    done, _ = wait(list(in_flight), timeout=FLUSH_AFTER, return_when=FIRST_COMPLETED)
+                    done, _ = wait(list(in_flight), timeout=0.25, return_when=FIRST_COMPLETED)
                     for future in done:
                         in_flight.pop(future)
                         self._finished(future.result())
                 self._flush(force=False)
                 if self.config_error is not None and stop is None:
                     stop = "config_error"
-                if time.monotonic() >= next_check and stop is None:
-                    next_check = time.monotonic() + STATE_CHECK
+                if self.clock.monotonic() >= next_check and stop is None:
+                    next_check = self.clock.monotonic() + STATE_CHECK
                     stop = self._should_stop()
                 if stop is None and (todo or untriaged) and self.remaining() < self._runway():
                     stop = "deadline"
         except BaseException:
             # Dying: claims whose WeChat call has not started are released (safe to send later);
             # calls already made are left claimed, and become `outcome_unknown` once the lease ends.
-            for future, (recipient, token) in in_flight.items():
+            for future, t in in_flight.items():
                 if future.cancel():
-                    self._final(store.Final(recipient.member_id, "retry", token=token))
+                    self._release(t)
             try:
                 self._flush(force=True)
             except Exception:  # noqa: BLE001 - the original failure is the one to report
-                logger.exception("could not release claims")
+                logger.exception("could not record outcomes")
             raise
         self._flush(force=True)
-        left = [r for r, _claim in todo] + untriaged
+        left = [t.recipient for t in todo] + untriaged
         if left:
             self._hand_on(stop, left)
         if self.held:
@@ -228,82 +311,131 @@ class ChunkRun:
     def _runway(self) -> float:
         return ATTEMPTS * (SEND_TIMEOUT + 2) + 5
 
-    def _triage(self, recipients: list[rules.Recipient]) -> list[tuple[rules.Recipient, store.Claim]]:
-        """Sort recipients: already final, held by another attempt, stale, skippable without WeChat
-        (no openid, no credit, capped: read consistently, then written final), or to be claimed."""
-        template = self.spec.message.template_id
+    def _lease_until(self) -> float:
+        return self.clock.time() + self.remaining() + LEASE_MARGIN
+
+    def _triage(self, recipients: list[rules.Recipient]) -> list[Todo]:
+        """Sort recipients: decided already (final, held by another attempt, stale: closed), released
+        (claimed again), skippable without WeChat (no openid, no credit, capped: marked skipped), or
+        to be claimed. The read is a guide; the conditional marks decide."""
+        template = self.spec.message.template_id if rules.needs_credit(self.channel) else None
         cap = self.spec.limits.frequency_cap_per_day
-        day = rules.frequency_day(_utcnow(), self.spec.schedule.timezone) if cap else None
-        credit = rules.needs_credit(self.channel)
-        ledger, credits, counts = self.ledger.prefetch(
-            [r.member_id for r in recipients],
-            [(r.mp_openid, template) for r in recipients if credit and r.mp_openid],
-            [(r.member_id, day) for r in recipients] if cap else [])
-        lease_until = time.time() + self.remaining() + LEASE_MARGIN
+        day = rules.frequency_day(self.clock.now(), self.spec.schedule.timezone) if cap else None
+        keys, credit_keys = {}, {}
+        for r in recipients:
+            openid = r.mp_openid if template else None
+            keys[r.member_id] = self.ledger.claim_item(r.member_id, openid, template, bool(cap))
+            if cap and template and openid:
+                credit_keys[r.member_id] = self.ledger.claim_item(r.member_id, openid, template)
+        seen = self.ledger.prefetch(keys, credit_keys, day, self.clock.time())
         todo = []
         for r in recipients:
-            entry = ledger.get(r.member_id)
-            if entry is not None:
-                claim = self._resume(r, entry, lease_until)
-                if claim is not None:
-                    todo.append((r, claim))
+            s = seen[r.member_id]
+            t = Todo(r, keys[r.member_id], credit_keys.get(r.member_id))
+            if s.mark is not None:
+                again = self._resume(t, s.mark)
+                if again is not None:
+                    todo.append(again)
                 continue
             reason = rules.precheck(self.channel, r)
-            if reason is None and credit and credits.get(r.mp_openid, 0) < 1:
+            if reason is None and template and s.credits < 1:
                 reason = "no_credit"
-            if reason is None and cap and not rules.under_cap(counts.get(r.member_id, 0), cap):
+            if reason is None and cap and not rules.under_cap(s.day_count, cap):
                 reason = "frequency_capped"
-            if reason:
-                self._final(store.Final(r.member_id, "skipped", reason))
-                continue
-            todo.append((r, store.Claim(r.member_id, secrets.token_hex(8), lease_until, reclaim=False,
-                                        credit=(r.mp_openid, template) if credit else None,
-                                        frequency=(day, cap) if cap else None)))
+            t.skip = reason
+            t.hold = reason is None and rules.held_out(self.campaign.campaign_id, r.member_id,
+                                                        self.spec.audience.holdout_percent)
+            t.prune = s.stale
+            todo.append(t)
         return todo
 
-    def _resume(self, r: rules.Recipient, entry, lease_until: float) -> store.Claim | None:
-        """What to do about a recipient whose ledger entry exists: nothing if final; claim again if
-        released; if claimed, close it when the claimant's lease is over, else look again then."""
-        if entry.state == "retry":
-            return store.Claim(r.member_id, secrets.token_hex(8), lease_until, reclaim=True)
-        if entry.state == "sending":
-            if float(entry.lease_until or 0) < time.time():
-                # the claimant is gone (its deadline passed): whether WeChat delivered is unknowable
-                self._final(store.Final(r.member_id, "failed", "outcome_unknown", token=entry.claim))
-            else:
-                self.held.append((r, float(entry.lease_until)))
+    def _resume(self, t: Todo, text: str) -> Todo | None:
+        """A recipient this run has a mark for: nothing if final; claim again if released; if
+        claimed (or a skip being recorded), look again after the lease, or close it when the
+        claimant is gone and its group never recorded it."""
+        mark = ledger.Mark.parse(text)
+        if mark.state in ledger.FINAL_MARKS:
+            return None
+        if mark.state == "r":
+            t.replaces = text
+            return t
+        if mark.lease >= self.clock.time():
+            self.held.append((t.recipient, mark.lease))
+            return None
+        if mark.group not in self._outcomes_seen:
+            self._outcomes_seen[mark.group] = self.ledger.group_outcomes(mark.group)
+        if t.recipient.member_id in self._outcomes_seen[mark.group]:
+            return None                               # recorded by its claimant: final
+        # the claimant is gone (its deadline passed) and never recorded it: whether WeChat
+        # delivered is unknowable for a claim, so it is failed outcome_unknown and never resent
+        if mark.state == "k":
+            final = ledger.Final(t.recipient.member_id, "skipped", mark.reason or "unknown")
+        elif mark.state == "h":
+            final = ledger.Final(t.recipient.member_id, "held_out")
+        else:
+            final = ledger.Final(t.recipient.member_id, "failed", rules.OUTCOME_UNKNOWN)
+        if self.ledger.close(t.key, text, final, self.clock.now()):
+            self.counts[final.state] = self.counts.get(final.state, 0) + 1
         return None
 
     def _recheck_later(self) -> None:
-        """Recipients another attempt holds: that attempt finalizes them, unless it died. Look again
+        """Recipients another attempt holds: that attempt records them, unless it died. Look again
         after its lease ends (a delayed message, so no receive count is spent waiting)."""
         until = max(lease for _r, lease in self.held)
         rest = {**self.body, "recipients": [r.pack() for r, _lease in self.held],
                 "chunk": f"{self.body.get('chunk')}?"}
-        service.enqueue("send", [rest], delay=max(1, min(service.MAX_DELAY, int(until - time.time()) + 1)))
+        self.requeue(rest, max(1, min(service.MAX_DELAY, int(until - self.clock.time()) + 1)))
 
-    def _claim(self, group: list[tuple[rules.Recipient, store.Claim]]) -> list[tuple[rules.Recipient, str]]:
-        claims = [c for _r, c in group]
-        if not self.ledger.claim_many(claims, _utcnow()):
-            return [(r, c.token) for r, c in group]
-        claimed = []
-        for r, c in group:             # the group was refused as a whole: settle each on its own
-            outcome = self.ledger.claim_one(c, _utcnow())
+    def _claim(self, group: list[Todo]) -> list[Todo]:
+        """Mark a group: one conditional UpdateItem each, in parallel; the marked share one group id
+        (their outcomes are one item). Returns the claimed ones, to send; skips are recorded."""
+        group_id = ledger.new_group()
+        lease = self._lease_until()
+        at = int(self.clock.time())
+        template = self.spec.message.template_id if rules.needs_credit(self.channel) else None
+        cap = self.spec.limits.frequency_cap_per_day
+        day = rules.frequency_day(self.clock.now(), self.spec.schedule.timezone) if cap else None
+
+        def mark_one(t: Todo) -> tuple[Todo, str]:
+            mark = ledger.Mark("k" if t.skip else "h" if t.hold else "c", group_id, lease, at, t.skip)
+            r = t.recipient
+            claim = ledger.Claim(
+                r.member_id, t.key, mark, credit=bool(template) and not t.skip,
+                frequency=(day, cap) if cap and not t.skip else None, credit_item=t.credit_key,
+                replaces=t.replaces, prune=t.prune, hold=t.hold,
+                item_attrs=self.ledger.item_attrs(t.key, r.mp_openid, template))
+            outcome = self.ledger.claim(claim)
             if outcome == "claimed":
-                claimed.append((r, c.token))
-            elif outcome == "ledger":
-                entry = self.ledger.entry(r.member_id)
-                if entry is not None and entry.state == "retry":
-                    again = store.Claim(r.member_id, secrets.token_hex(8), c.lease_until, reclaim=True)
-                    if self.ledger.claim_one(again, _utcnow()) == "claimed":
-                        claimed.append((r, again.token))
-                elif entry is not None:
-                    self._resume(r, entry, c.lease_until)
-            else:
-                self._final(store.Final(r.member_id, "skipped", outcome))
+                t.mark, t.group = mark.text(), group_id
+            elif outcome.startswith("skip:"):           # marked, then found without a credit: a skip
+                t.skip = outcome[5:]
+                t.mark, t.group = ledger.Mark("k", group_id, lease, at, t.skip).text(), group_id
+                outcome = "claimed"
+            return t, outcome
+
+        results = list(claim_pool().map(mark_one, group)) if len(group) > 1 else [mark_one(t) for t in group]
+        claimed: list[Todo] = []
+        for t, outcome in results:
+            if outcome == "claimed":
+                self.groups.setdefault(group_id, Group(0)).size += 1
+                if t.skip:
+                    self._final(t, ledger.Final(t.recipient.member_id, "skipped", t.skip, group=group_id))
+                elif t.hold:
+                    self._final(t, ledger.Final(t.recipient.member_id, "held_out", group=group_id))
+                else:
+                    claimed.append(t)
+            elif outcome == "marked":                 # another attempt decided first: see what it did
+                text, _raw = self.ledger.read_mark(t.key)
+                if text is not None:
+                    again = self._resume(Todo(t.recipient, t.key, t.credit_key), text)
+                    if again is not None:                 # released meanwhile: one more try, alone
+                        claimed += self._claim([again])
+            else:                                     # no_credit | frequency_capped, read consistently
+                t.skip, t.replaces, t.hold = outcome, None, False
+                claimed += self._claim([t])           # marked skipped (a skip mark cannot be refused so)
         return claimed
 
-    def _send(self, r: rules.Recipient, token: str) -> Sent:
+    def _send(self, r: rules.Recipient, token: Todo) -> Sent:
         """In the pool: call WeChat (retrying only what proves WeChat did not act), then issue the
         coupon if delivered. An unknown outcome is final: the message may be out, so never again."""
         last: WeChatError | None = None
@@ -336,7 +468,7 @@ class ChunkRun:
                 self.config_error = self.config_error or last
                 return Sent(r, token, "retry", None, last.errcode)
             if attempt < ATTEMPTS:
-                time.sleep(rules.backoff(attempt) * random.uniform(0.5, 1.0))
+                self.clock.sleep(rules.backoff(attempt) * self.clock.jitter(0.5, 1.0))
         return Sent(r, token, "retry", None, last.errcode if last else None)
 
     def _call(self, r: rules.Recipient) -> None:
@@ -365,41 +497,53 @@ class ChunkRun:
                 if attempt == COUPON_ATTEMPTS:
                     logger.exception("campaign coupon not issued", extra={"member_id": r.member_id})
                     return "error"
-                time.sleep(rules.backoff(attempt))
+                self.clock.sleep(rules.backoff(attempt))
         return None
 
-    # -- finals ---------------------------------------------------------------------------------
+    # -- outcomes -------------------------------------------------------------------------------
     def _finished(self, result: Sent) -> None:
+        t = result.claim
         if result.state == "retry":
             self.retry_later += 1
-        self._final(store.Final(result.recipient.member_id, result.state, result.reason, token=result.claim,
-                                errcode=result.errcode, coupon=result.coupon))
+            self._release(t)
+            return
+        self._final(t, ledger.Final(t.recipient.member_id, result.state, result.reason, group=t.group,
+                                    errcode=result.errcode, coupon=result.coupon))
 
-    def _final(self, final: store.Final) -> None:
-        if not self.finals:
-            self.oldest_final = time.monotonic()
-        self.finals.append(final)
+    def _release(self, t: Todo) -> None:
+        """Give the claim back (credit kept) so a later delivery of the chunk sends it; its group
+        then waits for one recipient fewer."""
+        released = ledger.Mark("r", t.group, 0, int(self.clock.time()))
+        if not self.ledger.release(t.key, t.mark, released):
+            logger.warning("a claim changed under us", extra={"member_id": t.recipient.member_id})
+        self.counts["retry"] = self.counts.get("retry", 0) + 1
+        group = self.groups.get(t.group)
+        if group is not None:
+            group.size -= 1
+
+    def _final(self, t: Todo, final: ledger.Final) -> None:
+        self.groups[t.group].finals.append(final)
         self.counts[final.state] = self.counts.get(final.state, 0) + 1
 
     def _flush(self, *, force: bool) -> None:
-        while self.finals and (force or len(self.finals) >= GROUP or time.monotonic() - self.oldest_final > FLUSH_AFTER):
-            group, self.finals = self.finals[:GROUP], self.finals[GROUP:]
-            self.oldest_final = time.monotonic()
-            now = _utcnow()
-            while group:            # each refusal removes at least one entry, so this ends
-                refused = self.ledger.finalize(group, now)
-                if not refused:
-                    break
-                # another attempt closed these first (never ours to count): finalize the rest
-                logger.warning("ledger entries changed under us", extra={"members": sorted(refused)[:5]})
-                group = [f for f in group if f.member_id not in refused]
-            sent = sum(1 for f in group if f.state == "sent")
-            if sent:
-                count("CampaignMessagesSent", sent)
+        """Record every group whose recipients all have an outcome (all groups, when forced): one
+        item and the tallies, in one transaction."""
+        for group_id, group in list(self.groups.items()):
+            if group.finals and (force or len(group.finals) >= group.size):
+                finals, group.finals = group.finals, []
+                if not self.ledger.record(group_id, group.part, finals, self.clock.now()):
+                    logger.warning("a group part was recorded already", extra={"group": group_id})
+                group.part += 1
+                group.size -= len(finals)
+                sent = sum(1 for f in finals if f.state == "sent")
+                if sent:
+                    count("CampaignMessagesSent", sent)
+            if group.size <= 0 and not group.finals:
+                del self.groups[group_id]
 
     # -- stopping early -------------------------------------------------------------------------
     def _should_stop(self) -> str | None:
-        campaign = store.get(self.brand.brand_id, self.campaign.campaign_id, consistent=True)
+        campaign = self.campaign_state()
         if campaign is None or campaign.state == "cancelled":
             return "cancelled"
         if campaign.state == "paused":
@@ -414,7 +558,7 @@ class ChunkRun:
         if stop in ("cancelled", "config_error"):
             return
         rest = {**self.body, "recipients": [r.pack() for r in left], "chunk": f"{self.body.get('chunk')}+"}
-        if stop == "paused" and store.park(self.campaign, self.fire, "send", rest, _utcnow()):
+        if stop == "paused" and campaign_store.park(self.campaign, self.fire, "send", rest, _utcnow()):
             logger.info("chunk parked", extra={"left": len(left)})
             return
-        service.enqueue("send", [rest])
+        self.requeue(rest, None)

@@ -663,3 +663,23 @@ class TagIndexState(Item, discriminator="tag_index_state"):
     """The brand's tag index is complete (written at brand creation, or after a backfill): only then may
     the planner read it instead of the audience index."""
     since = UnicodeAttribute()
+
+
+# ---- the delivery ledger (storage.ledger) ---------------------------------------------------
+# | reach           | B#<brand>#REACH#<member>   | REACH              |
+# | delivery group  | B#<brand>#DLV#<campaign>#<run>#<nn> | G#<group>#<part>  (nn: the group's ledger shard) |
+# A run's claim on a member is an attribute `R#<campaign>#<run>` of one item (the member's credit
+# item for a credit-consuming channel, else the member's reach item), written by one conditional
+# UpdateItem; the outcomes of a group of recipients are one delivery-group item, written in one
+# transaction with the run's tallies. Attribute names vary per run, so storage.ledger writes them
+# with the low-level client; these models name the items for everything else.
+
+class Reach(Item, discriminator="reach"):
+    """A member's claims by runs of channels without credits (`R#...` attributes) and send counts
+    per brand-local day (`F#<day>`) for the frequency cap."""
+
+
+class DeliveryGroup(Item, discriminator="delivery_group"):
+    """Outcomes of up to storage.ledger.GROUP recipients: JSON {member: [state, reason, errcode, coupon]}."""
+    entries = UnicodeAttribute()
+    at = UnicodeAttribute(null=True)

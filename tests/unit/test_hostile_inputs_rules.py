@@ -152,6 +152,12 @@ def test_a_deliveries_cursor_with_an_oversized_sort_key_is_not_a_cursor():
     from chalicelib.storage.campaigns import Ledger
     ledger = Ledger("acme", "cmp_x", "once")
     pk = ledger._shard_pk(3)
-    assert ledger.valid_cursor({"shard": 3, "key": {"pk": {"S": pk}, "sk": {"S": "m_abcdefghijklmnop"}}})
-    for sk in ("m" * 1025, "m_a\n", "", "m_#x"):
-        assert not ledger.valid_cursor({"shard": 3, "key": {"pk": {"S": pk}, "sk": {"S": sk}}})
+    good = "G#0123456789abcdef#0"
+    assert ledger.valid_cursor({"shard": 3, "key": {"pk": {"S": pk}, "sk": {"S": good}}, "skip": 7})
+    assert ledger.valid_cursor({"shard": 3, "key": None, "skip": 0})
+    for sk in ("G#" + "a" * 1025 + "#0", "G#0123456789abcdef#0\n", "", "m_abcdefghijklmnop", "G#0123456789abcdeg#0",
+               "G#0123456789abcdef#" + "1" * 7):
+        assert not ledger.valid_cursor({"shard": 3, "key": {"pk": {"S": pk}, "sk": {"S": sk}}, "skip": 0})
+    for skip in (-1, True, "1", 10_001):
+        assert not ledger.valid_cursor({"shard": 3, "key": None, "skip": skip})
+    assert not ledger.valid_cursor({"shard": 3, "key": None})            # a cursor of the old ledger
