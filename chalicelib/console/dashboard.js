@@ -54,6 +54,7 @@
     "err.guide_without_wecom": ["导购未绑定企业微信", "Guide has no WeCom account"],
     "err.app_not_configured": ["未配置该应用", "That app is not configured"], "err.no_channel_codes": ["该门店没有渠道码", "This store has no channel codes"],
     "err.code_quota_exceeded": ["二维码额度已用完", "Code quota used up"], "err.code_rate_limited": ["生成过快，请稍后再试", "Too many codes this minute; try again"],
+    "err.channel_has_no_wecom_guide": ["该渠道没有绑定企业微信的导购，无法生成联系我二维码", "This channel has no guide with WeCom: no contact-me code"],
     "err.scene_too_long_for_mp": ["场景值过长，无法生成小程序码", "Scene too long for a mini-program code"],
   });
 
@@ -345,7 +346,7 @@
           el("div", { class: "kpis", style: "margin:10px 0" }, stat("guides_assigned", task.guides_assigned), stat("guides_executed", task.guides_executed),
             stat("execution_rate", task.execution_rate, pct), stat("contacts_targeted", task.contacts_targeted), stat("contacts_sent", task.contacts_sent)),
           el("p", { class: "muted" }, ...Object.keys(buckets).map(b => el("span", { "data-bucket": b, "data-value": buckets[b], style: "margin-right:12px" }, `${t("b." + b)} ${buckets[b]}`))),
-          el("table", { id: "gt-guides" }, el("thead", {}, el("tr", {}, ...[t("lb.guide"), t("ch.store"), "", t("gt.contacts_targeted"), t("gt.contacts_sent")].map(h => el("th", {}, h)))),
+          el("table", { id: "gt-guides" }, el("thead", {}, el("tr", {}, ...[t("lb.guide"), t("ch.store"), "", t("gt.contacts_targeted"), t("gt.contacts_sent")].map((h, i) => el("th", { class: i > 2 ? "n" : undefined }, h)))),
             el("tbody", {}, ...per.guides.map(g => el("tr", { "data-guide-id": g.guide_id, "data-executed": String(g.executed) }, el("td", {}, g.guide_id), el("td", {}, g.store_id),
               el("td", {}, el("span", { class: "pill" }, t(g.executed ? "gt.executed" : "gt.pending"))), el("td", { class: "n" }, num(g.contacts_targeted)),
               el("td", { class: "n" }, num(g.contacts_sent)))))));

@@ -72,25 +72,31 @@
       const page = await me("/members", q.toString());
       cursor = page.cursor;
       const rows = page.members.map(m => el("tr", { "data-member-id": m.member_id },
-        el("td", {}, m.member_id, el("div", { class: "muted tags", "data-tags": JSON.stringify(m.tags || []) }, (m.tags || []).join(", "))),
+        el("td", { style: "word-break:break-all" }, m.member_id, el("div", { class: "muted tags", "data-tags": JSON.stringify(m.tags || []) }, (m.tags || []).join(", "))),
         el("td", { class: "muted" }, when((m.last_touch || {}).at)), el("td", { class: "n", "data-field": "orders" }, num(m.orders)),
         el("td", { class: "n", "data-field": "gmv_cents", "data-value": JSON.stringify(m.gmv_cents) }, yuan(m.gmv_cents)),
-        el("td", { class: "n", "data-field": "coupons" }, num((m.coupons || []).length)),
-        el("td", {}, el("div", { class: "row" }, el("input", { class: "tag-input", placeholder: t("g.add_tag"), "aria-label": t("g.add_tag") }),
-          el("button", { type: "button", class: "tag-go", onclick: ev => addTag(m.member_id, ev.target.closest("tr")) }, t("g.add_tag"))))));
-      const head = el("thead", {}, el("tr", {}, ...["ID", t("g.last_touch"), t("g.orders"), t("g.gmv"), t("g.coupons"), ""].map(h => el("th", {}, h))));
-      if (more && $("m-table")) $("m-table").tBodies[0].append(...rows);
-      else $("members").replaceChildren(page.members.length ? el("table", { id: "m-table" }, head, el("tbody", {}, ...rows))
+        el("td", { class: "n", "data-field": "coupons" }, num((m.coupons || []).length))));
+      // under each member, its own line to add a tag (a phone has no room for it beside the numbers)
+      const editors = page.members.map(m => el("tr", { "data-tag-for": m.member_id }, el("td", { colspan: 5, style: "border-top:0" },
+        el("div", { class: "row", style: "flex-wrap:nowrap" }, el("input", { class: "tag-input", placeholder: t("g.add_tag"), "aria-label": t("g.add_tag") }),
+          el("button", { type: "button", class: "tag-go", onclick: () => addTag(m.member_id) }, t("g.add_tag"))))));
+      const pairs = rows.flatMap((row, i) => [row, editors[i]]);
+      const head = el("thead", {}, el("tr", {}, el("th", {}, "ID"), el("th", {}, t("g.last_touch")),
+        ...[t("g.orders"), t("g.gmv"), t("g.coupons")].map(h => el("th", { class: "n" }, h))));
+      if (more && $("m-table")) $("m-table").tBodies[0].append(...pairs);
+      else $("members").replaceChildren(page.members.length ? el("table", { id: "m-table" }, head, el("tbody", {}, ...pairs))
                                                           : el("p", { class: "muted" }, t("g.none")));
       $("more").classList.toggle("hidden", !cursor);
     } catch (e) { fail(e); }
   }
 
   // one tag on one of my members: the API answers the member's tags as stored, which the row then shows
-  async function addTag(memberId, row) {
-    const input = row.querySelector(".tag-input"), tag = input.value.trim();
+  async function addTag(memberId) {
+    const row = document.querySelector(`#m-table tr[data-member-id="${CSS.escape(memberId)}"]`);
+    const editor = document.querySelector(`#m-table tr[data-tag-for="${CSS.escape(memberId)}"]`);
+    const input = editor.querySelector(".tag-input"), tag = input.value.trim();
     if (!tag) return;
-    const button = row.querySelector(".tag-go");
+    const button = editor.querySelector(".tag-go");
     button.disabled = true;
     try {
       const done = await me(`/members/${encodeURIComponent(memberId)}/tags`, "", "POST", { add: [tag] });

@@ -19,7 +19,7 @@ FIGURES = ("contacts", "new_members", "lost_contacts", "converted_members", "ord
 
 
 def shown_members(b) -> list[str]:
-    return [r.attr("data-member-id") for r in b.find_all("#m-table tbody tr")]
+    return [r.attr("data-member-id") for r in b.find_all("#m-table tbody tr[data-member-id]")]
 
 
 def test_a_guide_signs_in_sees_only_their_own_and_tags_a_member(stack, make_brand, browser):
@@ -59,8 +59,8 @@ def test_a_guide_signs_in_sees_only_their_own_and_tags_a_member(stack, make_bran
     assert "会员日提醒" in row.text and "待执行" in row.text
 
     # tag member a from the page: stored, and the row shows the stored tags
-    b.find(f'#m-table tr[data-member-id="{ids["a"]}"] .tag-input').type("高意向")
-    b.find(f'#m-table tr[data-member-id="{ids["a"]}"] .tag-go').click()
+    b.find(f'#m-table tr[data-tag-for="{ids["a"]}"] .tag-input').type("高意向")
+    b.find(f'#m-table tr[data-tag-for="{ids["a"]}"] .tag-go').click()
     assert "已加标签" in b.wait("#msg .msg.ok").text
     stored_tags = brand.member(external_userid="wm_a")["tags"]
     assert "高意向" in stored_tags
@@ -79,7 +79,7 @@ def test_a_guide_signs_in_sees_only_their_own_and_tags_a_member(stack, make_bran
     wang_code = wecom_code(brand, userid="wang")
     b.get(f"{stack.api_url}/console/guide?code={quote(wang_code)}&state={brand.brand_id}")
     b.wait_until("return document.querySelector('#who').textContent.includes('Wang')")
-    b.wait("#m-table tbody tr")
+    b.wait("#m-table tbody tr[data-member-id]")
     assert wang_code not in b.js("return location.href")
     assert shown_members(b) == [ids["c"]]
     wang = as_guide(brand, guide_session(brand, "wang"), "GET", "/me").json()["figures"]
@@ -185,7 +185,7 @@ def test_the_channels_tab_shows_codes_and_the_store_sheet_without_the_key_in_a_u
     # a WeCom code of a channel without a guide: the API's refusal, shown; the key is in no URL
     b.js("const s = document.querySelector('#ch-app'); s.value = 'wecom'")
     b.find('#ch-list tr[data-scene="S2"] button[data-action="code"]').click()
-    assert b.wait("#msg .msg.error").text
+    assert "没有绑定企业微信的导购" in b.wait("#msg .msg.error").text
     urls = b.js("return performance.getEntriesByType('resource').map(e => e.name).concat([location.href])")
     assert urls and not any(brand.admin_key in u for u in urls)
     shot(b, "dashboard-channels")
