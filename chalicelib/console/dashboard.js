@@ -240,6 +240,7 @@
   async function loadChannels() {
     try {
       const [{ channels }, { stores }] = await Promise.all([admin("GET", "/channels"), admin("GET", "/stores")]);
+      shown.forEach(url => URL.revokeObjectURL(url)); shown.clear();      // the cells holding them are replaced
       $("ch-list").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...["ch.scene", "ch.store", "ch.guide", "ch.source", "ch.tags", "ch.code"].map(k => el("th", {}, t(k))))),
         el("tbody", {}, ...channels.map(c => el("tr", { "data-scene": c.scene }, el("td", {}, c.scene), el("td", {}, c.store_id || "—"),
           el("td", {}, c.guide_id || "—"), el("td", {}, c.source || "—"), el("td", {}, (c.tags || []).join(", ")),
