@@ -80,6 +80,23 @@
     throw new ApiError(resp.status, err.code || ("http_" + resp.status), err.message || resp.statusText);
   }
 
+  /* A binary answer (a code's PNG, a store's PDF) fetched with the key in the Authorization header, shown
+     through a blob: URL: a key never goes into an <img src> or a link. `accept` is the type asked for
+     (API Gateway, and Chalice locally, answer binary bodies only to a matching Accept). */
+  async function blob(apiPath, { key, accept }) {
+    let resp;
+    try {
+      resp = await fetch(BASE + apiPath, { headers: { Authorization: "Bearer " + key, Accept: accept }, cache: "no-store", credentials: "omit" });
+    } catch (e) { throw new ApiError(0, "network", String(e)); }
+    if (!resp.ok) {
+      let err = {};
+      try { err = (await resp.json()).error || {}; } catch (e) { err = {}; }
+      throw new ApiError(resp.status, err.code || ("http_" + resp.status), err.message || resp.statusText);
+    }
+    const body = await resp.blob();
+    return { blob: body, url: URL.createObjectURL(body), type: body.type, bytes: body.size };
+  }
+
   const yuan = cents => (cents === null || cents === undefined) ? "—"
     : (cents < 0 ? "-" : "") + "¥" + (Math.abs(cents) / 100).toFixed(2);
   const pct = v => (v === null || v === undefined) ? "—" : (v * 100).toFixed(2) + "%";
@@ -109,6 +126,6 @@
     document.querySelectorAll("a[data-page]").forEach(a => { a.href = BASE + "/console/" + a.dataset.page; });
   }
 
-  window.siyu = { BASE, I18N, add, t, applyLang, setLang, get lang() { return lang; }, ApiError, call, yuan, pct, num, when, esc, el, newKey };
+  window.siyu = { BASE, I18N, add, t, applyLang, setLang, get lang() { return lang; }, ApiError, call, blob, yuan, pct, num, when, esc, el, newKey };
   document.addEventListener("DOMContentLoaded", () => { wireLangToggle(); applyLang(); });
 })();

@@ -35,6 +35,27 @@
     "mem.store": ["首次门店", "First store"], "mem.guide": ["首次导购", "First guide"], "mem.channel": ["首次渠道", "First channel"],
     "mem.tag": ["标签", "Tag"], "mem.more": ["更多", "More"], "mem.joined": ["入会时间", "Joined"], "mem.orders": ["订单", "Orders"],
     "mem.gmv": ["消费", "Spent"], "mem.touches": ["触达次数", "Touches"], "mem.coupons": ["优惠券", "Coupons"],
+    "tab.guides": ["导购", "Guides"], "ch.app": ["二维码类型", "Code for"], "app.oa": ["公众号关注码", "Official account"],
+    "app.mp": ["小程序码", "Mini-program"], "app.wecom": ["企业微信联系我", "WeCom contact me"], "ch.code": ["二维码", "Code"],
+    "ch.show_code": ["显示二维码", "Show code"], "ch.sheets": ["门店物料（PDF）", "Store sheets (PDF)"], "ch.pdf": ["生成门店码 PDF", "Make the PDF"],
+    "ch.pdf_ready": ["打开 PDF", "Open the PDF"],
+    "lb.metric": ["排行指标", "Rank by"], "lb.execution_rate": ["任务执行率", "Task execution"], "lb.title": ["导购排行榜", "Guide leaderboard"],
+    "lb.rank": ["排名", "Rank"], "lb.guide": ["导购", "Guide"], "lb.value": ["指标值", "Value"], "lb.contacts": ["客户数", "Contacts"],
+    "gt.create": ["新建总部任务", "New head-office task"], "gt.name": ["任务名称", "Name"], "gt.guide_ids": ["导购（逗号分隔）", "Guides (comma-separated)"],
+    "gt.text": ["群发内容", "Message"], "gt.send_at": ["下发时间", "Send at"], "gt.due_at": ["截止时间", "Due"],
+    "gt.list": ["本次创建的任务", "Tasks created here"], "gt.task_id": ["任务 ID", "Task id"],
+    "gt.guides_assigned": ["分配导购", "Guides assigned"], "gt.guides_executed": ["已执行导购", "Guides executed"],
+    "gt.execution_rate": ["执行率", "Execution rate"], "gt.contacts_targeted": ["目标客户", "Customers targeted"],
+    "gt.contacts_sent": ["已送达", "Sent"], "gt.executed": ["已执行", "Executed"], "gt.pending": ["未执行", "Not yet"],
+    "b.sent": ["已送达", "Sent"], "b.capped": ["超出每日上限", "Over the daily cap"], "b.not_contact": ["已非好友", "No longer a contact"],
+    "b.unconfirmed": ["导购未确认", "Not confirmed"],
+    "err.no_guides": ["这些门店没有绑定企业微信的导购", "No guide with a WeCom account in these stores"],
+    "err.unknown_guide": ["导购不存在", "No such guide"], "err.unknown_guide_task": ["任务不存在", "No such task"],
+    "err.guide_without_wecom": ["导购未绑定企业微信", "Guide has no WeCom account"],
+    "err.app_not_configured": ["未配置该应用", "That app is not configured"], "err.no_channel_codes": ["该门店没有渠道码", "This store has no channel codes"],
+    "err.code_quota_exceeded": ["二维码额度已用完", "Code quota used up"], "err.code_rate_limited": ["生成过快，请稍后再试", "Too many codes this minute; try again"],
+    "err.channel_has_no_wecom_guide": ["该渠道没有绑定企业微信的导购，无法生成联系我二维码", "This channel has no guide with WeCom: no contact-me code"],
+    "err.scene_too_long_for_mp": ["场景值过长，无法生成小程序码", "Scene too long for a mini-program code"],
   });
 
   const SESSION = "siyu.dashboard";
@@ -70,7 +91,8 @@
     document.querySelectorAll("[data-tab]").forEach(b => b.classList.toggle("active", b.dataset.tab === name));
     Object.keys(timers).forEach(k => clearInterval(timers[k]));
     show("", "");
-    ({ score: loadScore, coupons: loadTemplates, campaigns: loadCampaigns, channels: loadChannels, members: () => loadMembers(false) }[name] || loadScore)();
+    ({ score: loadScore, coupons: loadTemplates, campaigns: loadCampaigns, channels: loadChannels, members: () => loadMembers(false),
+       guides: loadGuides }[name] || loadScore)();
   }
 
   // ---- scoreboard -----------------------------------------------------------------------------
@@ -217,11 +239,123 @@
   // ---- channels and members -------------------------------------------------------------------
   async function loadChannels() {
     try {
-      const { channels } = await admin("GET", "/channels");
-      $("ch-list").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...["ch.scene", "ch.store", "ch.guide", "ch.source", "ch.tags"].map(k => el("th", {}, t(k))))),
+      const [{ channels }, { stores }] = await Promise.all([admin("GET", "/channels"), admin("GET", "/stores")]);
+      shown.forEach(url => URL.revokeObjectURL(url)); shown.clear();      // the cells holding them are replaced
+      $("ch-list").replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...["ch.scene", "ch.store", "ch.guide", "ch.source", "ch.tags", "ch.code"].map(k => el("th", {}, t(k))))),
         el("tbody", {}, ...channels.map(c => el("tr", { "data-scene": c.scene }, el("td", {}, c.scene), el("td", {}, c.store_id || "—"),
-          el("td", {}, c.guide_id || "—"), el("td", {}, c.source || "—"), el("td", {}, (c.tags || []).join(", ")))))));
+          el("td", {}, c.guide_id || "—"), el("td", {}, c.source || "—"), el("td", {}, (c.tags || []).join(", ")),
+          el("td", { class: "code" }, el("button", { type: "button", "data-action": "code", onclick: ev => showCode(c.scene, ev.target.closest("td")) }, t("ch.show_code"))))))));
+      $("ch-stores").replaceChildren(el("table", {}, el("tbody", {}, ...stores.map(x => el("tr", { "data-store-id": x.store_id },
+        el("td", {}, x.store_id), el("td", {}, x.name || ""), el("td", { class: "pdf" },
+          el("button", { type: "button", "data-action": "pdf", onclick: ev => sheet(x.store_id, ev.target.closest("td")) }, t("ch.pdf"))))))));
     } catch (e) { fail(e); }
+  }
+
+  // the channel's printable code for the chosen app, fetched with the key in a header and shown by blob: URL
+  const shown = new Map();                    // cell -> blob URL, revoked when replaced
+  function keep(cell, url) { if (shown.has(cell)) URL.revokeObjectURL(shown.get(cell)); shown.set(cell, url); }
+  async function showCode(scene, cell) {
+    const app = $("ch-app").value;
+    try {
+      const got = await siyu.blob(`/admin/${encodeURIComponent(session.brand)}/channels/${encodeURIComponent(scene)}/code?app=${app}`,
+                                  { key: session.key, accept: "image/png" });
+      keep(cell, got.url);
+      cell.replaceChildren(el("img", { src: got.url, alt: `${scene} ${app}`, width: 160, height: 160, "data-app": app, "data-bytes": got.bytes }));
+    } catch (e) { fail(e); }
+  }
+
+  async function sheet(storeId, cell) {
+    const app = $("ch-app").value;
+    cell.querySelector("button").disabled = true;
+    try {
+      const got = await siyu.blob(`/admin/${encodeURIComponent(session.brand)}/stores/${encodeURIComponent(storeId)}/codes.pdf?app=${app}`,
+                                  { key: session.key, accept: "application/pdf" });
+      keep(cell, got.url);
+      const link = el("a", { href: got.url, target: "_blank", rel: "noopener", download: `${storeId}-${app}-codes.pdf`,
+                             "data-type": got.type, "data-bytes": got.bytes }, t("ch.pdf_ready"));
+      cell.replaceChildren(link);
+      window.open(got.url, "_blank");
+    } catch (e) { fail(e); cell.querySelector("button") && (cell.querySelector("button").disabled = false); }
+  }
+
+  // ---- guides: the leaderboard and head-office tasks -------------------------------------------
+  const LB_COLS = ["new_members", "converted_members", "gmv_cents", "execution_rate", "contacts", "orders"];
+  const lbFmt = (m, v) => m.endsWith("_rate") ? pct(v) : m.endsWith("_cents") ? yuan(v) : num(v);
+  const lbHead = m => t(m === "execution_rate" ? "lb.execution_rate" : m === "contacts" ? "lb.contacts" : "m." + m);
+  function loadGuides() { loadLeaderboard(); listTasks(); prefillTask(); }
+
+  async function loadLeaderboard() {
+    const metric = $("lb-metric").value, q = new URLSearchParams({ metric });
+    for (const [id, k] of [["lb-store", "store_id"], ["lb-from", "from"], ["lb-to", "to"]]) if ($(id).value.trim()) q.set(k, $(id).value.trim());
+    try {
+      const board = await admin("GET", "/guides/leaderboard?" + q);
+      $("lb-from").value = board.from; $("lb-to").value = board.to;
+      const cell = (m, v) => el("td", { class: "n", "data-field": m, "data-value": JSON.stringify(v) }, lbFmt(m, v));
+      $("leaderboard").replaceChildren(board.rows.length ? el("div", { style: "overflow-x:auto" }, el("table", { id: "lb-table", "data-metric": board.metric },
+        el("thead", {}, el("tr", {}, el("th", {}, t("lb.rank")), el("th", {}, t("lb.guide")), el("th", {}, t("ch.store")), el("th", { class: "n" }, lbHead(board.metric)),
+          ...LB_COLS.map(m => el("th", { class: "n" }, lbHead(m))))),
+        el("tbody", {}, ...board.rows.map(r => el("tr", { "data-guide-id": r.guide_id, "data-rank": r.rank },
+          el("td", {}, num(r.rank)), el("td", {}, `${r.name || ""} (${r.guide_id})`), el("td", {}, r.store_id || "—"),
+          el("td", { class: "n", "data-field": "value", "data-value": JSON.stringify(r.value), style: "font-weight:700" }, lbFmt(board.metric, r.value)),
+          ...LB_COLS.map(m => cell(m, r[m])))))))
+        : el("p", { class: "muted" }, t("dash.none")));
+    } catch (e) { fail(e); }
+  }
+
+  const TASKS = () => "siyu.dashboard.tasks." + session.brand;
+  const taskIds = () => JSON.parse(sessionStorage.getItem(TASKS()) || "[]");
+  const instant = v => new Date(v).toISOString().replace(/\.\d{3}Z$/, "Z");
+  const localInput = d => { const p = n => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`; };
+  function prefillTask() {
+    if (!$("gt-send").value) $("gt-send").value = localInput(new Date(Date.now() + 10 * 60e3));
+    if (!$("gt-due").value) $("gt-due").value = localInput(new Date(Date.now() + 24 * 3600e3));
+  }
+
+  async function createTask(ev) {
+    ev.preventDefault();
+    const body = { name: $("gt-name").value.trim(), message: { text: $("gt-text").value.trim() },
+                   send_at: instant($("gt-send").value), due_at: instant($("gt-due").value) };
+    if (csv($("gt-guides").value).length) body.guide_ids = csv($("gt-guides").value);
+    else body.store_ids = csv($("gt-stores").value);
+    if (csv($("gt-tags").value).length) body.audience = { tags_any: csv($("gt-tags").value) };
+    try {
+      const made = await admin("POST", "/guide-tasks", body);
+      sessionStorage.setItem(TASKS(), JSON.stringify([made.task_id, ...taskIds().filter(x => x !== made.task_id)].slice(0, 50)));
+      listTasks();
+      openTask(made.task_id);
+    } catch (e) { fail(e); }
+  }
+
+  function listTasks() {
+    $("gt-list").replaceChildren(el("table", {}, el("tbody", {}, ...taskIds().map(id => el("tr", { "data-task-id": id }, el("td", {}, id),
+      el("td", {}, el("button", { type: "button", onclick: () => openTask(id) }, t("cmp.open"))))))));
+  }
+
+  async function openTask(id) {
+    const box = $("gt-detail");
+    box.classList.remove("hidden");
+    const refresh = async () => {
+      try {
+        const base = `/guide-tasks/${encodeURIComponent(id)}`;
+        const [task, per] = await Promise.all([admin("GET", base), admin("GET", base + "/guides")]);
+        const stat = (k, v, f) => el("div", { class: "kpi", "data-stat": k }, el("div", { class: "l" }, t("gt." + k)), el("div", { class: "v", "data-value": JSON.stringify(v) }, (f || num)(v)));
+        const buckets = task.buckets || {};
+        box.replaceChildren(
+          el("h3", { "data-task-id": task.task_id }, task.name, " ", el("span", { class: "pill", id: "gt-state", "data-state": task.state }, t("state." + task.state))),
+          el("div", { class: "muted" }, `${task.task_id} · ${when(task.send_at)} → ${when(task.due_at)}`),
+          el("div", { class: "kpis", style: "margin:10px 0" }, stat("guides_assigned", task.guides_assigned), stat("guides_executed", task.guides_executed),
+            stat("execution_rate", task.execution_rate, pct), stat("contacts_targeted", task.contacts_targeted), stat("contacts_sent", task.contacts_sent)),
+          el("p", { class: "muted" }, ...Object.keys(buckets).map(b => el("span", { "data-bucket": b, "data-value": buckets[b], style: "margin-right:12px" }, `${t("b." + b)} ${buckets[b]}`))),
+          el("table", { id: "gt-guides" }, el("thead", {}, el("tr", {}, ...[t("lb.guide"), t("ch.store"), "", t("gt.contacts_targeted"), t("gt.contacts_sent")].map((h, i) => el("th", { class: i > 2 ? "n" : undefined }, h)))),
+            el("tbody", {}, ...per.guides.map(g => el("tr", { "data-guide-id": g.guide_id, "data-executed": String(g.executed) }, el("td", {}, g.guide_id), el("td", {}, g.store_id),
+              el("td", {}, el("span", { class: "pill" }, t(g.executed ? "gt.executed" : "gt.pending"))), el("td", { class: "n" }, num(g.contacts_targeted)),
+              el("td", { class: "n" }, num(g.contacts_sent)))))));
+        if (task.state === "completed") clearInterval(timers.task);
+      } catch (e) { clearInterval(timers.task); fail(e); }
+    };
+    await refresh();
+    every("task", 3000, () => { if (!document.hidden) refresh(); });
   }
 
   let cursor = null;
@@ -263,6 +397,10 @@
     $("tpl-form").addEventListener("submit", createTemplate);
     $("cmp-form").addEventListener("submit", createCampaign);
     $("m-go").addEventListener("click", () => loadMembers(false));
+    $("lb-go").addEventListener("click", loadLeaderboard);
+    $("lb-metric").addEventListener("change", loadLeaderboard);
+    $("gt-form").addEventListener("submit", createTask);
+    $("gt-open").addEventListener("click", () => { if ($("gt-id").value.trim()) openTask($("gt-id").value.trim()); });
     $("m-more").addEventListener("click", () => loadMembers(true));
     document.addEventListener("langchange", () => { if (session) tab(location.hash.slice(1) || "score"); });
     if (session) enter();

@@ -13,15 +13,21 @@
     "f.contacts": ["客户数", "Contacts"], "f.new_members": ["拉新", "New members"], "f.lost_contacts": ["流失", "Lost"],
     "f.converted_members": ["转化", "Converted"], "f.orders": ["订单", "Orders"], "f.gmv_cents": ["成交额", "GMV"],
     "f.coupons_redeemed": ["核销", "Redeemed"], "f.execution_rate": ["任务执行率", "Task execution"],
+    "g.add_tag": ["加标签", "Add tag"], "g.tagged": ["已加标签", "Tagged"], "g.orders": ["订单", "Orders"], "g.gmv": ["消费", "Spent"],
+    "g.coupons": ["优惠券", "Coupons"], "g.last_touch": ["最近互动", "Last touch"],
     "err.invalid_session": ["登录已失效，请重新登录", "Session expired: sign in again"],
+    "err.invalid_code": ["登录码无效", "Invalid login code"], "err.code_used": ["登录码已使用", "Login code already used"],
+    "err.code_expired": ["登录码已过期", "Login code expired"], "err.not_a_guide": ["该企业微信账号不是本品牌导购", "This WeCom account is not one of the brand's guides"],
+    "err.unknown_member": ["不是您的会员", "Not one of your members"], "err.invalid_tag": ["标签为1-40个字符", "A tag is 1-40 characters"],
   });
   const SESSION = "siyu.guide";
   const $ = id => document.getElementById(id);
   let session = JSON.parse(sessionStorage.getItem(SESSION) || "null"), cursor = null;
-  const me = (path, q) => call("GET", `/guide/${encodeURIComponent(session.brand)}/me${path}${q ? "?" + q : ""}`, { key: session.token });
+  const me = (path, q, method, body) => call(method || "GET", `/guide/${encodeURIComponent(session.brand)}/me${path}${q ? "?" + q : ""}`,
+                                             { key: session.token, body });
   const fail = e => {
     if (e.code === "invalid_session" || e.status === 401) { sessionStorage.removeItem(SESSION); }
-    $("msg").replaceChildren(el("div", { class: "msg error" }, e instanceof ApiError ? e.text : String(e)));
+    $("msg").replaceChildren(el("div", { class: "msg error", "data-code": e.code }, e instanceof ApiError ? e.text : String(e)));
   };
 
   async function login(brand, code) {
@@ -65,16 +71,44 @@
     try {
       const page = await me("/members", q.toString());
       cursor = page.cursor;
-      const rows = page.members.map(m => el("tr", { "data-member-id": m.member_id }, el("td", {}, m.member_id, el("div", { class: "muted" }, (m.tags || []).join(", "))),
-        el("td", { class: "muted" }, when((m.last_touch || {}).at)), el("td", { class: "n" }, num(m.orders)), el("td", { class: "n" }, yuan(m.gmv_cents)),
-        el("td", { class: "n" }, num((m.coupons || []).length))));
-      if (more && $("m-table")) $("m-table").tBodies[0].append(...rows);
-      else $("members").replaceChildren(el("table", { id: "m-table" }, el("tbody", {}, ...rows)));
+      const rows = page.members.map(m => el("tr", { "data-member-id": m.member_id },
+        el("td", { style: "word-break:break-all" }, m.member_id, el("div", { class: "muted tags", "data-tags": JSON.stringify(m.tags || []) }, (m.tags || []).join(", "))),
+        el("td", { class: "muted" }, when((m.last_touch || {}).at)), el("td", { class: "n", "data-field": "orders" }, num(m.orders)),
+        el("td", { class: "n", "data-field": "gmv_cents", "data-value": JSON.stringify(m.gmv_cents) }, yuan(m.gmv_cents)),
+        el("td", { class: "n", "data-field": "coupons" }, num((m.coupons || []).length))));
+      // under each member, its own line to add a tag (a phone has no room for it beside the numbers)
+      const editors = page.members.map(m => el("tr", { "data-tag-for": m.member_id }, el("td", { colspan: 5, style: "border-top:0" },
+        el("div", { class: "row", style: "flex-wrap:nowrap" }, el("input", { class: "tag-input", placeholder: t("g.add_tag"), "aria-label": t("g.add_tag") }),
+          el("button", { type: "button", class: "tag-go", onclick: () => addTag(m.member_id) }, t("g.add_tag"))))));
+      const pairs = rows.flatMap((row, i) => [row, editors[i]]);
+      const head = el("thead", {}, el("tr", {}, el("th", {}, "ID"), el("th", {}, t("g.last_touch")),
+        ...[t("g.orders"), t("g.gmv"), t("g.coupons")].map(h => el("th", { class: "n" }, h))));
+      if (more && $("m-table")) $("m-table").tBodies[0].append(...pairs);
+      else $("members").replaceChildren(page.members.length ? el("table", { id: "m-table" }, head, el("tbody", {}, ...pairs))
+                                                          : el("p", { class: "muted" }, t("g.none")));
       $("more").classList.toggle("hidden", !cursor);
     } catch (e) { fail(e); }
   }
 
+  // one tag on one of my members: the API answers the member's tags as stored, which the row then shows
+  async function addTag(memberId) {
+    const row = document.querySelector(`#m-table tr[data-member-id="${CSS.escape(memberId)}"]`);
+    const editor = document.querySelector(`#m-table tr[data-tag-for="${CSS.escape(memberId)}"]`);
+    const input = editor.querySelector(".tag-input"), tag = input.value.trim();
+    if (!tag) return;
+    const button = editor.querySelector(".tag-go");
+    button.disabled = true;
+    try {
+      const done = await me(`/members/${encodeURIComponent(memberId)}/tags`, "", "POST", { add: [tag] });
+      const box = row.querySelector(".tags");
+      box.textContent = done.tags.join(", "); box.dataset.tags = JSON.stringify(done.tags);
+      input.value = "";
+      $("msg").replaceChildren(el("div", { class: "msg ok", role: "status" }, `${t("g.tagged")}: ${tag}`));
+    } catch (e) { fail(e); } finally { button.disabled = false; }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    document.addEventListener("langchange", () => { if (session && !$("work").classList.contains("hidden")) load(); });
     const params = new URLSearchParams(location.search);
     if (params.get("code")) {                          // WeCom's OAuth redirect: trade the code, drop it from the address
       history.replaceState(null, "", location.pathname);
