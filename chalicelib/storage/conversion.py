@@ -18,6 +18,7 @@ when it completes the order's refund, one BatchGetItem of the markers and their 
 """
 from __future__ import annotations
 
+import time
 import zlib
 from datetime import datetime
 
@@ -63,7 +64,9 @@ def read_with_reach(keys: list[tuple[str, str]], brand_id: str, member_id: str) 
     found: dict = {}
     marks: dict[str, str] = {}
     request = {_table(): {"Keys": [_k(k) for k in wanted], "ConsistentRead": True}}
-    while request:
+    for attempt in range(10):
+        if attempt:
+            time.sleep(0.02 * 2 ** attempt)         # keys DynamoDB left unprocessed (throttled)
         answer = _client().batch_get_item(RequestItems=request)
         for raw in answer.get("Responses", {}).get(_table(), []):
             key = (raw["pk"]["S"], raw["sk"]["S"])
@@ -72,7 +75,9 @@ def read_with_reach(keys: list[tuple[str, str]], brand_id: str, member_id: str) 
             else:
                 found[key] = Item.from_raw_data(raw)
         request = answer.get("UnprocessedKeys") or {}
-    return found, marks
+        if not request:
+            return found, marks
+    raise RuntimeError("DynamoDB kept leaving the order's keys unprocessed")
 
 
 def _marks(raw: dict) -> dict[str, str]:
