@@ -135,3 +135,33 @@ def test_an_order_counts_for_at_most_five_campaigns_the_most_recent(stack, brand
     _ok(order(brand, {"order_id": "many", "amount_cents": 100, "member_id": member_id}))
     counted = [cid for cid in cids if _conversion(brand, cid)[0]["orders"] == 1]
     assert conversion.MAX_CAMPAIGNS == 5 and counted == cids[2:]
+
+
+def test_a_paused_and_resumed_run_holds_out_the_same_members_and_their_orders_count_there(stack, brand):
+    from collections import Counter
+
+    from tests.integration.campaign_fixtures import clear_fault, fault, sent_to
+    openids = add_members(brand, 40)
+    grant_credits(brand, openids)
+    fault(stack, "cgi-bin/message/subscribe/send", latency_ms=150)     # slow enough to pause mid-run
+    try:
+        created = create_campaign(brand, audience={"holdout_percent": 30}, limits={"per_second": 8})
+        cid = created["campaign_id"]
+        stack.scheduler.fire(created["schedule"]["name"])
+        wait_for(brand, cid, lambda c: c["stats"]["sent"] >= 5, timeout=60)
+        assert _ok(brand.admin("POST", f"/campaigns/{cid}/pause"), 200)["state"] == "paused"
+        stack.pump.idle()
+        assert _ok(brand.admin("POST", f"/campaigns/{cid}/resume"), 200)["state"] == "running"
+        done = wait_for(brand, cid, lambda c: c["state"] == "completed", timeout=120)
+    finally:
+        clear_fault(stack, "cgi-bin/message/subscribe/send")
+    member_of = {o: brand.member(openid=o)["member_id"] for o in openids}
+    held = {o for o in openids if rules.held_out(cid, member_of[o], 30)}
+    per_member = Counter(s["touser"] for s in sent_to(stack, brand))
+    assert set(per_member) == set(openids) - held and max(per_member.values()) == 1
+    listed = brand.admin("GET", f"/campaigns/{cid}/deliveries?state=held_out&limit=500").json()["deliveries"]
+    assert {d["member_id"] for d in listed} == {member_of[o] for o in held} and done["stats"]["held_out"] == len(held)
+    one = sorted(held)[0]
+    _ok(order(brand, {"order_id": "after-resume", "amount_cents": 250, "member_id": member_of[one]}))
+    converted, control, _ = _conversion(brand, cid)
+    assert converted["orders"] == 0 and control == {"members": 1, "orders": 1, "gmv_cents": 250}
