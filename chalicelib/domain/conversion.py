@@ -127,7 +127,8 @@ def stats_view(stats: dict, totals: dict[str, dict[str, int]]) -> dict:
     """What the campaign view's stats gain: `converted` (the sent group's converted members, orders
     and GMV), `held_out_converted` (the same for the control group), `members` per group (sent counts
     `sent + failed`: see above) and `lift` (domain.campaign_lift: the 95 % interval, the small-control note)."""
-    members = {"sent": int(stats.get("sent", 0)) + int(stats.get("failed", 0)), "held_out": int(stats.get("held_out", 0))}
+    members = {"sent": int(stats.get("sent", 0)) + int(stats.get("failed", 0)),
+               "held_out": int(stats.get("held_out", 0))}
     arms = {g: campaign_lift.Arm(members[g], totals[g]["members"], totals[g]["orders"], totals[g]["gmv_cents"])
             for g in GROUPS}
     return {"converted": dict(totals["sent"]), "held_out_converted": dict(totals["held_out"]), "members": members,
