@@ -212,13 +212,50 @@ def run() -> list[tuple[str, str]]:
             ("imported order, member by openid", lambda: orders.import_orders("demo", {"orders": [
                 {"order_id": "i1", "amount_cents": 100, "store_id": "sz-futian", "openid": "o_bench"}]})),
         ]
+        touched = _member("o_touched")
+        touched_code = coupons.my_member_code("demo", touched)["member_code"]
+        cases += [
+            ("member order counted for 1 campaign run (sent)", lambda: orders.record_at_till(
+                "demo", "sz-futian", {"order_id": "c1", "amount_cents": 100, "member_code": touched_code}, "k4"),
+             lambda: _touch("o_touched", 1)),
+            ("member order counted for 5 campaign runs (the most; 7 marked the member)", lambda: orders.record_at_till(
+                "demo", "sz-futian", {"order_id": "c5", "amount_cents": 100, "member_code": touched_code}, "k5"),
+             lambda: _touch("o_touched", 6)),
+            ("full refund of an order counted for 5 campaign runs", lambda: orders.refund_at_till(
+                "demo", "sz-futian", "c5", {"refund_id": "rc5", "amount_cents": 100}, "k6")),
+        ]
         rows = []
-        for label, call in cases:
+        for label, call, *setup in cases:
+            for step in setup:
+                step()                  # outside the measured window
             rows.append((f"AWS requests per {label}", _measure(call, written, reads)))
         rows += _stats_at_two_sizes(written, reads)
         return rows
     finally:
         stack.stop()
+
+
+_TOUCHED: list[str] = []
+
+
+def _touch(openid: str, campaigns: int) -> None:
+    """`campaigns` more campaigns whose run marked the member `sent` on their reach item (as the
+    ledger's claim does), each an hour before the last; set up outside the measured window."""
+    from datetime import datetime, timedelta, timezone
+    from chalicelib.services import campaigns as campaign_service
+    from chalicelib.storage import ledger, members
+    now = datetime.now(timezone.utc)
+    member_id = members.find_member_id("demo", "mp", openid)
+    for _ in range(campaigns):
+        cid = campaign_service.create_campaign("demo", {
+            "name": "bench", "message": {"channel": "mp_subscribe", "template_id": "TPL_bench", "page": "pages/x",
+                                         "data": {"thing1": "x"}},
+            "schedule": {"at": (now + timedelta(hours=1)).isoformat()}, "attribution_days": 7})["campaign_id"]
+        _TOUCHED.append(cid)
+        run = ledger.Ledger("demo", cid, "once")
+        at = int((now - timedelta(hours=len(_TOUCHED))).timestamp())
+        run.claim(ledger.Claim(member_id, ledger.reach_key("demo", member_id),
+                               ledger.Mark("c", ledger.new_group(), at + 60, at)))
 
 
 def _measure(call, written: list, reads: ReadUnits) -> str:

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 
 from chalicelib import aws, untrusted
 from chalicelib.domain import campaigns as rules
+from chalicelib.domain import conversion as conversion_rules
 from chalicelib.domain.members import AUDIENCE_SHARDS
 from chalicelib.errors import ApiError, BadRequest, NotFound
 from chalicelib.ids import new_id
@@ -26,6 +27,7 @@ from chalicelib.observability import logger
 from chalicelib.resources import PLAN_DLQ_ARN_ENV, SCHEDULES, queue
 from chalicelib.services import onboarding
 from chalicelib.storage import campaigns as store
+from chalicelib.storage import conversion
 from chalicelib.storage import members, tenancy
 
 SCHEDULE_RETRY = {"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 20}
@@ -154,11 +156,14 @@ def view(item) -> dict:
     out = {"campaign_id": item.campaign_id, "brand_id": item.brand_id, "name": item.name, "state": item.state,
            **{k: v for k, v in spec.view().items() if k != "name"}, "created_at": item.created_at,
            "updated_at": item.updated_at, "run": None, "stats": rules.stats_view(0, {})}
+    out["stats"].update(conversion_rules.stats_view(out["stats"], conversion_rules.no_totals()))
     out["schedule"]["name"] = item.schedule_name
     if item.current_run:
         run, shards = store.run_items(item.brand_id, item.campaign_id, item.current_run)
         targeted = sum(int(s.targeted or 0) for s in shards)
         out["stats"] = rules.stats_view(targeted, store.tallies(item.brand_id, item.campaign_id, item.current_run))
+        out["stats"].update(conversion_rules.stats_view(out["stats"], conversion.totals(
+            item.brand_id, item.campaign_id, item.current_run)))
         if run is not None:
             out["run"] = {"fire": run.fire, "started_at": run.started_at, "completed_at": run.completed_at,
                           "planned": int(run.shards_done or 0) >= AUDIENCE_SHARDS, "runs": int(item.runs or 0)}

@@ -11,12 +11,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
+from chalicelib.domain import conversion as conv_rules
 from chalicelib.domain import orders as rules
 from chalicelib.domain import scoreboard as score
 from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound
 from chalicelib.observability import count
 from chalicelib.services import coupons
-from chalicelib.storage import members, tenancy
+from chalicelib.storage import conversion, members, tenancy
 from chalicelib.storage import orders as store
 from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.coupons import idem_pk
@@ -104,11 +105,14 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
     if idem:
         keys.append(_idem_record_key(brand_id, idem))
     for attempt in range(RACE_RETRIES):
-        found = store.read(keys)
+        # a member's reach item rides in the same read (its campaign marks); a walk-in's read is unchanged
+        found, marks = conversion.read_with_reach(keys, brand_id, member_id) if member_id else (store.read(keys), {})
         _replay_if_recorded(found, brand_id, idem)
         member = found.get((member_key(brand_id, member_id), "MEMBER")) if member_id else None
         if member_id and member is None:
             raise NotFound("no such member", code="unknown_member")
+        converts = (conversion.attribute(brand_id, member_id, {**marks, **conversion.credit_marks(
+            brand_id, member.mp_openid)}, o.occurred_at, o.amount_cents) if member_id else [])
         _check_redemptions(o, found, brand_id)
         who = rules.attribution(o, member_id, _first_touch(member) if member else None)
         totals = _totals(member) if member else None
@@ -118,11 +122,14 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
             store.record_order(brand_id, o, who=who, totals=totals, source=source, idem=idem, response=answer,
                                now=_now(), check_store=check_store, check_guide=o.guide_id is not None,
                                template_ids=_templates(brand_id, o, found),
-                               extend=_order_counters(brand_id, o, who, answer["member_order_number"], member, tz,
-                                                      found))
+                               conversions=conv_rules.encode_changes(converts),
+                               extend=conversion.chain(
+                                   _order_counters(brand_id, o, who, answer["member_order_number"], member, tz,
+                                                   found),
+                                   conversion.extender(brand_id, member_id, converts, o.order_id)))
             count("OrdersRecorded")
             return answer
-        except (store.Moved, Conflicted):
+        except (store.Moved, Conflicted, conversion.Refused):
             _backoff(attempt)
         except store.KeyUsed:
             continue                    # the next read finds the record and replays it
@@ -217,10 +224,15 @@ def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
                   "refunded_cents": int(order.refunded_cents or 0) + r.amount_cents}
         try:
             extend = extend or _refund_counters(brand_id, r, order, tz)
-            store.record_refund(brand_id, r, order, idem=idem, response=answer, now=_now(), extend=extend)
+            # the order's campaign conversions: its GMV back, and the order (and member) when refunded in full
+            rolled = conversion.roll_back(brand_id, order.member_id, order.conversions, r.amount_cents,
+                                          full=answer["refunded_cents"] == int(order.amount_cents))
+            store.record_refund(brand_id, r, order, idem=idem, response=answer, now=_now(),
+                                extend=conversion.chain(extend, conversion.extender(brand_id, order.member_id,
+                                                                                    rolled, r.refund_id)))
             count("OrderRefunds")
             return answer
-        except (store.Moved, Conflicted):
+        except (store.Moved, Conflicted, conversion.Refused):
             _backoff(attempt)
         except (store.KeyUsed, store.Exists):
             continue                    # the next read replays the record or names the refund

@@ -359,6 +359,7 @@ class Order(Item, discriminator="order"):
     redemption_ids = ListAttribute(of=UnicodeAttribute, null=True)
     items = UnicodeAttribute(null=True)           # JSON of the lines
     template_ids = ListAttribute(of=UnicodeAttribute, null=True)   # of its redemptions: a refund nets their GMV
+    conversions = ListAttribute(of=UnicodeAttribute, null=True)    # campaign runs it counts for (domain.conversion)
 
 
 class OrderRefund(Item, discriminator="order_refund"):
@@ -683,3 +684,17 @@ class DeliveryGroup(Item, discriminator="delivery_group"):
     """Outcomes of up to storage.ledger.GROUP recipients: JSON {member: [state, reason, errcode, coupon]}."""
     entries = UnicodeAttribute()
     at = UnicodeAttribute(null=True)
+
+
+class ConversionMarker(Item, discriminator="conversion_marker"):
+    """A member's attributed orders of one campaign run (storage.conversion): its first counts the
+    member as converted, a refund of its last takes them off; writes are conditional on the count read."""
+    group = UnicodeAttribute(null=True)
+    orders = NumberAttribute(default=0)
+
+
+class ConversionCounter(Item, discriminator="conversion_counter"):
+    """One shard of a campaign run's conversion counters for one group (sent | held_out)."""
+    orders = NumberAttribute(default=0)
+    gmv_cents = NumberAttribute(default=0)
+    members = NumberAttribute(default=0)

@@ -98,7 +98,7 @@ def _remember(tx: Tx, brand_id: str, idem: tuple[str, str, str, str] | None, res
 def record_order(brand_id: str, o: rules.Order, *, who: rules.Attribution, totals: rules.MemberTotals | None,
                  source: str, idem: tuple[str, str, str, str] | None, response: dict, now: datetime,
                  check_store: bool, check_guide: bool, extend: Extend | None = None,
-                 template_ids: list[str] | None = None) -> None:
+                 template_ids: list[str] | None = None, conversions: list[str] | None = None) -> None:
     """Record `o` for `who` (totals: the member's as read, None for a walk-in; template_ids: the coupon
     templates of its redemptions, kept so that a refund takes the order's GMV off theirs). Raises KeyUsed, Exists,
     Moved, RedemptionRefused, UnknownStore or UnknownGuide; storage.tx.Conflicted on a concurrent
@@ -112,6 +112,7 @@ def record_order(brand_id: str, o: rules.Order, *, who: rules.Attribution, total
                            member_order_number=number, amount_cents=o.amount_cents, refunded_cents=0,
                            occurred_at=occurred, recorded_at=iso(now), source=source, till_id=o.till_id,
                            redemption_ids=list(o.redemption_ids) or None, template_ids=template_ids or None,
+                           conversions=conversions or None,
                            items=json.dumps([vars(line) for line in o.items], ensure_ascii=False,
                                             separators=(",", ":")) if o.items else None),
             condition=Order.pk.does_not_exist())
