@@ -113,8 +113,10 @@ _ORDER_FIELDS = dict(
 ORDER = obj(["order_id", "amount_cents"], closed=True, **{"member_code": s(200, null=True, min_len=1), **_ORDER_FIELDS})
 REFUND = obj(["refund_id", "amount_cents"], closed=True, refund_id=s(pattern=EXTERNAL),
              amount_cents=i(1, MAX_CENTS))
-IMPORT = obj(["orders"], closed=True,
-             orders={"type": "array", "minItems": 1, "maxItems": 500,
+# orders or refunds or both (an ERP sends a day's refunds on their own): "not both empty" is the
+# service's check (400 invalid_orders), the schema bounds each list
+IMPORT = obj([], closed=True,
+             orders={"type": "array", "maxItems": 500,
                      "description": "orders as at the till, plus store_id (null: online) and the member by "
                                     "member_id, unionid or openid; each row is accepted or rejected on its own",
                      },
