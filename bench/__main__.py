@@ -37,8 +37,7 @@ def main(argv: list[str]) -> int:
         for label, figure in rows:
             print(f"  {label}: {figure}")
         sections.append((name.split(".")[-1], rows))
-    if not argv:
-        _write_readme(sections)
+    _write_readme(sections)
     return 0
 
 
@@ -56,23 +55,44 @@ def _run_alone(name: str) -> list[tuple[str, str]]:
 
 
 def _write_readme(sections) -> None:
+    """Rewrite the README's figures: the modules just run replace their own tables (each table says the
+    day it was measured), the others stay as they were, in MODULES' order. `make bench` runs them all."""
     if not README.exists():
         return
     text = README.read_text()
     if START not in text or END not in text:
         return
-    lines = [START, "",
-             f"Measured by `make bench` on {datetime.date.today()} ({platform.machine()}, {platform.python_version()},"
-             " 2 shared cores; the local emulator stands in for AWS, so absolute times are pessimistic — ratios are"
-             " what to compare).", ""]
-    for title, rows in sections:
-        lines += [f"**{title}**", "", "| measure | figure |", "|---|---|"]
-        lines += [f"| {label} | {figure} |" for label, figure in rows]
-        lines.append("")
-    lines.append(END)
     head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
+    block, tail = rest.split(END, 1)
+    tables = dict(_tables(block))
+    today = datetime.date.today()
+    for title, rows in sections:
+        table = [f"**{title}** (measured {today})", "", "| measure | figure |", "|---|---|"]
+        table += [f"| {label} | {figure} |" for label, figure in rows]
+        tables[title] = "\n".join(table)
+    order = [m.split(".")[-1] for m in MODULES]
+    titles = sorted(tables, key=lambda t: order.index(t) if t in order else len(order))
+    lines = [START, "",
+             f"Measured by `make bench` ({platform.machine()}, {platform.python_version()}, 2 shared cores; the local"
+             " emulator stands in for AWS, so absolute times are pessimistic — ratios are what to compare).", ""]
+    for title in titles:
+        lines += [tables[title], ""]
+    lines.append(END)
     README.write_text(head + "\n".join(lines) + tail)
+
+
+def _tables(block: str):
+    """(title, its table's text) for each `**title**` table of the README's figures."""
+    title, body = None, []
+    for line in block.splitlines():
+        if line.startswith("**") and "**" in line[2:]:
+            if title:
+                yield title, "\n".join(body).strip()
+            title, body = line[2:line.index("**", 2)], [line]
+        elif title:
+            body.append(line)
+    if title:
+        yield title, "\n".join(body).strip()
 
 
 if __name__ == "__main__":
