@@ -488,7 +488,7 @@ ROUTES.update({
         query={"app": s(enum=["oa", "mp", "wecom"]), "format": s(enum=["png", "json"], default="png"),
                "skip_verify": s(enum=["true", "false"], default="true",
                                 description="wecom: whether adding the guide skips their confirmation")},
-        errors=CODE_ERRORS, tag="codes", response_type=("image/png", "application/json")),
+        query_required=("app",), errors=CODE_ERRORS, tag="codes", response_type=("image/png", "application/json")),
     ("GET", "/admin/{brand_id}/stores/{store_id}/codes.pdf"): Op(
         "A store's code sheets: one A4 page per channel (?app=oa|mp|wecom, default oa)", A,
         {200: {"description": "application/pdf"}},
