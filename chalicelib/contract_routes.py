@@ -446,8 +446,8 @@ _STR, _INT_N, _ARR = {"type": "string"}, {"type": ["integer", "null"]}, {"type":
 CODE_OUT = out("app", "scene", "url", app=_STR, scene=_STR, url=STR_OUT, created_at=STR_OUT,
                expires_at={"type": ["string", "integer", "null"]}, ticket=STR_OUT, config_id=STR_OUT, user_id=STR_OUT)
 BATCH_OUT = out("batch_id", "count", "channel", "reward", "state", "minted", "progress", batch_id=_STR, count=INT_OUT,
-                channel=_STR, reward=out("coupon_template_id"), state={"type": "string", "enum": ["minting", "complete"]},
-                minted=INT_OUT, progress={"type": "number"}, created_at=STR_OUT, completed_at=STR_OUT)
+                channel=_STR, reward=out("coupon_template_id"),
+                state={"type": "string", "enum": ["minting", "complete"]}, minted=INT_OUT, progress={"type": "number"}, created_at=STR_OUT, completed_at=STR_OUT)
 FIGURES = out("contacts", "new_members", "converted_members", "gmv_cents", "execution_rate",
               contacts=INT_OUT, new_members=INT_OUT, converted_members=INT_OUT, gmv_cents=INT_OUT,
               tasks_assigned=INT_OUT, tasks_executed=INT_OUT, execution_rate={"type": ["number", "null"]})
