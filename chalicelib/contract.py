@@ -61,6 +61,7 @@ class Op:
     responses: dict
     request: dict | None = None
     query: dict = field(default_factory=dict)          # name -> schema (the domain parses query strings)
+    query_required: tuple[str, ...] = ()               # the query parameters the domain refuses to go without
     headers: tuple[Header, ...] = ()
     errors: dict = field(default_factory=dict)
     tag: str = ""
@@ -230,7 +231,8 @@ def operation(path: str, method: str, name: str, op: Op) -> dict:
     params = [{"name": p, "in": "path", "required": True,
                "schema": {"type": "string", "minLength": 1, "maxLength": 64}}
               for p in re.findall(r"{(\w+)}", path)]
-    params += [{"name": n, "in": "query", "required": False, "schema": s} for n, s in op.query.items()]
+    params += [{"name": n, "in": "query", "required": n in op.query_required, "schema": s}
+               for n, s in op.query.items()]
     params += [{"name": h.name, "in": "header", "required": h.required, "description": h.description,
                 "schema": h.schema} for h in op.headers]
     out: dict = {"operationId": name, "summary": op.summary, "tags": [op.tag] if op.tag else [],

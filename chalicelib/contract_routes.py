@@ -388,55 +388,208 @@ def renderer() -> str:
     return _renderer[0]
 
 
-# ---- declared ahead of the merge: routes the codes and guides branches added on main ---------------------
-# Auth, statuses and content types as their views answer; bodies only as "an object" until their owners
-# declare the fields (the domain parses check them meanwhile). Until merged, app.py here lacks them, so
-# the document leaves them out and tests/unit/test_contract_declarations.py tolerates exactly these keys.
+# ---- codes, guides and the console (issues 11 and 12) -------------------------------------------------
+# Declared after they merged; fields in the order their domain parses check them (chalicelib/domain/
+# tenancy.channel, domain/package_codes.request, services/guides.login and change_tags,
+# domain/guide_tasks.spec), the business checks (times in the window, known guides...) left there.
 G = "guideSession"
-LOOSE = {"type": "object", "description": "fields as the route's domain parse takes them (not yet declared)"}
-AHEAD_OF_MERGE: dict[tuple[str, str], Op] = {
-    ("PATCH", "/admin/{brand_id}/channels/{scene}"): Op("Change a channel", A, {200: CHANNEL_OUT}, request=LOOSE,
-                                                        errors={404: ["unknown_channel"]}, tag="tenancy"),
-    ("DELETE", "/admin/{brand_id}/channels/{scene}"): Op("Delete a channel", A, {200: ANY_OBJ},
-                                                         errors={404: ["unknown_channel"]}, tag="tenancy"),
+NONBLANK = r"\S"                  # the parses refuse a string that .strip() empties
+CHANNEL_PATCH = obj([],
+                    tags=CHANNEL["properties"]["tags"], store_id=s(null=True, pattern=SLUG),
+                    guide_id=s(null=True, pattern=SLUG), source=s(60, pattern=NONBLANK),
+                    welcome_coupon_template_id=s(64, null=True, pattern=NONBLANK),
+                    welcome_message=s(600, null=True, pattern=NONBLANK),
+                    page=s(128, null=True, pattern=NONBLANK,
+                           description="the mini-program page its code opens (changing it remakes the mp code)"))
+PACKAGE_BATCH = obj(["count", "reward", "batch_id", "channel"],
+                    count=i(1, 100_000), reward={**obj(["coupon_template_id"], coupon_template_id=s(pattern=MINTED)),
+                                                 "x-error-code": "invalid_reward"},
+                    batch_id=s(pattern=SLUG), channel=s(pattern=SCENE, description="the scene of the channel "
+                                                                                    "the codes join through"))
+GUIDE_LOGIN = obj(["code"], code=s(256, min_len=1, pattern=NONBLANK, description="a WeCom OAuth or wx.qy.login code",
+                                   **{"x-error-code": "missing_code"}),
+                  via={"type": "string", "enum": ["oauth", "miniprogram"], "default": "oauth"})
+_TAG_CHANGE = {"type": ["array", "null"], "maxItems": 20,
+               "items": s(40, min_len=1, description="printable, no surrounding spaces",
+                          **{"x-error-code": "invalid_tag"})}
+MEMBER_TAGS = obj([], add=_TAG_CHANGE, remove=_TAG_CHANGE)
+_TASK_TEXT = dict(pattern=NONBLANK, description="printable (newlines and tabs allowed)")
+_IDS = lambda: {"type": ["array", "null"], "minItems": 1, "maxItems": 2000, "items": s(pattern=SLUG)}  # noqa: E731
+_PROGRAM_FIELD = lambda key, n: s(n, **_TASK_TEXT, **{"x-error-code": f"invalid_message_miniprogram_{key}"})  # noqa
+GUIDE_TASK = obj(
+    ["name", "message", "send_at", "due_at"], closed=True,
+    name=s(100, **_TASK_TEXT), guide_ids=_IDS(), store_ids=_IDS(),
+    timezone=s(64, null=True, description="IANA; default the brand's"),
+    audience={"type": ["object", "null"], "additionalProperties": False, "x-error-code": "invalid_audience",
+              "properties": {
+                  "joined_after": s(min_len=1, null=True, **{"x-error-code": "invalid_joined_after"}),
+                  "joined_before": s(min_len=1, null=True, **{"x-error-code": "invalid_joined_before"}),
+                  "tags_any": {"type": ["array", "null"], "maxItems": 20, "x-error-code": "invalid_tags_any",
+                               "items": s(64, min_len=1)},
+                  "tags_all": {"type": ["array", "null"], "maxItems": 20, "x-error-code": "invalid_tags_all",
+                               "items": s(64, min_len=1)}}},
+    message={"type": "object", "additionalProperties": False, "x-error-code": "invalid_message",
+             "description": "text, a mini-program card, or both",
+             "properties": {
+                 "text": s(4000, null=True, **_TASK_TEXT, **{"x-error-code": "invalid_message_text"}),
+                 "miniprogram": {"type": ["object", "null"], "additionalProperties": False,
+                                 "x-error-code": "invalid_miniprogram",
+                                 "required": ["title", "appid", "page", "pic_media_id"],
+                                 "properties": {"title": _PROGRAM_FIELD("title", 64),
+                                                "appid": _PROGRAM_FIELD("appid", 32),
+                                                "page": _PROGRAM_FIELD("page", 256),
+                                                "pic_media_id": _PROGRAM_FIELD("pic_media_id", 256)}}}},
+    send_at=s(min_len=1, format="date-time", description="when WeCom is asked (not in the past)",
+              **{"x-error-code": "invalid_send_at"}),
+    due_at=s(min_len=1, format="date-time", description="10 minutes to 30 days after send_at",
+             **{"x-error-code": "invalid_due_at"}))
+
+_STR, _INT_N, _ARR = {"type": "string"}, {"type": ["integer", "null"]}, {"type": "array"}
+CODE_OUT = out("app", "scene", "url", app=_STR, scene=_STR, url=STR_OUT, created_at=STR_OUT,
+               expires_at={"type": ["string", "integer", "null"]}, ticket=STR_OUT, config_id=STR_OUT, user_id=STR_OUT)
+BATCH_OUT = out("batch_id", "count", "channel", "reward", "state", "minted", "progress", batch_id=_STR, count=INT_OUT,
+                channel=_STR, reward=out("coupon_template_id"),
+                state={"type": "string", "enum": ["minting", "complete"]}, minted=INT_OUT, progress={"type": "number"}, created_at=STR_OUT, completed_at=STR_OUT)
+FIGURES = out("contacts", "new_members", "converted_members", "gmv_cents", "execution_rate",
+              contacts=INT_OUT, new_members=INT_OUT, converted_members=INT_OUT, gmv_cents=INT_OUT,
+              tasks_assigned=INT_OUT, tasks_executed=INT_OUT, execution_rate={"type": ["number", "null"]})
+TASK_FIGURES = dict(guides_assigned=INT_OUT, guides_executed=INT_OUT, execution_rate={"type": ["number", "null"]},
+                    contacts_targeted=INT_OUT, contacts_sent=INT_OUT, buckets=ANY_OBJ)
+TASK_OUT = out("task_id", "state", "name", "send_at", "due_at", "message", "guides_assigned", "execution_rate",
+               task_id=_STR, state=_STR, name=_STR, guide_ids=_ARR, store_ids=_ARR, audience=ANY_OBJ,
+               message=ANY_OBJ, send_at=_STR, due_at=_STR, timezone=_STR, created_at=STR_OUT, **TASK_FIGURES)
+TASK_GUIDE_OUT = out("guide_id", "state", "executed", "contacts_targeted", "buckets", guide_id=_STR, store_id=STR_OUT,
+                     wecom_user_id=STR_OUT, state=_STR, chunks=INT_OUT, executed={"type": "boolean"},
+                     contacts_targeted=INT_OUT, contacts_sent=INT_OUT, buckets=ANY_OBJ, polled_at=STR_OUT)
+RANGE_Q = {"from": DATE_Q["from"], "to": DATE_Q["to"]}
+PAGE_Q = {"limit": s(description="1-200, default 50"), "cursor": s(description="next_cursor of the previous page")}
+PAGE_ERRORS = ["invalid_limit", "invalid_cursor", "unknown_parameter"]
+RANGE_ERRORS = ["invalid_from", "invalid_to", "invalid_range", "unknown_parameter"]
+CODE_ERRORS = {400: ["invalid_app", "invalid_format", "invalid_skip_verify", "scene_too_long_for_mp"],
+               404: ["unknown_channel", "app_not_configured"],
+               409: ["code_quota_exceeded", "channel_has_no_wecom_guide", "wechat_config_error", "wechat_refused"],
+               429: ["code_rate_limited"],
+               503: ["code_being_created", "code_outcome_unknown", "code_image_unavailable", "wechat_unavailable"]}
+
+ROUTES.update({
+    ("PATCH", "/admin/{brand_id}/channels/{scene}"): Op(
+        "Change a channel (fields left out keep their value; a new guide moves its WeCom code to them)", A,
+        {200: CHANNEL_OUT}, request=CHANNEL_PATCH, tag="tenancy",
+        errors={400: ["missing_store_id"], 404: ["unknown_channel", "unknown_coupon_template"],
+                409: ["channel_has_no_wecom_guide", "wechat_config_error", "wechat_refused"],
+                503: ["code_being_created", "wechat_unavailable"]},
+        request_example={"source": "counter_poster", "tags": ["poster"], "welcome_message": "欢迎！"}),
+    ("DELETE", "/admin/{brand_id}/channels/{scene}"): Op(
+        "Delete a channel (its WeCom contact way too; an OA code stays WeChat's)", A,
+        {200: out("scene", "deleted", scene=_STR, deleted={"type": "boolean"})}, tag="tenancy",
+        errors={404: ["unknown_channel"], 409: ["wechat_config_error", "wechat_refused"],
+                503: ["code_being_created", "wechat_unavailable"]}),
     ("GET", "/admin/{brand_id}/channels/{scene}/code"): Op(
-        "A channel's printable code (?app=oa|mp): PNG, or JSON while it is being made", A, {200: {}},
-        query={"app": s(enum=["oa", "mp"])}, tag="codes", response_type=("image/png", "application/json")),
-    ("GET", "/admin/{brand_id}/stores/{store_id}/codes.pdf"): Op("A store's code sheets", A, {200: {}}, tag="codes",
-                                                                 response_type="application/pdf"),
-    ("POST", "/admin/{brand_id}/package-codes"): Op("Order a batch of package codes", A,
-                                                    {202: ANY_OBJ, 200: ANY_OBJ}, request=LOOSE, tag="codes"),
-    ("GET", "/admin/{brand_id}/package-codes/{batch_id}"): Op("A package-code batch", A, {200: ANY_OBJ},
+        "A channel's printable code (?app=oa|mp|wecom): the PNG, or ?format=json its record", A,
+        {200: {"description": "image/png: the code; application/json: " + ", ".join(CODE_OUT["properties"])}},
+        query={"app": s(enum=["oa", "mp", "wecom"]), "format": s(enum=["png", "json"], default="png"),
+               "skip_verify": s(enum=["true", "false"], default="true",
+                                description="wecom: whether adding the guide skips their confirmation")},
+        query_required=("app",), errors=CODE_ERRORS, tag="codes", response_type=("image/png", "application/json")),
+    ("GET", "/admin/{brand_id}/stores/{store_id}/codes.pdf"): Op(
+        "A store's code sheets: one A4 page per channel (?app=oa|mp|wecom, default oa)", A,
+        {200: {"description": "application/pdf"}},
+        query={"app": s(enum=["oa", "mp", "wecom"], default="oa")}, tag="codes", response_type="application/pdf",
+        errors={**CODE_ERRORS, 404: ["unknown_store", "no_channel_codes", *CODE_ERRORS[404]]}),
+    ("POST", "/admin/{brand_id}/package-codes"): Op(
+        "Order a batch of package codes (minted by a worker; the same request again answers the batch)", A,
+        {202: BATCH_OUT}, request=PACKAGE_BATCH, tag="codes",
+        errors={404: ["unknown_channel", "unknown_coupon_template"], 409: ["batch_exists"]},
+        request_example={"batch_id": "box-2026-11", "count": 1000, "channel": "S1",
+                         "reward": {"coupon_template_id": "tpl_8k2m4q"}}),
+    ("GET", "/admin/{brand_id}/package-codes/{batch_id}"): Op("A package-code batch and its minting progress", A,
+                                                              {200: BATCH_OUT}, errors={404: ["unknown_batch"]},
                                                               tag="codes"),
-    ("GET", "/admin/{brand_id}/package-codes/{batch_id}/codes.csv"): Op("A batch's codes", A, {200: {}},
-                                                                        tag="codes", response_type="text/csv"),
-    ("POST", "/guide/{brand_id}/login"): Op("A guide signs in (WeCom code) for a session", None,
-                                            {200: out("session", "expires_at")}, request=LOOSE,
-                                            errors={403: ["not_a_guide"]}, tag="guides"),
-    ("GET", "/guide/{brand_id}/me"): Op("My numbers", G, {200: ANY_OBJ}, tag="guides"),
-    ("GET", "/guide/{brand_id}/me/members"): Op("My members", G, {200: ANY_OBJ}, tag="guides"),
-    ("POST", "/guide/{brand_id}/me/members/{member_id}/tags"): Op("Tag one of my members", G, {200: ANY_OBJ},
-                                                                 request=LOOSE, tag="guides"),
-    ("GET", "/guide/{brand_id}/me/tasks"): Op("My open tasks", G, {200: ANY_OBJ}, tag="guides"),
-    ("GET", "/admin/{brand_id}/guides/leaderboard"): Op("The guides' leaderboard", A, {200: ANY_OBJ}, tag="guides"),
-    ("POST", "/admin/{brand_id}/guide-tasks"): Op("Give guides a task", A, {201: ANY_OBJ}, request=LOOSE,
-                                                  tag="guides"),
-    ("GET", "/admin/{brand_id}/guide-tasks/{task_id}"): Op("A task with its execution rate", A, {200: ANY_OBJ},
+    ("GET", "/admin/{brand_id}/package-codes/{batch_id}/codes.csv"): Op(
+        "A complete batch's codes for the printer (`code,scene` lines)", A,
+        {200: {"description": "text/csv"}}, errors={404: ["unknown_batch"],
+                                                                       409: ["batch_not_complete"]},
+        tag="codes", response_type="text/csv"),
+    ("POST", "/guide/{brand_id}/login"): Op(
+        "A guide signs in with a WeCom code (OAuth, or a WeCom mini-program's wx.qy.login) for a session", None,
+        {200: out("session", "expires_at", "guide_id", "store_id", session=_STR, expires_at=INT_OUT, guide_id=_STR,
+                  store_id=_STR)},
+        request=GUIDE_LOGIN, tag="guides",
+        errors={401: ["invalid_code", "code_used", "code_expired"], 403: ["not_a_guide"],
+                404: ["app_not_configured"], 503: ["wechat_unavailable"]},
+        request_example={"code": "wecom-oauth-code", "via": "oauth"}),
+    ("GET", "/guide/{brand_id}/me"): Op(
+        "My numbers over a range of days (brand's time zone)", G,
+        {200: out("guide", "store", "from", "to", "timezone", "figures", guide=out("guide_id", "name"),
+                  store=out("store_id"), timezone=_STR, figures=FIGURES,
+                  **{"from": _STR, "to": _STR})},
+        query=RANGE_Q, errors={400: RANGE_ERRORS}, tag="guides"),
+    ("GET", "/guide/{brand_id}/me/members"): Op(
+        "My members (first touch mine), newest first, with their coupons", G,
+        {200: out("members", "cursor", members={"type": "array", "items": out("member_id", "tags", "coupons")},
+                  cursor=STR_OUT)},
+        query={"tag": s(), **PAGE_Q}, errors={400: PAGE_ERRORS + ["invalid_tag"]}, tag="guides"),
+    ("POST", "/guide/{brand_id}/me/members/{member_id}/tags"): Op(
+        "Add and remove tags of one of my members (mirrored to WeCom when they are my contact)", G,
+        {200: out("member_id", "tags", "wecom_mirrored", member_id=_STR, tags={"type": "array", "items": _STR},
+                  wecom_mirrored={"type": ["boolean", "null"]})},
+        request=MEMBER_TAGS, tag="guides", errors={400: ["missing_tags", "invalid_tags"], 404: ["unknown_member"]},
+        request_example={"add": ["vip"], "remove": ["new"]}),
+    ("GET", "/guide/{brand_id}/me/tasks"): Op(
+        "My tasks not yet done, newest first, with my own figures", G,
+        {200: listing("tasks", out("task_id", "name", "state", "send_at", "due_at", "message", "mine",
+                                   task_id=_STR, name=_STR, state=_STR, send_at=_STR, due_at=_STR, message=ANY_OBJ,
+                                   mine={"type": ["object", "null"]}))}, tag="guides"),
+    ("GET", "/admin/{brand_id}/guides/leaderboard"): Op(
+        "The guides ranked by a metric over a range of days", A,
+        {200: out("from", "to", "timezone", "metric", "rows", timezone=_STR, store_id=STR_OUT,
+                  metric={"type": "string", "enum": ["new_members", "converted_members", "gmv_cents",
+                                                     "execution_rate"]},
+                  rows={"type": "array", "items": out("guide_id", "name", "store_id", "value", "rank",
+                                                      rank=INT_OUT, value={"type": ["number", "null"]})},
+                  **{"from": _STR, "to": _STR})},
+        query={**RANGE_Q, "metric": s(enum=["new_members", "converted_members", "gmv_cents", "execution_rate"]),
+               "store_id": s()},
+        errors={400: RANGE_ERRORS + ["invalid_metric", "invalid_store_id"]}, tag="guides"),
+    ("POST", "/admin/{brand_id}/guide-tasks"): Op(
+        "Give guides a task: a WeCom customer message each sends to their own contacts in the audience", A,
+        {201: TASK_OUT}, request=GUIDE_TASK, tag="guides",
+        errors={400: ["missing_guides", "invalid_timezone", "unknown_guide",
+                      "unknown_store", "guide_without_wecom", "no_guides", "too_many_guides", "invalid_schedule"],
+                404: ["app_not_configured"], 503: ["scheduler_unavailable"]},
+        request_example={"name": "双十一提醒", "store_ids": ["sz"], "audience": {"tags_any": ["vip"]},
+                         "message": {"text": "今晚八点开抢"}, "send_at": "2027-11-10T10:00:00+08:00",
+                         "due_at": "2027-11-11T10:00:00+08:00"}),
+    ("GET", "/admin/{brand_id}/guide-tasks/{task_id}"): Op("A task with its execution rate and buckets", A,
+                                                           {200: TASK_OUT}, errors={404: ["unknown_guide_task"]},
                                                            tag="guides"),
-    ("GET", "/admin/{brand_id}/guide-tasks/{task_id}/guides"): Op("A task's guides", A, {200: ANY_OBJ},
-                                                                  tag="guides"),
+    ("GET", "/admin/{brand_id}/guide-tasks/{task_id}/guides"): Op(
+        "A task's guides, each with their figures", A,
+        {200: out("task_id", "guides", task_id=_STR, guides={"type": "array", "items": TASK_GUIDE_OUT})},
+        errors={404: ["unknown_guide_task"]}, tag="guides"),
     # the console (issue 12): a store's day at the till, the brand's templates, the pages themselves
     ("GET", "/pos/{brand_id}/stores/{store_id}/redemptions"): Op(
         "A store's redemptions of one day (?day=YYYY-MM-DD, brand time zone), newest first", POS,
-        {200: ANY_OBJ}, errors={400: ["invalid_day", "invalid_limit", "invalid_cursor", "unknown_parameter"]},
-        tag="coupons"),
-    ("GET", "/admin/{brand_id}/coupon-templates"): Op("The brand's coupon templates, newest first", A,
-                                                      {200: ANY_OBJ}, tag="coupons"),
+        {200: out("day", "timezone", "store_id", "redemptions", "next_cursor", day=_STR, timezone=_STR,
+                  store_id=_STR, next_cursor=STR_OUT,
+                  redemptions={"type": "array", "items": out(
+                      "redemption_id", "code", "order_id", "order_amount_cents", "discount_cents", "redeemed_at",
+                      redemption_id=_STR, code=_STR, template_id=STR_OUT, order_id=STR_OUT, till_id=STR_OUT,
+                      order_amount_cents=INT_OUT, discount_cents=INT_OUT, redeemed_at=STR_OUT,
+                      reversed_at=STR_OUT)})},
+        query={"day": s(description="YYYY-MM-DD; default today"), **PAGE_Q},
+        errors={400: ["invalid_day", *PAGE_ERRORS]}, tag="coupons"),
+    ("GET", "/admin/{brand_id}/coupon-templates"): Op(
+        "The brand's coupon templates, newest first (live counts: GET one)", A,
+        {200: out("templates", "next_cursor", next_cursor=STR_OUT, templates={"type": "array", "items": out(
+            "template_id", "name", "kind", "value", "flash_sale", template_id=_STR, name=_STR, kind=_STR,
+            value=INT_OUT, min_spend_cents=INT_OUT, total_stock=_INT_N, flash_sale={"type": "boolean"},
+            created_at=STR_OUT)})},
+        query=PAGE_Q, errors={400: PAGE_ERRORS}, tag="coupons"),
     ("GET", "/console"): Op("The console's start page", None, {200: {"type": "string"}}, tag="console",
                             response_type="text/html"),
     ("GET", "/console/{console_file}"): Op("A console page or asset (till, dashboard, guide, their scripts)", None,
                                            {200: {"type": "string"}, 304: {}}, errors={404: ["unknown_page"]},
                                            tag="console", response_type=("text/html", "application/javascript",
                                                                           "text/css")),
-}
-ROUTES.update(AHEAD_OF_MERGE)
+})

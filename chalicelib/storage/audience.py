@@ -103,18 +103,22 @@ def change_tags(brand_id: str, member_id: str, add: set[str], remove: set[str], 
         raise ValueError("a tag cannot be both added and removed")
     if len(add) + len(remove) > MAX_TAGS_PER_CHANGE:
         raise ValueError("too many tags in one change")
-    actions = []
-    if add:
-        actions.append(Member.tags.add(set(add)))
-    if remove:
-        actions.append(Member.tags.delete(set(remove)))
-    if not actions:
-        return True
-    tx = Tx()
+    # DynamoDB refuses ADD and DELETE of one attribute in one update expression ("two document paths
+    # overlap"), and one transaction may touch an item once: the removals commit first, then the
+    # additions, each with its index entries and under the same condition. Both are set operations, so
+    # a retry after a failure between the two completes the change without doubling anything; a
+    # refusal (condition) stops at the first, having changed nothing.
     check = Member.pk.exists() if condition is None else Member.pk.exists() & condition
-    tx.update("member", Member(member_key(brand_id, member_id), "MEMBER"), actions, condition=check)
-    tag_writes(tx, brand_id, member_id, set(add), set(remove))
-    return not tx.attempt()
+    for action, adding, removing in ((Member.tags.delete, set(), set(remove)), (Member.tags.add, set(add), set())):
+        tags = adding or removing
+        if not tags:
+            continue
+        tx = Tx()
+        tx.update("member", Member(member_key(brand_id, member_id), "MEMBER"), [action(tags)], condition=check)
+        tag_writes(tx, brand_id, member_id, adding, removing)
+        if tx.attempt():
+            return False
+    return True
 
 
 def mark_complete(brand_id: str, now: datetime) -> None:
