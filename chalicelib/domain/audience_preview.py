@@ -54,9 +54,10 @@ def iso(at: datetime) -> str:
     return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def slices(low: str, high: str, count: int = STRATA) -> list[tuple[str, str]]:
+def slices(low: str, high: str, count: int | None = None) -> list[tuple[str, str]]:
     """`count` consecutive [start, end) join-time bounds covering [low, high] (high included: the last
     end is one second after it), on whole seconds as members' joined_at are."""
+    count = count or STRATA
     start, stop = parse(low), parse(high) + timedelta(seconds=1)
     total = max(1, int((stop - start).total_seconds()))
     cuts = sorted({start + timedelta(seconds=total * k // count) for k in range(count)} | {stop})
