@@ -26,8 +26,6 @@ from chalicelib.storage import members as member_store
 from chalicelib.storage import tenancy
 
 EXACT_PAGE = 128            # members read per shard before sampling it (16 × 128 = 2,048 exact)
-_FIELDS = {"audience", "message", "name", "schedule", "limits", "quiet_hours", "coupon_template_id",
-           "attribution_days"}     # a whole campaign body may be sent; only audience and message count
 
 
 def _facts(member) -> rules.MemberFacts:
