@@ -538,3 +538,22 @@ def api_reference_renderer():
     from chalicelib import contract_routes
     return Response(contract_routes.renderer(), headers={"Content-Type": "application/javascript; charset=utf-8",
                                                          "Cache-Control": "public, max-age=86400"})
+
+
+# ---- the campaign form's audience preview and the brand's guide tasks (chalicelib.services.campaign_preview,
+# chalicelib.services.task_list) -----------------------------------------------------------------
+
+campaign_preview = _OnFirstUse("chalicelib.services.campaign_preview")
+task_list = _OnFirstUse("chalicelib.services.task_list")
+
+
+@api("/admin/{brand_id}/campaigns/preview", methods=["POST"])
+def preview_campaign_audience(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return campaign_preview.preview(brand_id, body())
+
+
+@api("/admin/{brand_id}/guide-tasks", methods=["GET"])
+def list_guide_tasks(brand_id):
+    auth.require_brand_admin(caller(), brand_id)
+    return task_list.list_tasks(brand_id, _query())

@@ -338,6 +338,27 @@ ROUTES: dict[tuple[str, str], Op] = {
         {200: listing("deliveries", ANY_OBJ, "next_cursor")},
         query={"state": s(enum=["sending", "retry", "sent", "skipped", "failed"]), "limit": s(), "cursor": s()},
         errors={400: ["invalid_state", "invalid_cursor"], 404: ["unknown_campaign"]}, tag="campaigns"),
+    ("POST", "/admin/{brand_id}/campaigns/preview"): Op(
+        "How many members an audience would plan: exact up to 16 x 128 members in the join window, else an "
+        "estimate with its 95% interval", A,
+        {200: out("members_examined", "eligible", "exact", members_examined=INT_OUT, eligible=INT_OUT,
+                  exact={"type": "boolean"},
+                  estimate=out("eligible", "low", "high", eligible=INT_OUT, low=INT_OUT, high=INT_OUT))},
+        request=obj([], audience={**SECTION, "description": "as a campaign's audience"},
+                    message={**SECTION, "description": "as a campaign's message (validated alike)"}),
+        errors={400: ["invalid_audience", "invalid_tags_any", "invalid_tags_all", "invalid_store_ids",
+                      "invalid_joined_after", "invalid_joined_before", "invalid_sample_percent",
+                      "invalid_holdout_percent", "invalid_message", "unknown_channel", "missing_template_id",
+                      "missing_text", "invalid_timezone"]},
+        tag="campaigns", request_example={"audience": {"tags_any": ["vip"]}}),
+    ("GET", "/admin/{brand_id}/guide-tasks"): Op(
+        "The brand's guide tasks, newest first (figures: GET one)", A,
+        {200: listing("tasks", out("task_id", "name", "state", task_id={"type": "string"}, name={"type": "string"},
+                                   state={"type": "string"}, guides_assigned=INT_OUT, send_at=STR_OUT,
+                                   due_at=STR_OUT, created_at=STR_OUT, started_at=STR_OUT, completed_at=STR_OUT),
+                      "next_cursor")},
+        query={"limit": s(), "cursor": s()},
+        errors={400: ["invalid_limit", "invalid_cursor", "unknown_parameter"]}, tag="guides"),
     ("POST", "/mp/{brand_id}/me/subscriptions"): Op(
         "Report what wx.requestSubscribeMessage answered", MP, {200: SUBS_OUT}, request=SUBSCRIPTIONS,
         errors={400: ["missing_templates", "invalid_templates"]}, tag="mini-program",

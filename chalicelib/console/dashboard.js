@@ -43,7 +43,9 @@
     "lb.rank": ["排名", "Rank"], "lb.guide": ["导购", "Guide"], "lb.value": ["指标值", "Value"], "lb.contacts": ["客户数", "Contacts"],
     "gt.create": ["新建总部任务", "New head-office task"], "gt.name": ["任务名称", "Name"], "gt.guide_ids": ["导购（逗号分隔）", "Guides (comma-separated)"],
     "gt.text": ["群发内容", "Message"], "gt.send_at": ["下发时间", "Send at"], "gt.due_at": ["截止时间", "Due"],
-    "gt.list": ["本次创建的任务", "Tasks created here"], "gt.task_id": ["任务 ID", "Task id"],
+    "gt.list": ["总部任务（最新在前）", "Head-office tasks (newest first)"], "gt.more": ["更多", "More"],
+    "cmp.preview": ["预计触达 {n} 人", "Reaches {n} members"],
+    "cmp.preview_est": ["预计触达约 {n} 人（95% 区间 {low}–{high}）", "Reaches about {n} members (95% interval {low}–{high})"], "gt.task_id": ["任务 ID", "Task id"],
     "gt.guides_assigned": ["分配导购", "Guides assigned"], "gt.guides_executed": ["已执行导购", "Guides executed"],
     "gt.execution_rate": ["执行率", "Execution rate"], "gt.contacts_targeted": ["目标客户", "Customers targeted"],
     "gt.contacts_sent": ["已送达", "Sent"], "gt.executed": ["已执行", "Executed"], "gt.pending": ["未执行", "Not yet"],
@@ -180,9 +182,7 @@
     ev.preventDefault();
     let data;
     try { data = JSON.parse($("cmp-data").value || "{}"); } catch (e) { return show("error", t("cmp.bad_json")); }
-    const audience = {};
-    if (csv($("cmp-tags").value).length) audience.tags_any = csv($("cmp-tags").value);
-    if (csv($("cmp-stores").value).length) audience.store_ids = csv($("cmp-stores").value);
+    const audience = formAudience();
     const at = $("cmp-at").value ? new Date($("cmp-at").value) : new Date(Date.now() + 60e3);
     const body = { name: $("cmp-name").value.trim(), audience,
                    message: { channel: $("cmp-channel").value, template_id: $("cmp-template").value.trim(), page: $("cmp-page").value.trim(), data },
@@ -195,7 +195,32 @@
     } catch (e) { fail(e); }
   }
 
+  // the audience size preview, live as the audience fields change (debounced; a stale answer is dropped)
+  let previewTimer = null, previewSeq = 0;
+  function formAudience() {
+    const audience = {};
+    if (csv($("cmp-tags").value).length) audience.tags_any = csv($("cmp-tags").value);
+    if (csv($("cmp-stores").value).length) audience.store_ids = csv($("cmp-stores").value);
+    return audience;
+  }
+  function schedulePreview() { clearTimeout(previewTimer); previewTimer = setTimeout(previewAudience, 400); }
+  async function previewAudience() {
+    const seq = ++previewSeq, box = $("cmp-preview");
+    try {
+      const p = await admin("POST", "/campaigns/preview", { audience: formAudience() });
+      if (seq !== previewSeq) return;
+      box.dataset.eligible = p.eligible; box.dataset.exact = p.exact;
+      box.textContent = p.exact ? t("cmp.preview").replace("{n}", p.eligible)
+        : t("cmp.preview_est").replace("{n}", p.eligible).replace("{low}", p.estimate.low).replace("{high}", p.estimate.high);
+    } catch (e) { if (seq === previewSeq) { box.textContent = ""; fail(e); } }
+  }
+
   async function loadCampaigns() {
+    if (!$("cmp-preview").dataset.wired) {
+      $("cmp-preview").dataset.wired = "1";
+      ["cmp-tags", "cmp-stores"].forEach(id => $(id).addEventListener("input", schedulePreview));
+      previewAudience();
+    }
     try {
       const list = await admin("GET", "/campaigns");
       $("cmp-list").replaceChildren(el("table", {}, el("tbody", {}, ...list.campaigns.map(c => el("tr", { "data-campaign-id": c.campaign_id, "data-state": c.state },
@@ -302,8 +327,6 @@
     } catch (e) { fail(e); }
   }
 
-  const TASKS = () => "siyu.dashboard.tasks." + session.brand;
-  const taskIds = () => JSON.parse(sessionStorage.getItem(TASKS()) || "[]");
   const instant = v => new Date(v).toISOString().replace(/\.\d{3}Z$/, "Z");
   const localInput = d => { const p = n => String(n).padStart(2, "0");
     return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`; };
@@ -321,15 +344,22 @@
     if (csv($("gt-tags").value).length) body.audience = { tags_any: csv($("gt-tags").value) };
     try {
       const made = await admin("POST", "/guide-tasks", body);
-      sessionStorage.setItem(TASKS(), JSON.stringify([made.task_id, ...taskIds().filter(x => x !== made.task_id)].slice(0, 50)));
       listTasks();
       openTask(made.task_id);
     } catch (e) { fail(e); }
   }
 
-  function listTasks() {
-    $("gt-list").replaceChildren(el("table", {}, el("tbody", {}, ...taskIds().map(id => el("tr", { "data-task-id": id }, el("td", {}, id),
-      el("td", {}, el("button", { type: "button", onclick: () => openTask(id) }, t("cmp.open"))))))));
+  async function listTasks(cursor) {
+    try {
+      const page = await admin("GET", "/guide-tasks?limit=20" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+      const rows = page.tasks.map(g => el("tr", { "data-task-id": g.task_id }, el("td", {}, g.name), el("td", {}, t("state." + g.state)),
+        el("td", {}, when(g.send_at)), el("td", {}, el("button", { type: "button", onclick: () => openTask(g.task_id) }, t("cmp.open")))));
+      const body = cursor && document.querySelector("#gt-list tbody") ? document.querySelector("#gt-list tbody") : null;
+      if (body) body.append(...rows);
+      else $("gt-list").replaceChildren(el("table", {}, el("tbody", {}, ...rows)));
+      document.querySelector("#gt-more")?.remove();
+      if (page.next_cursor) $("gt-list").append(el("button", { type: "button", id: "gt-more", onclick: () => listTasks(page.next_cursor) }, t("gt.more")));
+    } catch (e) { fail(e); }
   }
 
   async function openTask(id) {

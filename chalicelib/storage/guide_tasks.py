@@ -40,7 +40,9 @@ def create(brand_id: str, task_id: str, spec: rules.TaskSpec, guides: list, sche
                                         task_id=task_id))
     task = GuideTask(f"B#{brand_id}", f"GTASK#{task_id}", brand_id=brand_id, task_id=task_id, name=spec.name,
                      spec=spec.to_json(), state="scheduled", schedule_name=schedule_name,
-                     guides_assigned=len(guides), created_at=now.isoformat())
+                     guides_assigned=len(guides), created_at=now.isoformat(),
+                     # the brand's tasks newest first (GET /admin/{brand}/guide-tasks: services.task_list)
+                     gsi1pk=f"B#{brand_id}#GTASKS", gsi1sk=f"{now.isoformat()}#{task_id}")
     task.save(condition=GuideTask.pk.does_not_exist())
     return task
 

@@ -66,6 +66,8 @@ VALID = {
                                               "send_at": _future(), "due_at": _future(3)},
     "/admin/{brand_id}/package-codes": lambda: {"batch_id": "hpk", "count": 10, "channel": "S1",
                                                 "reward": {"coupon_template_id": "tpl_x"}},
+    "/admin/{brand_id}/campaigns/preview": lambda: {"audience": {"tags_any": ["vip"]},
+                                                    "message": {"channel": "oa_custom", "text": "hi"}},
 }
 
 
