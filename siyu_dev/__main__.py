@@ -129,7 +129,7 @@ def cmd_run(args) -> None:
     EVENTS_FILE.write_text("")     # a new stack, a new bus: no event of the previous run is shown as this one's
     stop = threading.Event()
     from siyu_dev import history
-    history.seed_in_background(state, STATE_FILE, stop.is_set)     # a month for the scoreboard (siyu_dev.history)
+    writer = history.seed_in_background(state, STATE_FILE, stop.is_set)     # a month for the scoreboard (siyu_dev.history)
     py = sys.executable if not sys.executable.startswith(os.getcwd()) else ".venv/bin/python"
     print(f"""
 siyu is up in {time.monotonic() - started:.1f}s — everything on 127.0.0.1, Ctrl-C stops it.
@@ -178,6 +178,7 @@ Try it:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     stop.wait()
     print("stopping…", flush=True)
+    writer.join(timeout=15)     # the history stops at its next day: stop the stack under no writer's feet
     stack.stop()
     STATE_FILE.unlink(missing_ok=True)      # the keys in it die with the stack
 

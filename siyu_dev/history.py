@@ -106,7 +106,11 @@ def plan(today: date, days: int = DAYS, seed: int = SEED) -> list[Day]:
     return out
 
 
-def seed(brand_id: str = "demo", today: date | None = None, days: int = DAYS) -> dict:
+class Stopped(Exception):
+    """The stack is stopping (Ctrl-C): the history ends at the day it had reached."""
+
+
+def seed(brand_id: str = "demo", today: date | None = None, days: int = DAYS, stopping=lambda: False) -> dict:
     """Write the plan into the running stack (its services in this process): the demo brand's stores
     sz-futian and sh-jingan, guide g-zhang and channels S1, S2 must exist; guide g-li and channel S3
     are added. A summary of what was written."""
@@ -123,6 +127,8 @@ def seed(brand_id: str = "demo", today: date | None = None, days: int = DAYS) ->
     codes: dict[str, str] = {}
     summary = {"members": 0, "orders": 0, "refunds": 0, "coupons": 0, "redeemed": 0}
     for d in days:
+        if stopping():
+            raise Stopped()
         for n, m in enumerate(d.joins):
             session = {"o": m.openid, "u": f"u{m.openid[1:]}"}
             moment = at(d.day, -30 + n)
@@ -185,7 +191,9 @@ def seed_in_background(state: dict, state_file, stopping) -> "threading.Thread":
     def write() -> None:
         started = clock.monotonic()
         try:
-            summary = seed(state["brand"]["brand_id"])
+            summary = seed(state["brand"]["brand_id"], stopping=stopping)
+        except Stopped:
+            return
         except Exception as err:  # noqa: BLE001 - reported, never fatal to the stack
             if not stopping():
                 print(f"the demo history could not be written: {err!r}", flush=True)

@@ -246,7 +246,10 @@ def run_guide(brand_id: str, task_id: str, guide_id: str) -> None:
             _defer(body, datetime.fromtimestamp(float(guide.lease_until or _clock()) + 1, timezone.utc), now)
             return
         chunks = rules.chunks(_targets(brand_id, task_id, spec, guide_id, now))
-        store.plan_guide(brand_id, task_id, guide, chunks, rules.cap_day(now, spec.timezone))
+        # assigned and executed count on one day, the task's send day (its schedule fires then), so the
+        # leaderboard's execution rate never splits a task over two days
+        send_day = rules.cap_day(campaign_rules.parse_instant(spec.send_at), spec.timezone)
+        store.plan_guide(brand_id, task_id, guide, chunks, send_day)
         guide = store.guide_item(brand_id, task_id, guide_id)
     if guide.state != "planned":
         return

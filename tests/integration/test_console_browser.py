@@ -429,7 +429,7 @@ def test_make_run_prints_the_console_and_a_newcomer_redeems_within_a_minute(chro
             b.close()
         run.terminate()
         try:
-            run.wait(30)
+            run.wait(60)          # the demo history stops at its next day, then the stack
         except subprocess.TimeoutExpired:
             run.kill()
             raise
