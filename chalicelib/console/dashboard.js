@@ -236,10 +236,12 @@
   async function openCampaign(id) {
     const box = $("cmp-detail");
     box.classList.remove("hidden");
+    box.dataset.campaign = id;
     const refresh = async () => {
       try {
         const [c, d] = await Promise.all([admin("GET", `/campaigns/${encodeURIComponent(id)}`),
                                           admin("GET", `/campaigns/${encodeURIComponent(id)}/deliveries?limit=50`)]);
+        if (box.dataset.campaign !== id) return;      // another campaign was opened meanwhile: its refresh owns the box
         const s = c.stats || {}, skipped = Object.values(s.skipped || {}).reduce((a, b) => a + b, 0);
         const stat = (k, v) => el("div", { class: "kpi", "data-stat": k }, el("div", { class: "l" }, t("s." + k)), el("div", { class: "v", "data-value": v }, num(v)));
         const act = a => el("button", { type: "button", "data-action": a, onclick: async () => {

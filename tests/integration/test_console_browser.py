@@ -321,10 +321,10 @@ def test_dashboard_creates_a_template_and_a_campaign_and_watches_it_complete(sta
     b.find("#cmp-go").click()
     b.wait_until("return document.querySelector('#cmp-detail h3')?.textContent.includes('取消测试')")
     second = next(c for c in brand.admin("GET", "/campaigns").json()["campaigns"] if c["name"] == "取消测试")
-    b.find('#cmp-detail [data-action="cancel"]').click()
+    b.click('#cmp-detail [data-action="cancel"]')
     b.wait_until("return document.querySelector('#cmp-state')?.dataset.state === 'cancelled'")
     assert brand.admin("GET", f"/campaigns/{second['campaign_id']}").json()["state"] == "cancelled"
-    b.find('#cmp-detail [data-action="pause"]').click()
+    b.click('#cmp-detail [data-action="pause"]')
     assert "当前状态不允许此操作" in b.wait("#msg .msg.error").text
 
 

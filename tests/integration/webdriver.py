@@ -121,6 +121,18 @@ class Browser:
                 raise WebDriverError(f"never saw {css!r}{' with ' + repr(text) if text else ''}; the page says:\n{body}")
             time.sleep(0.1)
 
+    def click(self, css: str, timeout: float = 15) -> None:
+        """Click the element matching `css`, found again if a live refresh replaced it between the find
+        and the click (WebDriver's 'stale element reference'), as a person's click would land on the new one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.wait(css, timeout=max(0.1, deadline - time.monotonic())).click()
+                return
+            except WebDriverError as err:
+                if "stale element" not in str(err) or time.monotonic() > deadline:
+                    raise
+
     def wait_until(self, script: str, timeout: float = 15, *args):
         """The truthy value of `script` (a function body returning a value), polled until then."""
         deadline = time.monotonic() + timeout
