@@ -295,9 +295,9 @@ def set_concurrency(c: int) -> None:
     from chalicelib.services import sending
     sending.CONCURRENCY = c
     with sending._pool_lock:
-        if sending._pool is not None:
-            sending._pool.shutdown(wait=True)
-        sending._pool = None
+        made = sending._pools.pop("wechat-send", None)
+        if made is not None:
+            made.shutdown(wait=True)
 
 
 # ---- feeding the handlers as an event source mapping does -------------------------------------

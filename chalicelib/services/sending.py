@@ -60,27 +60,27 @@ STATE_CHECK = 1.0            # seconds between checks for pause / cancel
 LEASE_MARGIN = 5             # seconds after the invocation's deadline before a claim is stale
 COUPON_ATTEMPTS = 3
 
-_pool: ThreadPoolExecutor | None = None
-_claims: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 _pool_lock = threading.Lock()
 
 
-def pool() -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
+def _shared_pool(prefix: str, workers: int) -> ThreadPoolExecutor:
+    """One pool per purpose per container, made on first use (a container that never sends makes none)."""
+    made = _pools.get(prefix)
+    if made is None:
         with _pool_lock:
-            if _pool is None:
-                _pool = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="wechat-send")
-    return _pool
+            made = _pools.get(prefix)
+            if made is None:
+                made = _pools[prefix] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=prefix)
+    return made
+
+
+def pool() -> ThreadPoolExecutor:
+    return _shared_pool("wechat-send", CONCURRENCY)
 
 
 def claim_pool() -> ThreadPoolExecutor:
-    global _claims
-    if _claims is None:
-        with _pool_lock:
-            if _claims is None:
-                _claims = ThreadPoolExecutor(max_workers=CLAIM_CONCURRENCY, thread_name_prefix="ledger-claim")
-    return _claims
+    return _shared_pool("ledger-claim", CLAIM_CONCURRENCY)
 
 
 class ChunkIncomplete(Exception):
