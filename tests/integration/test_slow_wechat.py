@@ -28,7 +28,7 @@ def test_a_slow_wechat_sends_each_recipient_at_most_once_and_stats_account_for_e
     # rest of the audience meets a quick WeChat again
     workers = ThreadPoolExecutor(4, thread_name_prefix="wechat-send-test")
     monkeypatch.setattr(sending, "CONCURRENCY", 4)
-    monkeypatch.setattr(sending, "_pool", workers)
+    monkeypatch.setattr(sending, "pool", lambda: workers)
     openids = add_members(brand, 20)
     grant_credits(brand, openids)
     created = create_campaign(brand)
