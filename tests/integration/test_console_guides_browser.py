@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from urllib.parse import quote
 
 from chalicelib.services import guide_tasks
@@ -100,6 +101,22 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+LEADERBOARD = """return [...document.querySelectorAll('#lb-table tbody tr')].map(r => [
+    r.dataset.guideId, Number(r.dataset.rank),
+    Object.fromEntries([...r.querySelectorAll('td[data-field]')].map(c => [c.dataset.field, JSON.parse(c.dataset.value)]))])"""
+
+
+def settled(b, script: str, ok, timeout: float = 10.0):
+    """What `script` reads once it satisfies `ok` (the page may still be rendering a refresh), else
+    its last reading, for the caller's assertion to show."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = b.js(script)
+        if ok(seen) or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.2)
+
+
 def test_the_guides_tab_shows_the_leaderboard_and_a_task_reaches_its_execution_rate(stack, make_brand, browser):
     brand = make_brand("gdash")
     seed(brand)
@@ -114,12 +131,12 @@ def test_the_guides_tab_shows_the_leaderboard_and_a_task_reaches_its_execution_r
         b.wait_until(f"return document.querySelector('#lb-table')?.dataset.metric === '{metric}'")
         start, end = b.js("return [document.querySelector('#lb-from').value, document.querySelector('#lb-to').value]")
         board = brand.admin("GET", "/guides/leaderboard", params={"metric": metric, "from": start, "to": end}).json()
-        rows = b.find_all("#lb-table tbody tr")
-        assert [(r.attr("data-guide-id"), int(r.attr("data-rank"))) for r in rows] == [
-            (x["guide_id"], x["rank"]) for x in board["rows"]], metric
-        for x in board["rows"]:
-            cells = b.find_all(f'#lb-table tr[data-guide-id="{x["guide_id"]}"] td[data-field]')
-            shown = {c.attr("data-field"): json.loads(c.attr("data-value")) for c in cells}
+        # the table as one snapshot, read in one script: a re-render between element reads would
+        # leave the test holding stale elements
+        table = settled(b, LEADERBOARD, lambda t: [(r[0], r[1]) for r in t] == [
+            (x["guide_id"], x["rank"]) for x in board["rows"]])
+        assert [(r[0], r[1]) for r in table] == [(x["guide_id"], x["rank"]) for x in board["rows"]], metric
+        for (_, _, shown), x in zip(table, board["rows"]):
             assert shown == {k: x[k] for k in shown} and len(shown) == 7, (metric, shown, x)
     assert [r["guide_id"] for r in brand.admin("GET", "/guides/leaderboard").json()["rows"]][:1] == ["g1"]
     b.js("const s = document.querySelector('#lb-metric'); s.value = 'new_members'; s.dispatchEvent(new Event('change'))")
@@ -153,7 +170,10 @@ def test_the_guides_tab_shows_the_leaderboard_and_a_task_reaches_its_execution_r
         assert json.loads(b.find(f'[data-stat="{k}"] .v').attr("data-value")) == view[k], k
     assert b.find('[data-stat="execution_rate"] .v').text == f"{view['execution_rate'] * 100:.2f}%"
     per = {g["guide_id"]: g["executed"] for g in brand.admin("GET", f"/guide-tasks/{task_id}/guides").json()["guides"]}
-    assert {r.attr("data-guide-id"): r.attr("data-executed") == "true" for r in b.find_all("#gt-guides tbody tr")} == per
+    executed = settled(b, "return [...document.querySelectorAll('#gt-guides tbody tr')]"
+                          ".map(r => [r.dataset.guideId, r.dataset.executed === 'true'])",
+                       lambda rows: dict(rows) == per)
+    assert dict(executed) == per
     assert per["g1"] is True and per["g2"] is False
     b.js("document.querySelector('#gt-detail').scrollIntoView()")
     shot(b, "dashboard-guides")
