@@ -2,7 +2,7 @@
 a WeCom code, and the dashboard's guides tab (leaderboard, head-office tasks) and channel codes.
 
 Each number on screen is compared with what the API answers for the same query (data-value keeps the
-raw value); screenshots go to build/screenshots/ (and docs/guide.png for the README)."""
+raw value); screenshots go to build/screenshots/ (docs/guide.png for the README only under `make screenshots`)."""
 from __future__ import annotations
 
 import json
