@@ -44,11 +44,27 @@ def chromium():
     return browser, driver
 
 
+@pytest.fixture(scope="module")
+def browser_session(chromium):
+    """One Chromium for a module's tests (its start is most of a short browser test), reset before each."""
+    held: dict[str, Browser] = {}
+    yield held
+    if "b" in held:
+        held["b"].close()
+
+
 @pytest.fixture
-def browser(chromium):
-    b = Browser(*chromium)
+def browser(chromium, browser_session, stack):
+    b = browser_session.get("b")
+    if b is not None:
+        try:
+            b.reset(stack.api_url)
+        except Exception:  # noqa: BLE001 - a session the last test left unusable: start a fresh one
+            b.close()
+            b = None
+    if b is None:
+        b = browser_session["b"] = Browser(*chromium)
     yield b
-    b.close()
 
 
 def shot(b: Browser, name: str, *, docs: bool = False) -> None:

@@ -10,7 +10,8 @@ import struct
 from urllib.parse import quote
 
 from chalicelib.services import guide_tasks
-from tests.integration.test_console_browser import browser, chromium, dashboard_sign_in, shot  # noqa: F401 (fixtures)
+from tests.integration.test_console_browser import (browser, browser_session, chromium,  # noqa: F401 (fixtures)
+                                                   dashboard_sign_in, shot)
 from tests.integration.test_guide_tasks import new_task, sim, sim_tasks
 from tests.integration.test_guide_workbench import as_guide, guide_session, seed, wecom_code
 
