@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -50,18 +51,23 @@ def _built(name: str, inputs: list[Path], build) -> Path:
     for path in inputs:
         digest.update(path.read_bytes())
     final = CACHE / f"{name}-{digest.hexdigest()[:16]}"
-    if not final.exists():
-        partial = CACHE / f".{final.name}-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        build(partial)
-        try:
-            partial.rename(final)
-        except OSError:         # another run finished the same build first
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # one build at a time: `make test`'s workers each reach this fixture, and the second would otherwise
+    # build the same layer alongside the first (a pip install on the same two cores); it waits and reuses
+    with open(CACHE / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not final.exists():
+            partial = CACHE / f".{final.name}-{os.getpid()}"
             shutil.rmtree(partial, ignore_errors=True)
-        for stale in CACHE.glob(f"{name}-*"):       # builds of inputs that have changed since
-            if stale != final:
-                shutil.rmtree(stale, ignore_errors=True)
+            partial.mkdir(parents=True)
+            build(partial)
+            try:
+                partial.rename(final)
+            except OSError:         # another run finished the same build first
+                shutil.rmtree(partial, ignore_errors=True)
+            for stale in CACHE.glob(f"{name}-*"):       # builds of inputs that have changed since
+                if stale != final:
+                    shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
