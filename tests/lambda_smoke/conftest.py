@@ -79,14 +79,39 @@ def _build_layer(target: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def _layer() -> Path:
+    return _built("layer", [ROOT / "requirements.txt"], _build_layer)
+
+
+def _runtime_sdk() -> Path:
+    return _built("sdk", [RUNTIME_SDK], lambda target: _pip(target, "-r", str(RUNTIME_SDK)))
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the builds as soon as a run is known to include these tests, beside the tests that come
+    first, instead of when the first of these tests reaches its fixture (in a fresh clone `make test`
+    spent the build's whole pip install there, with the other worker waiting or building it too). The
+    fixtures below take the same lock: they wait for this build, or do it themselves if it failed."""
+    if not any(Path(str(item.fspath)).is_relative_to(HERE) for item in session.items):
+        return
+
+    def build() -> None:
+        try:
+            _layer()
+            _runtime_sdk()
+        except Exception as exc:  # noqa: BLE001 - the fixture builds again, and fails the test with the cause
+            print(f"lambda smoke: the background layer build failed ({exc!r}); the fixtures retry it")
+    threading.Thread(target=build, name="lambda-smoke-layer", daemon=True).start()
+
+
 @pytest.fixture(scope="session")
 def layer() -> Path:
-    return _built("layer", [ROOT / "requirements.txt"], _build_layer)
+    return _layer()
 
 
 @pytest.fixture(scope="session")
 def runtime_sdk() -> Path:
-    return _built("sdk", [RUNTIME_SDK], lambda target: _pip(target, "-r", str(RUNTIME_SDK)))
+    return _runtime_sdk()
 
 
 # ---- code assets, as infra/ packages them --------------------------------------------------------------
