@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip -q --disable-pip-version-check
 
-.PHONY: run test unit integration bench layer synth deploy clean
+.PHONY: run test unit integration bench layer synth deploy clean screenshots
 
 # The stamps make a second run skip installs; they depend on the requirement files they installed.
 $(VENV)/.stamp-venv:
@@ -31,6 +31,14 @@ TEST_WORKERS ?= 2
 test: $(VENV)/.stamp-test          ## every test: unit (pure), integration (local stack, simulator, CDK synth), Lambda smoke
 	@bash .ci/browser-deps            # Debian's chromium + chromedriver + CJK fonts for the console's browser tests
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests/unit tests/integration tests/e2e tests/lambda_smoke
+
+# The README's screenshots (docs/*.png) are committed; a test run writes its own under build/screenshots/ only.
+screenshots: $(VENV)/.stamp-test   ## refresh docs/till.png, docs/dashboard.png, docs/guide.png from the browser tests
+	@bash .ci/browser-deps
+	SIYU_SCREENSHOTS=docs $(PY) -m pytest -q -p no:xdist \
+		tests/integration/test_console_browser.py::test_till_looks_up_redeems_refuses_the_second_and_reverses \
+		tests/integration/test_console_browser.py::test_the_scoreboard_shows_what_the_stats_api_returns \
+		tests/integration/test_console_guides_browser.py::test_a_guide_signs_in_sees_only_their_own_and_tags_a_member
 
 unit: $(VENV)/.stamp-test
 	$(PY) -m pytest -q tests/unit

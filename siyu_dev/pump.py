@@ -126,6 +126,8 @@ class Pump:
                                       WaitTimeSeconds=self.poll_wait, AttributeNames=["All"],
                                       MessageAttributeNames=["All"]).get("Messages", [])
             if got:
+                # an empty poll from before no longer speaks for this queue (idle() reads it)
+                self._polled(f"sqs:{spec.key}", started, True)
                 self.deliver(spec, url, got)
             self._polled(f"sqs:{spec.key}", started, bool(got))
 
@@ -208,18 +210,38 @@ class Pump:
 
     def idle(self, timeout: float = 15.0) -> bool:
         """Wait until no handler runs and every queue and stream has been polled empty since the
-        last handler finished (tests call this before reading what the workers did)."""
+        last handler finished (tests call this before reading what the workers did).
+
+        A queue also counts as quiet when, looked at after that moment with no handler running or
+        finishing meanwhile, it holds no message, visible or in flight (a message a poller has received
+        and not yet deleted is in flight): an empty long poll takes a whole `poll_wait`, and waiting
+        for one per call cost every test that reads the workers' results a second or two."""
         since = time.monotonic()
-        labels = [f"sqs:{q.key}" for q in self.queues] + [f"stream:{s.key}" for s in self.streams]
+        queues = {f"sqs:{q.key}": q for q in self.queues}
+        streams = [f"stream:{s.key}" for s in self.streams]
         deadline = since + timeout
         while time.monotonic() < deadline:
             with self._lock:
                 mark = max(since, self._last_activity)
-                quiet = not self._busy and all(self._empty_since.get(label, 0) > mark for label in labels)
-            if quiet:
+                activity = self._last_activity
+                quiet = not self._busy and all(self._empty_since.get(label, 0) > mark for label in streams)
+                unpolled = [label for label in queues if self._empty_since.get(label, 0) <= mark]
+            if quiet and (not unpolled or self._hold_nothing([queues[label] for label in unpolled], activity)):
                 return True
             time.sleep(0.05)
         return False
+
+    def _hold_nothing(self, specs: list, activity: float) -> bool:
+        """Each queue empty (nothing visible, nothing in flight), with no handler run in between."""
+        import os
+        sqs = aws.client("sqs")
+        for spec in specs:
+            counts = sqs.get_queue_attributes(QueueUrl=os.environ[spec.env], AttributeNames=[
+                "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+            if any(int(n) for n in counts.values()):
+                return False
+        with self._lock:
+            return not self._busy and self._last_activity == activity
 
 
 def _jsonable(record: dict) -> dict:

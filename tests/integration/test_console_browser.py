@@ -1,5 +1,7 @@
 """The console in a real browser: Debian's chromium (headless) through Debian's chromedriver, against
-the local stack. Each test saves a screenshot under build/screenshots/ (the README's come from there).
+the local stack. Each test saves a screenshot under build/screenshots/ (gitignored: a test run leaves the
+tree clean). The README's three (docs/till.png, docs/dashboard.png, docs/guide.png) are committed files,
+refreshed only on purpose: `make screenshots` (SIYU_SCREENSHOTS=docs) copies them into docs/.
 
 Without chromium the tests skip, loudly — except under CI (`CI` set, as .ci/run does), where a
 missing browser is a failure: .ci/run installs it.
@@ -42,17 +44,33 @@ def chromium():
     return browser, driver
 
 
+@pytest.fixture(scope="module")
+def browser_session(chromium):
+    """One Chromium for a module's tests (its start is most of a short browser test), reset before each."""
+    held: dict[str, Browser] = {}
+    yield held
+    if "b" in held:
+        held["b"].close()
+
+
 @pytest.fixture
-def browser(chromium):
-    b = Browser(*chromium)
+def browser(chromium, browser_session, stack):
+    b = browser_session.get("b")
+    if b is not None:
+        try:
+            b.reset(stack.api_url)
+        except Exception:  # noqa: BLE001 - a session the last test left unusable: start a fresh one
+            b.close()
+            b = None
+    if b is None:
+        b = browser_session["b"] = Browser(*chromium)
     yield b
-    b.close()
 
 
 def shot(b: Browser, name: str, *, docs: bool = False) -> None:
     path = b.screenshot(SHOTS / f"{name}.png")
     assert path.stat().st_size > 5000          # a real picture, not an empty page
-    if docs:
+    if docs and os.environ.get("SIYU_SCREENSHOTS") == "docs":     # `make screenshots`, never a plain test run
         DOCS.mkdir(exist_ok=True)
         shutil.copy2(path, DOCS / f"{name}.png")
 

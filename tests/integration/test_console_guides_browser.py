@@ -2,7 +2,7 @@
 a WeCom code, and the dashboard's guides tab (leaderboard, head-office tasks) and channel codes.
 
 Each number on screen is compared with what the API answers for the same query (data-value keeps the
-raw value); screenshots go to build/screenshots/ (and docs/guide.png for the README)."""
+raw value); screenshots go to build/screenshots/ (docs/guide.png for the README only under `make screenshots`)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,8 @@ import time
 from urllib.parse import quote
 
 from chalicelib.services import guide_tasks
-from tests.integration.test_console_browser import browser, chromium, dashboard_sign_in, shot  # noqa: F401 (fixtures)
+from tests.integration.test_console_browser import (browser, browser_session, chromium,  # noqa: F401 (fixtures)
+                                                   dashboard_sign_in, shot)
 from tests.integration.test_guide_tasks import new_task, sim, sim_tasks
 from tests.integration.test_guide_workbench import as_guide, guide_session, seed, wecom_code
 

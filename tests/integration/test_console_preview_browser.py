@@ -4,7 +4,7 @@ test_console_browser.py drives it."""
 from __future__ import annotations
 
 from tests.integration.campaign_fixtures import add_members
-from tests.integration.test_console_browser import browser, chromium, dashboard_sign_in, shot  # noqa: F401
+from tests.integration.test_console_browser import browser, browser_session, chromium, dashboard_sign_in, shot  # noqa: F401
 from tests.integration.test_guide_tasks import new_task
 
 

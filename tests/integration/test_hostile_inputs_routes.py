@@ -116,12 +116,13 @@ class Caller:
         return getattr(self.client.http, method.lower())(path, headers=self.headers(route), body=body)
 
 
-@pytest.fixture
-def caller(stack, brand, request):
+@pytest.fixture(scope="module")
+def caller(stack, shared_brand):
+    """One brand, shopper and guide session for the module: each case is a refusal that must change
+    nothing (and checks that it did not), so a brand per case (six requests, and logins) bought nothing."""
     with Client(api_module.app, stage_name="local", project_dir=str(ROOT)) as client:
-        caller = Caller(stack, brand, client)
-        if request.node.name.count("/guide/"):
-            caller.guide_session()
+        caller = Caller(stack, shared_brand, client)
+        caller.guide_session()          # before any case counts the table's items
         yield caller
 
 

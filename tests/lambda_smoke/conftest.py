@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -50,18 +51,23 @@ def _built(name: str, inputs: list[Path], build) -> Path:
     for path in inputs:
         digest.update(path.read_bytes())
     final = CACHE / f"{name}-{digest.hexdigest()[:16]}"
-    if not final.exists():
-        partial = CACHE / f".{final.name}-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        build(partial)
-        try:
-            partial.rename(final)
-        except OSError:         # another run finished the same build first
+    CACHE.mkdir(parents=True, exist_ok=True)
+    # one build at a time: `make test`'s workers each reach this fixture, and the second would otherwise
+    # build the same layer alongside the first (a pip install on the same two cores); it waits and reuses
+    with open(CACHE / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not final.exists():
+            partial = CACHE / f".{final.name}-{os.getpid()}"
             shutil.rmtree(partial, ignore_errors=True)
-        for stale in CACHE.glob(f"{name}-*"):       # builds of inputs that have changed since
-            if stale != final:
-                shutil.rmtree(stale, ignore_errors=True)
+            partial.mkdir(parents=True)
+            build(partial)
+            try:
+                partial.rename(final)
+            except OSError:         # another run finished the same build first
+                shutil.rmtree(partial, ignore_errors=True)
+            for stale in CACHE.glob(f"{name}-*"):       # builds of inputs that have changed since
+                if stale != final:
+                    shutil.rmtree(stale, ignore_errors=True)
     return final
 
 
@@ -73,14 +79,39 @@ def _build_layer(target: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def _layer() -> Path:
+    return _built("layer", [ROOT / "requirements.txt"], _build_layer)
+
+
+def _runtime_sdk() -> Path:
+    return _built("sdk", [RUNTIME_SDK], lambda target: _pip(target, "-r", str(RUNTIME_SDK)))
+
+
+def pytest_collection_finish(session) -> None:
+    """Start the builds as soon as a run is known to include these tests, beside the tests that come
+    first, instead of when the first of these tests reaches its fixture (in a fresh clone `make test`
+    spent the build's whole pip install there, with the other worker waiting or building it too). The
+    fixtures below take the same lock: they wait for this build, or do it themselves if it failed."""
+    if not any(Path(str(item.fspath)).is_relative_to(HERE) for item in session.items):
+        return
+
+    def build() -> None:
+        try:
+            _layer()
+            _runtime_sdk()
+        except Exception as exc:  # noqa: BLE001 - the fixture builds again, and fails the test with the cause
+            print(f"lambda smoke: the background layer build failed ({exc!r}); the fixtures retry it")
+    threading.Thread(target=build, name="lambda-smoke-layer", daemon=True).start()
+
+
 @pytest.fixture(scope="session")
 def layer() -> Path:
-    return _built("layer", [ROOT / "requirements.txt"], _build_layer)
+    return _layer()
 
 
 @pytest.fixture(scope="session")
 def runtime_sdk() -> Path:
-    return _built("sdk", [RUNTIME_SDK], lambda target: _pip(target, "-r", str(RUNTIME_SDK)))
+    return _runtime_sdk()
 
 
 # ---- code assets, as infra/ packages them --------------------------------------------------------------
