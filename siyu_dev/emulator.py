@@ -33,7 +33,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from siyu_dev import key_limits
+from siyu_dev import key_limits, moto_speedups
 from siyu_dev.listen import listen
 
 
@@ -182,7 +182,7 @@ _parse_update_expression = UpdateExpressionParser.make
 
 @functools.lru_cache(maxsize=4096)
 def _parsed_update_expression(expression: str):
-    return _parse_update_expression(expression)
+    return moto_speedups.remember_text(_parse_update_expression(expression), expression)
 
 
 def parse_update_expression(_cls, expression: str):
@@ -201,6 +201,7 @@ class EmulatorServer(ThreadedMotoServer):
         DynamoDBBackend.transact_write_items = transact_write_items
         Table.query = query
         UpdateExpressionParser.make = classmethod(parse_update_expression)
+        moto_speedups.install()
         if listening is None:
             listening = listen(self._ip_address, self._port, "SIYU_AWS_PORT")
         app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))

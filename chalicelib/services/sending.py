@@ -37,7 +37,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Protocol
@@ -274,8 +274,11 @@ class ChunkRun:
                         todo += self._triage(block)
                         continue
                     group, todo = todo[:GROUP], todo[GROUP:]
-                    for t in self._claim(group):
+
+                    def start(t: Todo) -> None:
                         in_flight[pool().submit(self._send, t.recipient, t)] = t
+
+                    self._claim(group, start)      # each send starts as soon as its own claim returns
                 if in_flight:
                     done, _ = wait(list(in_flight), timeout=0.25, return_when=FIRST_COMPLETED)
                     for future in done:
@@ -386,9 +389,12 @@ class ChunkRun:
                 "chunk": f"{self.body.get('chunk')}?"}
         self.requeue(rest, max(1, min(service.MAX_DELAY, int(until - self.clock.time()) + 1)))
 
-    def _claim(self, group: list[Todo]) -> list[Todo]:
+    def _claim(self, group: list[Todo], start: Callable[[Todo], None] | None = None) -> list[Todo]:
         """Mark a group: one conditional UpdateItem each, in parallel; the marked share one group id
-        (their outcomes are one item). Returns the claimed ones, to send; skips are recorded."""
+        (their outcomes are one item). Returns the claimed ones, to send; skips are recorded.
+        `start(t)` is called for each claimed one as soon as its claim returns (in this thread), so
+        its WeChat call need not wait for the slowest claim of the group. The group's size is
+        complete before this returns, and outcomes are only taken in (go, _finished) after that."""
         group_id = ledger.new_group()
         lease = self._lease_until()
         at = int(self.clock.time())
@@ -413,7 +419,10 @@ class ChunkRun:
                 outcome = "claimed"
             return t, outcome
 
-        results = list(claim_pool().map(mark_one, group)) if len(group) > 1 else [mark_one(t) for t in group]
+        if len(group) > 1:
+            results = (f.result() for f in as_completed([claim_pool().submit(mark_one, t) for t in group]))
+        else:
+            results = (mark_one(t) for t in group)
         claimed: list[Todo] = []
         for t, outcome in results:
             if outcome == "claimed":
@@ -424,15 +433,17 @@ class ChunkRun:
                     self._final(t, ledger.Final(t.recipient.member_id, "held_out", group=group_id))
                 else:
                     claimed.append(t)
+                    if start is not None:
+                        start(t)
             elif outcome == "marked":                 # another attempt decided first: see what it did
                 text, _raw = self.ledger.read_mark(t.key)
                 if text is not None:
                     again = self._resume(Todo(t.recipient, t.key, t.credit_key), text)
                     if again is not None:                 # released meanwhile: one more try, alone
-                        claimed += self._claim([again])
+                        claimed += self._claim([again], start)
             else:                                     # no_credit | frequency_capped, read consistently
                 t.skip, t.replaces, t.hold = outcome, None, False
-                claimed += self._claim([t])           # marked skipped (a skip mark cannot be refused so)
+                claimed += self._claim([t], start)    # marked skipped (a skip mark cannot be refused so)
         return claimed
 
     def _send(self, r: rules.Recipient, token: Todo) -> Sent:

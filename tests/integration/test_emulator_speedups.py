@@ -1,0 +1,135 @@
+"""The emulator's shortcuts through moto (siyu_dev.moto_speedups) answer exactly as moto does: an
+update expression refused for its structure is refused every time, whatever passed before with the
+same text; a condition parsed once decides by the values it names, not by the request it was first
+parsed for; every attribute type reads back as written; and the answer's attribute values are the
+bytes moto's own serializer writes."""
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+
+def key(pk: str) -> dict:
+    return {"pk": {"S": pk}, "sk": {"S": "x"}}
+
+
+def get(ddb, table: str, pk: str) -> dict:
+    return ddb.get_item(TableName=table, Key=key(pk), ConsistentRead=True).get("Item", {})
+
+
+def refused_code(ddb, **request) -> str:
+    with pytest.raises(ddb.exceptions.ClientError) as refused:
+        ddb.update_item(**request)
+    return refused.value.response["Error"]["Code"]
+
+
+def test_a_structural_refusal_holds_after_the_same_text_passed(ddb, table):
+    pk = f"EMU#{uuid.uuid4().hex}"
+    text = "SET #a = :v, #b = :w"
+    values = {":v": {"S": "1"}, ":w": {"S": "2"}}
+    ddb.update_item(TableName=table, Key=key(pk), UpdateExpression=text,
+                    ExpressionAttributeNames={"#a": "x", "#b": "y"}, ExpressionAttributeValues=values)
+    for _ in range(2):      # the same text: two paths that are one attribute, then a key attribute
+        assert refused_code(ddb, TableName=table, Key=key(pk), UpdateExpression=text,
+                            ExpressionAttributeNames={"#a": "x", "#b": "x"},
+                            ExpressionAttributeValues=values) == "ValidationException"
+        assert refused_code(ddb, TableName=table, Key=key(pk), UpdateExpression=text,
+                            ExpressionAttributeNames={"#a": "x", "#b": "pk"},
+                            ExpressionAttributeValues=values) == "ValidationException"
+        assert refused_code(ddb, TableName=table, Key=key(pk), UpdateExpression="SET #a = :v SET #b = :w",
+                            ExpressionAttributeNames={"#a": "x", "#b": "y"},
+                            ExpressionAttributeValues=values) == "ValidationException"
+    assert get(ddb, table, pk) == {**key(pk), "x": {"S": "1"}, "y": {"S": "2"}}
+    ddb.update_item(TableName=table, Key=key(pk), UpdateExpression=text,       # and passes again
+                    ExpressionAttributeNames={"#a": "x", "#b": "y"},
+                    ExpressionAttributeValues={":v": {"S": "3"}, ":w": {"S": "4"}})
+    assert get(ddb, table, pk) == {**key(pk), "x": {"S": "3"}, "y": {"S": "4"}}
+
+
+def claim(ddb, table: str, pk: str, mark: str, need: str, **extra) -> None:
+    values = {":m": {"S": mark}, ":one": {"N": need}, ":minus": {"N": "-1"}, **extra}
+    ddb.update_item(TableName=table, Key=key(pk), UpdateExpression="SET #m = :m ADD #c :minus",
+                    ConditionExpression="attribute_not_exists(#m) AND #c >= :one",
+                    ExpressionAttributeNames={"#m": "mark", "#c": "credits"}, ExpressionAttributeValues=values)
+
+
+def test_a_condition_decides_by_the_values_it_names(ddb, table):
+    a, b = f"EMU#{uuid.uuid4().hex}", f"EMU#{uuid.uuid4().hex}"
+    for pk in (a, b):
+        ddb.put_item(TableName=table, Item={**key(pk), "credits": {"N": "1"}})
+    claim(ddb, table, a, "first", "1")
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException):
+        claim(ddb, table, a, "second", "1")           # marked already
+    with pytest.raises(ddb.exceptions.ConditionalCheckFailedException):
+        claim(ddb, table, b, "first", "2")            # the same text, another :one
+    assert get(ddb, table, b) == {**key(b), "credits": {"N": "1"}}
+    claim(ddb, table, b, "other", "1")               # other values the condition does not name
+    assert get(ddb, table, a)["mark"] == {"S": "first"} and get(ddb, table, b)["mark"] == {"S": "other"}
+    assert get(ddb, table, b)["credits"] == {"N": "0"}
+    c = f"EMU#{uuid.uuid4().hex}"
+    ddb.put_item(TableName=table, Item={**key(c), "credits": {"N": "1"}})
+    for _ in range(2):      # a value it names missing (moto answers 500 there), one unused: refused every time
+        assert refused_code(ddb, TableName=table, Key=key(c), UpdateExpression="SET #m = :m",
+                            ConditionExpression="attribute_not_exists(#m) AND #c >= :one",
+                            ExpressionAttributeNames={"#m": "mark", "#c": "credits"},
+                            ExpressionAttributeValues={":m": {"S": "x"}}) in ("ValidationException", "500")
+        assert refused_code(ddb, TableName=table, Key=key(c), UpdateExpression="SET #m = :m",
+                            ConditionExpression="attribute_not_exists(#m) AND #c >= :one",
+                            ExpressionAttributeNames={"#m": "mark", "#c": "credits"},
+                            ExpressionAttributeValues={":m": {"S": "x"}, ":one": {"N": "1"},
+                                                       ":unused": {"N": "1"}}) == "ValidationException"
+    assert get(ddb, table, c) == {**key(c), "credits": {"N": "1"}}
+
+
+ITEM = {"s": {"S": "text"}, "empty": {"S": ""}, "n": {"N": "-12.5"}, "b": {"B": b"\x00\xffbytes"},
+        "yes": {"BOOL": True}, "no": {"BOOL": False}, "null": {"NULL": True}, "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": [b"\x01", b"\x02"]},
+        "l": {"L": [{"S": "x"}, {"N": "1"}, {"B": b"\x03"}, {"L": []}, {"M": {}}, {"NULL": True}]},
+        "m": {"M": {"inner": {"M": {"deep": {"SS": ["z"]}, "list": {"L": [{"BOOL": False}]}}}, "n": {"N": "0"}}}}
+
+
+def test_every_attribute_type_reads_back_as_written(ddb, table):
+    pk = f"EMU#{uuid.uuid4().hex}"
+    ddb.put_item(TableName=table, Item={**key(pk), **ITEM})
+    expected = {**key(pk), **ITEM}
+    assert get(ddb, table, pk) == expected
+    batch = ddb.batch_get_item(RequestItems={table: {"Keys": [key(pk)], "ConsistentRead": True}})
+    assert batch["Responses"][table] == [expected]
+    found = ddb.query(TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": pk}},
+                      ConsistentRead=True)["Items"]
+    assert found == [expected]
+    old = ddb.update_item(TableName=table, Key=key(pk), UpdateExpression="SET #s = :s",
+                          ExpressionAttributeNames={"#s": "s"}, ExpressionAttributeValues={":s": {"S": "new"}},
+                          ReturnValues="ALL_OLD")["Attributes"]
+    assert old == expected
+
+
+def test_attribute_values_are_written_as_moto_writes_them(stack):
+    from moto.core.serialize import BaseJSONSerializer, JSONSerializer, XFormedAttributePicker
+    from moto.core.utils import get_service_model
+    from moto.dynamodb.responses import DynamoResult
+    from siyu_dev import moto_speedups
+    model = get_service_model("dynamodb")
+    items = [{"pk": {"S": "a"}, "sk": {"S": "x"}, **{k: v for k, v in ITEM.items() if k not in ("b", "bs", "l")}},
+             {"pk": {"S": "b"}, "sk": {"S": "y"}, "l": {"L": [{"S": "x"}, {"M": {"k": {"NS": ["1"]}}}]}},
+             {"pk": {"S": "c"}, "sk": {"S": "z"}, "b": {"B": "AP8="}, "l": {"L": [{"B": "AQ=="}]}}]
+    result = {"Responses": {"t": items}, "UnprocessedKeys": {}, "ConsumedCapacity": [{"CapacityUnits": 3,
+                                                                                     "TableName": "t"}]}
+
+    def body() -> str:
+        serializer = JSONSerializer(operation_model=model.operation_model("BatchGetItem"), pretty_print=False,
+                                    value_picker=XFormedAttributePicker(response_transformers={}))
+        return serializer.serialize(DynamoResult(result).result)["body"]
+
+    fast = body()
+    patched = BaseJSONSerializer._serialize_type_structure
+    BaseJSONSerializer._serialize_type_structure = moto_speedups.ORIGINALS["serialize_structure"]
+    try:
+        slow = body()
+    finally:
+        BaseJSONSerializer._serialize_type_structure = patched
+    assert patched is not moto_speedups.ORIGINALS["serialize_structure"]
+    assert fast == slow
+    assert json.loads(fast)["Responses"]["t"][0]["ss"] == {"SS": ["a", "b"]}
