@@ -85,7 +85,9 @@ class CampaignCoupons:
     def _issued_in(self, finals) -> list[tuple[str, str, score.Keys, str]]:
         out = []
         for f in finals:
-            if f.state == "sent" and f.coupon and f.member_id in self._issued and rules.normalize_code(f.coupon):
+            if f.state == "sent" and f.coupon and rules.normalize_code(f.coupon):
+                if f.member_id not in self._issued:      # every coupon of this run passed through issue/evidence
+                    raise RuntimeError(f"coupon {f.coupon} of {f.member_id} was not issued by this run's sender")
                 keys, day, _until = self._issued[f.member_id]
                 out.append((f.member_id, f.coupon, keys, day))
         return out

@@ -248,6 +248,7 @@ class ChunkRun:
         self.counts: dict[str, int] = {}
         self._outcomes_seen: dict[str, dict] = {}
         self._coupons = None                         # services.campaign_coupons.CampaignCoupons, once needed
+        self._coupons_lock = threading.Lock()
         seen: set[str] = set()
         self.recipients = []
         for data in body.get("recipients", []):
@@ -494,10 +495,11 @@ class ChunkRun:
         """The run's coupon (services.campaign_coupons), made on first use; None without one."""
         if not self.spec.coupon_template_id:
             return None
-        if self._coupons is None:
-            from chalicelib.services.campaign_coupons import CampaignCoupons   # only campaigns that attach one
-            self._coupons = CampaignCoupons(self.brand, self.campaign.campaign_id, self.fire,
-                                            self.spec.coupon_template_id)
+        with self._coupons_lock:              # the pool's threads ask at once: one instance remembers every coupon
+            if self._coupons is None:
+                from chalicelib.services.campaign_coupons import CampaignCoupons   # only campaigns that attach one
+                self._coupons = CampaignCoupons(self.brand, self.campaign.campaign_id, self.fire,
+                                                self.spec.coupon_template_id)
         return self._coupons
 
     def _coupon(self, r: rules.Recipient, t: Todo | None = None) -> str | None:
@@ -563,7 +565,8 @@ class ChunkRun:
             if group.finals and (force or len(group.finals) >= group.size):
                 finals, group.finals = group.finals, []
                 for part in self._coupon_parts(finals):
-                    extend = self._coupons.extension(part) if self._coupons is not None else None
+                    extend = self._coupons.extension(part) if self._coupons is not None and self._coupons.fast \
+                        else None
                     if not self.ledger.record(group_id, group.part, part, self.clock.now(),
                                               extend=extend):
                         logger.warning("a group part was recorded already", extra={"group": group_id})
