@@ -619,8 +619,12 @@ def variant_rows(stack, openids) -> tuple[list[tuple[str, str]], dict]:
                 f"coupon + cap {CAP}/day": {"coupon_template_id": template,
                                             "limits": {"frequency_cap_per_day": CAP}},
                 "coupon with a total stock (a transaction per coupon)": {"coupon_template_id": stocked}}
+    import os
+    only = os.environ.get("BENCH_VARIANTS")          # e.g. "coupon": only the variants naming it (quick mode)
     rows, per = [], {}
     for name, variant in variants.items():
+        if only and only not in name:
+            continue
         regrant_credits(openids)
         started = time.monotonic()
         result = fire_campaign(stack, None, **sample, **variant)
@@ -650,6 +654,7 @@ def variant_rows(stack, openids) -> tuple[list[tuple[str, str]], dict]:
                        f"deliveries; all in ${dollars + lam + sqs:.2f} (Lambda ${lam:.2f} at this fire's handler "
                        f"durations, SQS ${sqs:.3f}); WRU by item: {by_item} (goal: <= $1.50 all in without a "
                        f"coupon, <= $2.50 with one)" + (CAP_FLOOR if "cap" in name else "")))
+        print(f"row: {rows[-1][0]}: {rows[-1][1]}", file=sys.stderr, flush=True)
     return rows, per
 
 

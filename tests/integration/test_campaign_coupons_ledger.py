@@ -113,3 +113,32 @@ def test_a_template_with_a_total_stock_keeps_a_transaction_per_coupon_and_is_nev
     view = brand.admin("GET", f"/coupon-templates/{template}").json()
     assert len(holders) == 5 and view["issued"] == 5 and view["remaining"] == 0
     assert table_kinds(brand.brand_id, f"B#{brand.brand_id}#ISSUE#campaign:") == 5
+
+
+def test_a_retried_limit_count_and_a_retried_put_change_nothing(brand):
+    from chalicelib.domain import coupons as rules
+    from chalicelib.storage import campaign_coupons as store
+    from chalicelib.storage import coupons as coupon_store
+    from chalicelib.storage.models import MemberClaims
+    b = brand.brand_id
+    template = make_template(brand, per_member_limit=1)["template_id"]
+    assert store.take_allowance(b, "m_1", template, 1, "cmp_a#once")
+    assert store.take_allowance(b, "m_1", template, 1, "cmp_a#once")        # the same run's retry: counted once
+    assert not store.take_allowance(b, "m_1", template, 1, "cmp_b#once")    # another run: at the limit
+    assert MemberClaims.get(*store.claims_key(b, "m_1", template), consistent_read=True).claimed == 1
+    t = coupon_store.get_template(b, template)
+    now = datetime.now(timezone.utc)
+    code = rules.derived_code(b"k", "cmp_a", "once", "m_1")
+    made = lambda: coupon_store.new_coupon(b, t, member_id="m_1", code=code, now=now, source="campaign",
+                                           retention_days=400, touch={"store_id": "sz"})
+    assert store.put(made()).code == code
+    r = redeem(brand, "sz", code)
+    assert r.status_code == 201, r.text
+    again = store.put(made())                                               # a late retry finds it, redeemed
+    assert again.state == "redeemed" and coupon_store.get_coupon(b, code).state == "redeemed"
+    other = coupon_store.new_coupon(b, t, member_id="m_2", code=code, now=now, source="campaign", retention_days=400)
+    try:
+        store.put(other)
+        raise AssertionError("a code held by another member's coupon must not be taken over")
+    except coupon_store.CodeTaken:
+        pass
