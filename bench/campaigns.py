@@ -653,7 +653,8 @@ def variant_rows(stack, openids) -> tuple[list[tuple[str, str]], dict]:
                      + f"; together {wru:.2f} WRU, {rru:.2f} RRU = ${dollars:.2f} of DynamoDB per million "
                        f"deliveries; all in ${dollars + lam + sqs:.2f} (Lambda ${lam:.2f} at this fire's handler "
                        f"durations, SQS ${sqs:.3f}); WRU by item: {by_item} (goal: <= $1.50 all in without a "
-                       f"coupon, <= $2.50 with one)" + (CAP_FLOOR if "cap" in name else "")))
+                       f"coupon, <= $2.50 with one)"
+                     + (CAP_FLOOR if name.startswith("cap") or "+ cap" in name else "")))
         print(f"row: {rows[-1][0]}: {rows[-1][1]}", file=sys.stderr, flush=True)
     return rows, per
 

@@ -335,7 +335,8 @@ class Ledger:
         def build():
             tx = Tx()
             key = (self._shard_pk(group_shard(group)), f"G#{group}#{part}")
-            tx.save("group", DeliveryGroup(*key, entries=entries, at=now.isoformat()), DeliveryGroup.pk.does_not_exist())
+            tx.save("group", DeliveryGroup(*key, entries=entries, at=now.isoformat()),
+                    DeliveryGroup.pk.does_not_exist())
             self._add_tallies(tx, counts)
             if extend is not None:
                 extend(tx, key)
