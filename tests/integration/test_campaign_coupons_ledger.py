@@ -142,3 +142,36 @@ def test_a_retried_limit_count_and_a_retried_put_change_nothing(brand):
         raise AssertionError("a code held by another member's coupon must not be taken over")
     except coupon_store.CodeTaken:
         pass
+
+
+def test_closing_a_dead_claim_with_its_coupon_counts_it_in_the_close_transaction(brand, bus):
+    """The close (storage.ledger.close) writes through the client: what the coupon adds (pynamodb
+    items, Tx.raw_items) must commit with it, once, and its event reach the bus."""
+    import time as clock
+    from chalicelib.domain import scoreboard as score
+    from chalicelib.storage import campaign_coupons as store
+    from chalicelib.storage import coupons as coupon_store
+    from chalicelib.storage import ledger as real
+    b = brand.brand_id
+    template = make_template(brand, per_member_limit=1)["template_id"]
+    t = coupon_store.get_template(b, template)
+    ledger = real.Ledger(b, "cmp_dead", "once")
+    key = real.reach_key(b, "m_dead")
+    mark = real.Mark("c", real.new_group(), clock.time() - 10, int(clock.time()))
+    assert ledger.claim(real.Claim("m_dead", key, mark)) == "claimed"
+    now = datetime.now(timezone.utc)
+    from chalicelib.domain.coupons import derived_code
+    final = real.Final("m_dead", "sent", coupon=derived_code(b"k", "cmp_dead", "once", "m_dead"))
+    issued = [("m_dead", final.coupon, score.Keys("sz", None, "S1"), days()[1])]
+
+    def extend(tx, outcome_key):
+        store.add_issued(tx, b, t, issued, outcome_key, valid_until="2030-01-01T00:00:00Z", campaign_id="cmp_dead",
+                         fire="once", shard=0, now=now)
+    assert ledger.close(key, mark.text(), final, now, extend=extend)
+    assert not ledger.close(key, mark.text(), final, now, extend=extend)       # closed already: nothing again
+    assert coupon_store.shard_issued(b, template, 1, consistent=True) == {0: 1}
+    yesterday, today = days()
+    board = brand.admin("GET", f"/stats?from={yesterday}&to={today}&by=store").json()
+    assert board["totals"]["coupons_issued"] == 1
+    events = [e for e in bus.events(b, "coupon.issued") if e["detail"]["member_id"] == "m_dead"]
+    assert len(events) == 1 and events[0]["detail"]["code"] == final.coupon
