@@ -53,6 +53,17 @@ def new_code(randbelow=secrets.randbelow) -> str:
     return body + check_char(body)
 
 
+def derived_code(key: bytes, *parts: str) -> str:
+    """A code the brand gives once per `parts` (a campaign coupon: campaign, run, member): keyed
+    HMAC-SHA256, the first 65 bits in ALPHABET plus the check character, so it reads and checks like
+    new_code's. The same parts always give the same code: a retried issue writes the same coupon,
+    and a conditional put makes it idempotent without an issue-key item. Unguessable without `key`."""
+    digest = hmac.new(key, "|".join(parts).encode(), hashlib.sha256).digest()
+    bits = int.from_bytes(digest[:9], "big")
+    body = "".join(ALPHABET[(bits >> (5 * i)) & 31] for i in range(RANDOM_CHARS))
+    return body + check_char(body)
+
+
 def normalize_code(raw: object) -> str | None:
     """The code as stored, or None when it cannot be one (wrong length, alphabet or check character).
     Tolerates what a person types: lower case, spaces, dashes."""

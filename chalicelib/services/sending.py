@@ -125,8 +125,8 @@ class LedgerStore(Protocol):
     def claim(self, c: ledger.Claim) -> str: ...
     def read_mark(self, key: tuple[str, str]) -> tuple[str | None, dict]: ...
     def release(self, key: tuple[str, str], claimed: str, released: ledger.Mark) -> bool: ...
-    def record(self, group: str, part: int, finals: list[ledger.Final], now: datetime) -> bool: ...
-    def close(self, key: tuple[str, str], seen: str, final: ledger.Final, now: datetime) -> bool: ...
+    def record(self, group: str, part: int, finals: list[ledger.Final], now: datetime, extend=None) -> bool: ...
+    def close(self, key: tuple[str, str], seen: str, final: ledger.Final, now: datetime, extend=None) -> bool: ...
     def group_outcomes(self, group: str) -> dict[str, list]: ...
 
 
@@ -247,6 +247,8 @@ class ChunkRun:
         self.held: list[tuple[rules.Recipient, float]] = []
         self.counts: dict[str, int] = {}
         self._outcomes_seen: dict[str, dict] = {}
+        self._coupons = None                         # services.campaign_coupons.CampaignCoupons, once needed
+        self._coupons_lock = threading.Lock()
         seen: set[str] = set()
         self.recipients = []
         for data in body.get("recipients", []):
@@ -377,7 +379,14 @@ class ChunkRun:
             final = ledger.Final(t.recipient.member_id, "held_out")
         else:
             final = ledger.Final(t.recipient.member_id, "failed", rules.OUTCOME_UNKNOWN)
-        if self.ledger.close(t.key, text, final, self.clock.now()):
+        extend = None
+        run_coupons = self._campaign_coupons() if mark.state == "c" else None
+        if run_coupons is not None and run_coupons.fast:
+            code = run_coupons.evidence(t.recipient.member_id)     # written only after WeChat accepted it
+            if code is not None:
+                final = ledger.Final(t.recipient.member_id, "sent", coupon=code)
+                extend = run_coupons.extension([final])
+        if self.ledger.close(t.key, text, final, self.clock.now(), extend=extend):
             self.counts[final.state] = self.counts.get(final.state, 0) + 1
         return None
 
@@ -457,7 +466,7 @@ class ChunkRun:
             self.gate.acquire()
             try:
                 self._call(r)
-                return Sent(r, token, "sent", coupon=self._coupon(r))
+                return Sent(r, token, "sent", coupon=self._coupon(r, token))
             except WeChatError as err:
                 last = err
                 outcome = rules.classify(err.errcode, api=err.api, outcome_unknown=err.outcome_unknown)
@@ -493,10 +502,34 @@ class ChunkRun:
         else:
             self.api.custom_send_text(openid, m.text)
 
-    def _coupon(self, r: rules.Recipient) -> str | None:
+    def _campaign_coupons(self):
+        """The run's coupon (services.campaign_coupons), made on first use; None without one."""
+        if not self.spec.coupon_template_id:
+            return None
+        with self._coupons_lock:              # the pool's threads ask at once: one instance remembers every coupon
+            if self._coupons is None:
+                from chalicelib.services.campaign_coupons import CampaignCoupons   # only campaigns that attach one
+                self._coupons = CampaignCoupons(self.brand, self.campaign.campaign_id, self.fire,
+                                                self.spec.coupon_template_id)
+        return self._coupons
+
+    def _coupon(self, r: rules.Recipient, t: Todo | None = None) -> str | None:
         template = self.spec.coupon_template_id
         if not template:
             return None
+        run_coupons = self._campaign_coupons()
+        if run_coupons.fast and t is not None and t.mark:
+            # through the ledger: a derived code, one conditional put; counted with the group. If it
+            # cannot be written, the recipient stays claimed: the chunk fails, and whoever closes the
+            # claim after its lease finds the coupon (sent, counted then) or not (outcome_unknown)
+            claimed_at = datetime.fromtimestamp(ledger.Mark.parse(t.mark).at, timezone.utc)
+            for attempt in range(1, COUPON_ATTEMPTS + 1):
+                try:
+                    return run_coupons.issue(r.member_id, claimed_at)
+                except Exception:  # noqa: BLE001 - retried, then the chunk fails (see above)
+                    if attempt == COUPON_ATTEMPTS:
+                        raise
+                    self.clock.sleep(rules.backoff(attempt))
         from chalicelib.services import coupons            # loaded only by campaigns that attach one
         for attempt in range(1, COUPON_ATTEMPTS + 1):
             try:
@@ -542,15 +575,25 @@ class ChunkRun:
         for group_id, group in list(self.groups.items()):
             if group.finals and (force or len(group.finals) >= group.size):
                 finals, group.finals = group.finals, []
-                if not self.ledger.record(group_id, group.part, finals, self.clock.now()):
-                    logger.warning("a group part was recorded already", extra={"group": group_id})
-                group.part += 1
+                for part in self._coupon_parts(finals):
+                    extend = self._coupons.extension(part) if self._coupons is not None and self._coupons.fast \
+                        else None
+                    if not self.ledger.record(group_id, group.part, part, self.clock.now(),
+                                              extend=extend):
+                        logger.warning("a group part was recorded already", extra={"group": group_id})
+                    group.part += 1
                 group.size -= len(finals)
                 sent = sum(1 for f in finals if f.state == "sent")
                 if sent:
                     count("CampaignMessagesSent", sent)
             if group.size <= 0 and not group.finals:
                 del self.groups[group_id]
+
+    def _coupon_parts(self, finals: list) -> list[list]:
+        """One part, unless the coupons' counters would not fit one transaction (campaign_coupons)."""
+        if self._coupons is None or not self._coupons.fast:
+            return [finals]
+        return self._coupons.parts(finals, fixed_items=1 + len(ledger._counts(finals)))
 
     # -- stopping early -------------------------------------------------------------------------
     def _should_stop(self) -> str | None:

@@ -179,22 +179,30 @@ def shard_issued(brand_id: str, template_id: str, shards: int, *, consistent: bo
     return {n: found.get(key[0], 0) for n, key in enumerate(keys)}
 
 
+def new_coupon(brand_id: str, t: rules.Template, *, member_id: str, code: str, now: datetime, source: str,
+               retention_days: int, touch: dict | None = None) -> Coupon:
+    """A coupon item as issued: in the member's wallet (gsi1) until it expires, kept `retention_days` after."""
+    touch = touch or {}
+    valid_from, valid_until = rules.validity(t, now)
+    return Coupon(coupon_pk(brand_id, code), "COUPON", brand_id=brand_id, code=code, template_id=t.template_id,
+                  member_id=member_id, state="issued", coupon_kind=t.kind, value=t.value,
+                  min_spend_cents=t.min_spend_cents, store_ids=list(t.store_ids) if t.store_ids is not None else None,
+                  name=t.name, valid_from=iso(valid_from), valid_until=iso(valid_until), claimed_at=iso(now),
+                  source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
+                  expires_at=valid_until + timedelta(days=retention_days),
+                  touch_store_id=touch.get("store_id"), touch_guide_id=touch.get("guide_id"),
+                  touch_scene=touch.get("scene"))
+
+
 def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code: str, now: datetime,
           source: str, retention_days: int, issue_key: str | None = None, touch: dict | None = None,
           extend=None) -> Coupon:
     """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued, CodeTaken
     or ShardBusy. `touch`: the member's first touch (store_id, guide_id, scene) kept on the coupon;
     `extend(tx)` adds the scoreboard's counters to the same transaction."""
-    touch = touch or {}
-    valid_from, valid_until = rules.validity(t, now)
-    coupon = Coupon(coupon_pk(brand_id, code), "COUPON", brand_id=brand_id, code=code, template_id=t.template_id,
-                    member_id=member_id, state="issued", coupon_kind=t.kind, value=t.value,
-                    min_spend_cents=t.min_spend_cents, store_ids=list(t.store_ids) if t.store_ids is not None else None,
-                    name=t.name, valid_from=iso(valid_from), valid_until=iso(valid_until), claimed_at=iso(now),
-                    source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
-                    expires_at=valid_until + timedelta(days=retention_days),
-                    touch_store_id=touch.get("store_id"), touch_guide_id=touch.get("guide_id"),
-                    touch_scene=touch.get("scene"))
+    coupon = new_coupon(brand_id, t, member_id=member_id, code=code, now=now, source=source,
+                        retention_days=retention_days, touch=touch)
+    valid_until = parse(coupon.valid_until)
     tx = Tx()
     shard_item = StockShard(*stock_key(brand_id, t.template_id, shard))
     if t.total_stock is None:

@@ -323,24 +323,30 @@ class Ledger:
             raise
 
     # -- outcomes ---------------------------------------------------------------------------------
-    def record(self, group: str, part: int, finals: list[Final], now: datetime) -> bool:
+    def record(self, group: str, part: int, finals: list[Final], now: datetime, extend=None) -> bool:
         """One group's outcomes (one item) and the tallies they add to, in one transaction. False if
-        that part was written already (nothing written again)."""
+        that part was written already (nothing written again). `extend(tx, key)` adds what else the
+        outcomes move (a campaign coupon's counters and event: services.campaign_coupons), `key`
+        being the outcome item's."""
         counts = _counts(finals)
         entries = json.dumps({f.member_id: [f.state, f.reason, f.errcode, f.coupon] for f in finals},
                              separators=(",", ":"))
 
         def build():
             tx = Tx()
-            tx.save("group", DeliveryGroup(self._shard_pk(group_shard(group)), f"G#{group}#{part}", entries=entries,
-                                           at=now.isoformat()), DeliveryGroup.pk.does_not_exist())
+            key = (self._shard_pk(group_shard(group)), f"G#{group}#{part}")
+            tx.save("group", DeliveryGroup(*key, entries=entries, at=now.isoformat()),
+                    DeliveryGroup.pk.does_not_exist())
             self._add_tallies(tx, counts)
+            if extend is not None:
+                extend(tx, key)
             return tx
         return not retrying(build)
 
-    def close(self, key: tuple[str, str], seen: str, final: Final, now: datetime) -> bool:
+    def close(self, key: tuple[str, str], seen: str, final: Final, now: datetime, extend=None) -> bool:
         """A claimant died before recording `final.member_id`: close its mark (only the exact mark
-        read) with that outcome, in one transaction with the outcome item and its tally."""
+        read) with that outcome, in one transaction with the outcome item and its tally (and what
+        `extend(tx, key)` adds, as in record)."""
         group = new_group()
         closed = Mark("f", group, 0, int(now.timestamp()), final.reason)
         entries = json.dumps({final.member_id: [final.state, final.reason, final.errcode, final.coupon]})
@@ -359,6 +365,10 @@ class Ledger:
                                          "UpdateExpression": "SET #k = :k ADD #n :n",
                                          "ExpressionAttributeNames": {"#k": "kind", "#n": "n"},
                                          "ExpressionAttributeValues": {":k": _s("tally"), ":n": _n(n)}}})
+            if extend is not None:
+                more = Tx()
+                extend(more, (self._shard_pk(group_shard(group)), f"G#{group}#0"))
+                items += more.raw_items()
             try:
                 _client().transact_write_items(TransactItems=items)
                 return True

@@ -21,6 +21,7 @@ class MemoryLedger:
         self.items: dict[tuple[str, str], dict] = {}
         self.parts: dict[tuple[str, int], dict[str, list]] = {}
         self.tallies: dict[str, int] = {}
+        self.extended: list = []          # (group part, extend) handed to record/close
         self.writes = 0
         self.lock = threading.Lock()
 
@@ -91,21 +92,25 @@ class MemoryLedger:
             item[self.mark_attr] = released.text()
             return True
 
-    def record(self, group: str, part: int, finals: list[Final], now: datetime) -> bool:
+    def record(self, group: str, part: int, finals: list[Final], now: datetime, extend=None) -> bool:
         with self.lock:
             if (group, part) in self.parts:
                 return False
+            if extend is not None:      # what a coupon adds is DynamoDB's to commit: kept for tests to look at
+                self.extended.append(((group, part), extend))
             self.parts[(group, part)] = {f.member_id: [f.state, f.reason, f.errcode, f.coupon] for f in finals}
             for outcome, n in real._counts(finals).items():
                 self.tallies[outcome] = self.tallies.get(outcome, 0) + n
             return True
 
-    def close(self, key, seen: str, final: Final, now: datetime) -> bool:
+    def close(self, key, seen: str, final: Final, now: datetime, extend=None) -> bool:
         with self.lock:
             item = self.items.get(key, {})
             if item.get(self.mark_attr) != seen:
                 return False
             group = real.new_group()
+            if extend is not None:
+                self.extended.append(((group, 0), extend))
             item[self.mark_attr] = Mark("f", group, 0, int(now.timestamp()), final.reason).text()
             self.parts[(group, 0)] = {final.member_id: [final.state, final.reason, final.errcode, final.coupon]}
             for outcome, n in real._counts([final]).items():

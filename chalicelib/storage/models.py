@@ -284,6 +284,7 @@ class TemplateTotals(Item, discriminator="template_totals"):
 
 class MemberClaims(Item, discriminator="member_claims"):
     claimed = NumberAttribute(default=0)
+    last_issue = UnicodeAttribute(null=True)     # the campaign run that counted last (a retried count is refused)
 
 
 class Coupon(Item, discriminator="coupon"):

@@ -50,6 +50,13 @@ class Tx:
         self._tx.delete(model, condition=condition)
         self._labels["delete"].append(label)
 
+    def raw_items(self) -> list[dict]:
+        """The items as TransactItems entries, for a caller that writes its transaction through the
+        client (storage.ledger's close), in the order PynamoDB would send them."""
+        t = self._tx
+        return ([{"ConditionCheck": i} for i in t._condition_check_items] + [{"Delete": i} for i in t._delete_items]
+                + [{"Put": i} for i in t._put_items] + [{"Update": i} for i in t._update_items])
+
     def attempt(self) -> set[str]:
         """Commit; return the labels whose condition failed (empty: committed, or nothing to write).
         Raises Conflicted when a concurrent transaction held an item, anything else as it came."""

@@ -1,0 +1,102 @@
+"""Campaign coupons on the delivery ledger (issue 10): what a delivered recipient's coupon writes, and
+what a delivery group's record adds for the coupons it holds.
+
+Per recipient: the member's allowance (MemberClaims, one conditional UpdateItem that also names the
+run, so a retried count is refused) and the coupon (one conditional PutItem of a small item; its code
+is derived from campaign, run and member, so a retry writes the same coupon or finds it written).
+Per group, in the group's own record transaction (storage.ledger.record: conditional on the group
+part not being recorded yet, so a retried group counts nothing twice): the template's issued count
+(its stock shard's counter), the scoreboard's `coupons_issued` by day/store/guide/channel and the
+template's rows, and ONE outbox item that names the group's outcome item; the publisher
+(services.outbox) reads that item and puts one `coupon.issued` event per coupon on the bus.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
+
+from chalicelib.domain import coupons as rules
+from chalicelib.domain import scoreboard as score
+from chalicelib.storage import scoreboard as counters
+from chalicelib.storage.coupons import CodeTaken, get_coupon, stock_key
+from chalicelib.storage.members import outbox_item
+from chalicelib.storage.models import Coupon, MemberClaims, StockShard
+from chalicelib.storage.tx import Tx
+
+EVENT_TOPIC = "events"      # an outbox item standing for one event per coupon of a delivery group
+
+
+def _refused(err: Exception) -> bool:
+    return getattr(err, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
+def claims_key(brand_id: str, member_id: str, template_id: str) -> tuple[str, str]:
+    return f"B#{brand_id}#CLAIMS#{member_id}#{template_id}", "CLAIMS"
+
+
+def take_allowance(brand_id: str, member_id: str, template_id: str, limit: int, issue: str) -> bool:
+    """One unit of the member's per-template limit for issue `issue` (a campaign run): True if taken
+    now or by an earlier try of the same issue, False at the limit. A container dying after this
+    and before the coupon leaves the member one unit short (never one coupon over)."""
+    item = MemberClaims(*claims_key(brand_id, member_id, template_id))
+    try:
+        item.update(actions=[MemberClaims.claimed.add(1), MemberClaims.kind.set(MemberClaims),
+                             MemberClaims.last_issue.set(issue)],
+                    condition=((MemberClaims.claimed.does_not_exist() | (MemberClaims.claimed < limit))
+                               & (MemberClaims.last_issue.does_not_exist() | (MemberClaims.last_issue != issue))))
+        return True
+    except UpdateError as err:
+        if not _refused(err):
+            raise
+    try:
+        current = MemberClaims.get(*claims_key(brand_id, member_id, template_id), consistent_read=True)
+    except DoesNotExist:
+        return False
+    return current.last_issue == issue
+
+
+def put(coupon: Coupon) -> Coupon:
+    """Write the coupon unless it exists. Its code is derived from what it is issued for, so a
+    coupon found under that code is this one written by an earlier try (the same member and
+    template), returned as it is now (it may be redeemed already); anything else is a collision."""
+    try:
+        coupon.save(condition=Coupon.pk.does_not_exist())
+        return coupon
+    except PutError as err:
+        if not _refused(err):
+            raise
+    found = get_coupon(coupon.brand_id, coupon.code)
+    if found is None or found.member_id != coupon.member_id or found.template_id != coupon.template_id:
+        raise CodeTaken()
+    return found
+
+
+def evidence(brand_id: str, code: str, member_id: str, template_id: str) -> Coupon | None:
+    """The coupon a campaign run derived for the member, if it was written (consistent read)."""
+    found = get_coupon(brand_id, code)
+    if found is None or found.member_id != member_id or found.template_id != template_id:
+        return None
+    return found
+
+
+def add_issued(tx: Tx, brand_id: str, t: rules.Template, issued: list[tuple[str, str, score.Keys, str]],
+               outcome_key: tuple[str, str], *, valid_until: str, campaign_id: str, fire: str, shard: int,
+               now: datetime) -> None:
+    """Count `issued` coupons ((member, code, first-touch keys, issue day) each) in `tx`: the template's
+    issued count, the scoreboard, and one outbox item naming the outcome item that lists them."""
+    tx.update("coupon-stock", StockShard(*stock_key(brand_id, t.template_id, 0)),
+              [StockShard.issued.add(len(issued)), StockShard.kind.set(StockShard)])
+    deltas = score.merge([d for _member, _code, keys, day in issued
+                          for d in score.coupon_issued(day=day, member=keys, template_id=t.template_id)])
+    counters.add(tx, brand_id, deltas, shard)
+    tx.save("coupon-events", outbox_item(EVENT_TOPIC, "coupon.issued", brand_id, {
+        "brand_id": brand_id, "template_id": t.template_id, "source": "campaign", "valid_until": valid_until,
+        "campaign_id": campaign_id, "fire": fire, "outcomes": list(outcome_key)}, now))
+
+
+def counter_items(t: rules.Template, issued: list[tuple[str, str, score.Keys, str]]) -> int:
+    """How many items add_issued writes for `issued` (a transaction holds at most 100)."""
+    deltas = score.merge([d for _member, _code, keys, day in issued
+                          for d in score.coupon_issued(day=day, member=keys, template_id=t.template_id)])
+    return len(deltas) + 2
