@@ -415,7 +415,7 @@ class CallClock:
 def create_campaign(**variant) -> dict:
     """The bench campaign; `variant` adds `limits`, `coupon_template_id` or an `audience` sample."""
     from chalicelib.services import campaigns
-    body = {"name": "bench special", "message": {"channel": "mp_subscribe", "template_id": TEMPLATE,
+    body = {"name": "bench special", "message": {"medium": "mp_subscribe", "template_id": TEMPLATE,
                                                  "page": "pages/special/index",
                                                  "data": {"thing1": {"value": "10 off today"}}},
             "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}}

@@ -68,7 +68,7 @@ def flash_sale_model(rate: int = 100_000, stock: int = 10_000, containers: int =
     from datetime import datetime, timezone
     from chalicelib.domain import coupons as rules
     from chalicelib.services import coupons as service
-    from chalicelib.storage import coupons as store
+    from chalicelib.storage import coupons as coupon_store
     from chalicelib.storage.models import Brand
     from chalicelib.storage.tx import Tx
 
@@ -79,8 +79,8 @@ def flash_sale_model(rate: int = 100_000, stock: int = 10_000, containers: int =
     writes: collections.Counter = collections.Counter()
     reads: collections.Counter = collections.Counter()
     refused_writes = 0
-    original_commit, original_read, original_time = Tx.commit, store.shard_issued, service.time
-    original_issue = store.issue
+    original_commit, original_read, original_time = Tx.commit, coupon_store.shard_issued, service.time
+    original_issue = coupon_store.issue
     clock = [0.0]
 
     def issue(brand_id, t, *, shard, **kwargs):
@@ -88,9 +88,9 @@ def flash_sale_model(rate: int = 100_000, stock: int = 10_000, containers: int =
         # that item. Short-cut here: building the whole transaction 100,000 times would take minutes.
         nonlocal refused_writes
         if issued_by_shard[shard] >= rules.shard_quota(stock, t.shards, shard):
-            writes[store.stock_key(brand_id, t.template_id, shard)] += 1
+            writes[coupon_store.stock_key(brand_id, t.template_id, shard)] += 1
             refused_writes += 1
-            raise store.OutOfStock()
+            raise coupon_store.OutOfStock()
         return original_issue(brand_id, t, shard=shard, **kwargs)
 
     def record(self, refusals=None):
@@ -103,10 +103,10 @@ def flash_sale_model(rate: int = 100_000, stock: int = 10_000, containers: int =
 
     def read(brand_id, template_id, shards, consistent=False):
         for n in range(shards):
-            reads[store.stock_key(brand_id, template_id, n)] += 1
+            reads[coupon_store.stock_key(brand_id, template_id, n)] += 1
         return {n: issued_by_shard[n] for n in range(shards)}
 
-    Tx.commit, store.shard_issued, store.issue = record, read, issue
+    Tx.commit, coupon_store.shard_issued, coupon_store.issue = record, read, issue
     service.time = types.SimpleNamespace(monotonic=lambda: clock[0], time=original_time.time)
     brand = Brand("B#bench", "BRAND", brand_id="bench", name="b", timezone="Asia/Shanghai", created_at="",
                   secret_ref="")
@@ -121,12 +121,12 @@ def flash_sale_model(rate: int = 100_000, stock: int = 10_000, containers: int =
             try:
                 service._issue(brand, template, f"m_{i}", source="claim", issue_key=None, now=now)
                 issued += 1
-            except store.OutOfStock:
+            except coupon_store.OutOfStock:
                 refused_claims += 1
                 refused_with_stock_left += sum(issued_by_shard.values()) < stock
     finally:
-        Tx.commit, store.shard_issued, service.time = original_commit, original_read, original_time
-        store.issue = original_issue
+        Tx.commit, coupon_store.shard_issued, service.time = original_commit, original_read, original_time
+        coupon_store.issue = original_issue
         service._empty_shards, service._shards_read_at = shared
     partitions = collections.Counter()
     for (pk, _sk), n in writes.items():

@@ -248,7 +248,7 @@ def _touch(openid: str, campaigns: int) -> None:
     member_id = members.find_member_id("demo", "mp", openid)
     for _ in range(campaigns):
         cid = campaign_service.create_campaign("demo", {
-            "name": "bench", "message": {"channel": "mp_subscribe", "template_id": "TPL_bench", "page": "pages/x",
+            "name": "bench", "message": {"medium": "mp_subscribe", "template_id": "TPL_bench", "page": "pages/x",
                                          "data": {"thing1": "x"}},
             "schedule": {"at": (now + timedelta(hours=1)).isoformat()}, "attribution_days": 7})["campaign_id"]
         _TOUCHED.append(cid)

@@ -22,12 +22,12 @@ def run() -> list[tuple[str, str]]:
     try:
         from chalicelib.domain import package_codes as rules
         from chalicelib.services import coupons, package_codes
-        from chalicelib.storage import package_codes as store
+        from chalicelib.storage import package_codes as package_code_store
         from chalicelib.storage.models import PackageBatch
         tpl = coupons.create_template("demo", {"name": "pk", "kind": "cash_off", "value": 1000,
                                                "valid_days_after_claim": 30, "total_stock": COUNT,
                                                "per_member_limit": 1})["template_id"]
-        store.create_batch(PackageBatch(*store.batch_key("demo", "bench"), brand_id="demo", batch_id="bench",
+        package_code_store.create_batch(PackageBatch(*package_code_store.batch_key("demo", "bench"), brand_id="demo", batch_id="bench",
                                         count=COUNT, channel="S2", coupon_template_id=tpl,
                                         secret=os.urandom(32).hex(), request_hash="-", state="minting", pages_done=0,
                                         minted=0, created_at="2026-01-01T00:00:00Z"))
@@ -35,7 +35,7 @@ def run() -> list[tuple[str, str]]:
         with counting.Window() as w:
             assert package_codes.mint("demo", "bench")
         took = time.perf_counter() - started
-        batch = store.get_batch("demo", "bench")
+        batch = package_code_store.get_batch("demo", "bench")
         assert int(batch.minted) == COUNT and batch.state == "complete"
         started = time.perf_counter()
         text = "".join(f"{c},{rules.scene(c)}\n" for c in rules.codes(os.urandom(32), 0, LARGEST))

@@ -70,7 +70,7 @@ def _campaign(audience: dict) -> str:
     from chalicelib.services import campaigns
     return campaigns.create_campaign("demo", {
         "name": "bench planner", "audience": audience,
-        "message": {"channel": "mp_subscribe", "template_id": "TPL_bench", "page": "pages/x/index",
+        "message": {"medium": "mp_subscribe", "template_id": "TPL_bench", "page": "pages/x/index",
                     "data": {"thing1": {"value": "10 off"}}},
         "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}})["campaign_id"]
 
@@ -97,7 +97,7 @@ def plan(audience: dict) -> dict:
     from chalicelib.services import planning
     campaign_id = _campaign(audience)
     _drain("send")
-    planning.handle({"kind": "fire", "brand_id": "demo", "campaign_id": campaign_id, "fire": "f1"})
+    planning.handle({"kind": "fire", "brand_id": "demo", "campaign_id": campaign_id, "run_id": "f1"})
     shards = _drain("plan")
     METER.calls = []
     METER.on = True

@@ -128,7 +128,7 @@ CAMPAIGN = obj([], name=s(100, min_len=1), coupon_template_id=s(64, null=True, m
                                                    "'0 10 * * ? *', timezone?}"},
                audience={**SECTION, "description": "{tags_any?, tags_all?, store_ids?, joined_after?, "
                                                    "joined_before?, sample_percent?}"},
-               message={**SECTION, "description": "{channel: mp_subscribe|oa_template|oa_custom, template_id?, "
+               message={**SECTION, "description": "{medium: mp_subscribe|oa_template|oa_custom (the old name channel is accepted), template_id?, "
                                                   "page?, data?, text?}"},
                limits={**SECTION, "description": "{per_second?: 1-10000, frequency_cap_per_day?: 1-100}"},
                quiet_hours={"description": "{start: 'HH:MM', end: 'HH:MM'} in the schedule's time zone"})
@@ -317,7 +317,7 @@ ROUTES: dict[tuple[str, str], Op] = {
                       "invalid_quiet_hours", "invalid_timezone"], 404: ["unknown_coupon_template"],
                 503: ["scheduler_unavailable"]},
         request_example={"name": "Double 11", "audience": {"tags_any": ["vip"]},
-                         "message": {"channel": "oa_custom", "text": "50% off today"},
+                         "message": {"medium": "oa_custom", "text": "50% off today"},
                          "schedule": {"cron": "0 10 * * ? *", "timezone": "Asia/Shanghai"}}),
     ("GET", "/admin/{brand_id}/campaigns"): Op("The brand's campaigns (a summary each; GET one for its stats)", A,
                                                {200: listing("campaigns", out("campaign_id", "name", "state",
@@ -336,7 +336,7 @@ ROUTES: dict[tuple[str, str], Op] = {
     ("GET", "/admin/{brand_id}/campaigns/{campaign_id}/deliveries"): Op(
         "A campaign's deliveries, a page at a time", A,
         {200: listing("deliveries", ANY_OBJ, "next_cursor")},
-        query={"state": s(enum=["sending", "retry", "sent", "skipped", "failed"]), "limit": s(), "cursor": s()},
+        query={"state": s(enum=["sent", "skipped", "failed", "held_out"]), "limit": s(), "cursor": s()},
         errors={400: ["invalid_state", "invalid_cursor"], 404: ["unknown_campaign"]}, tag="campaigns"),
     ("POST", "/admin/{brand_id}/campaigns/preview"): Op(
         "How many members an audience would plan: exact up to 16 x 128 members in the join window, else an "
@@ -348,7 +348,7 @@ ROUTES: dict[tuple[str, str], Op] = {
                     message={**SECTION, "description": "as a campaign's message (validated alike)"}),
         errors={400: ["invalid_audience", "invalid_tags_any", "invalid_tags_all", "invalid_store_ids",
                       "invalid_joined_after", "invalid_joined_before", "invalid_sample_percent",
-                      "invalid_holdout_percent", "invalid_message", "unknown_channel", "missing_template_id",
+                      "invalid_holdout_percent", "invalid_message", "unknown_medium", "conflicting_medium", "missing_template_id",
                       "missing_text", "invalid_timezone"]},
         tag="campaigns", request_example={"audience": {"tags_any": ["vip"]}}),
     ("GET", "/admin/{brand_id}/guide-tasks"): Op(

@@ -92,7 +92,7 @@ QUEUES: tuple[Queue, ...] = (
           visibility_timeout=720, max_receive_count=5, batch_size=1, consumer_timeout=120, consumer_memory=1769),
     # Campaign chunks (hundreds of recipients each) for the sender; the chunks of a batch run side
     # by side over one bounded pool of WeChat calls. A chunk that keeps failing lands in the DLQ as
-    # it was queued (brand, campaign, fire, recipients): redriving it resumes it, the ledger skips
+    # it was queued (brand, campaign, run, recipients): redriving it resumes it, the ledger skips
     # whoever was already served.
     Queue(key="send", env="SIYU_SEND_QUEUE_URL", handler="handlers.send.handler",
           visibility_timeout=720, max_receive_count=5, batch_size=4, consumer_timeout=120, consumer_memory=512),

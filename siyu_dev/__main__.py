@@ -294,7 +294,7 @@ def cmd_campaign(args) -> None:
     status, campaign = http("POST", f"{api}/admin/demo/campaigns", {
         # one demo shopper: no control group (the default 5 % holdout could hold them out)
         "name": "今日特价 daily special", "audience": {"tags_any": ["shenzhen"], "holdout_percent": 0},
-        "message": {"channel": "mp_subscribe", "template_id": DEMO_SUBSCRIBE_TEMPLATE, "page": "pages/special/index",
+        "message": {"medium": "mp_subscribe", "template_id": DEMO_SUBSCRIBE_TEMPLATE, "page": "pages/special/index",
                     "data": {"thing1": {"value": "Oolong milk tea"}, "amount2": {"value": "¥9.9"}}},
         "schedule": {"at": at}}, admin)
     _show("campaign", status, campaign)

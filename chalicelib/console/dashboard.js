@@ -23,7 +23,7 @@
     "tpl.remaining": ["剩余", "Remaining"], "tpl.created": ["已创建", "Created"],
     "kind.cash_off": ["满减券", "Cash off"], "kind.percent_off": ["折扣券", "Percent off"], "kind.gift": ["礼品券", "Gift"],
     "cmp.create": ["新建活动", "New campaign"], "cmp.name": ["活动名称", "Name"], "cmp.tags_any": ["标签（任一，逗号分隔）", "Tags (any, comma-separated)"],
-    "cmp.store_ids": ["门店（逗号分隔）", "Stores (comma-separated)"], "cmp.channel": ["消息渠道", "Channel"],
+    "cmp.store_ids": ["门店（逗号分隔）", "Stores (comma-separated)"], "cmp.medium": ["发送方式", "Medium"],
     "cmp.template_id": ["消息模板 ID", "Message template id"], "cmp.page": ["跳转页面", "Page"], "cmp.coupon": ["附带优惠券模板（可选）", "Coupon template (optional)"],
     "cmp.data": ["模板数据（JSON）", "Template data (JSON)"], "cmp.at": ["发送时间", "Send at"], "cmp.list": ["活动列表", "Campaigns"],
     "cmp.state": ["状态", "State"], "cmp.open": ["查看", "Open"], "cmp.pause": ["暂停", "Pause"], "cmp.resume": ["恢复", "Resume"],
@@ -185,7 +185,7 @@
     const audience = formAudience();
     const at = $("cmp-at").value ? new Date($("cmp-at").value) : new Date(Date.now() + 60e3);
     const body = { name: $("cmp-name").value.trim(), audience,
-                   message: { channel: $("cmp-channel").value, template_id: $("cmp-template").value.trim(), page: $("cmp-page").value.trim(), data },
+                   message: { medium: $("cmp-medium").value, template_id: $("cmp-template").value.trim(), page: $("cmp-page").value.trim(), data },
                    schedule: { at: at.toISOString() } };
     if ($("cmp-coupon").value.trim()) body.coupon_template_id = $("cmp-coupon").value.trim();
     try {

@@ -48,14 +48,26 @@ def after_run(state: str, recurring: bool) -> str:
     return "completed"
 
 
-def fire_decision(state: str, current_run: str | None, fire: str) -> str:
+def run_id_of(body: dict, *, required: bool = True) -> str | None:
+    """The run a plan/send queue body belongs to: `run_id`, or `fire`, its name in bodies queued
+    before the rename (chunks and shards in flight during a deploy, parked or DLQ'd messages)."""
+    if "run_id" in body:
+        return body["run_id"]
+    if "fire" in body:
+        return body["fire"]
+    if required:
+        raise KeyError("run_id")
+    return None
+
+
+def fire_decision(state: str, current_run: str | None, run_id: str) -> str:
     """What a fire of the schedule does: start | continue | park | drop."""
     if state == "scheduled":
-        return "continue" if current_run == fire else "start"
+        return "continue" if current_run == run_id else "start"
     if state == "running":
         # a duplicate fire, or a continuation, of the run in progress; a recurring fire that
         # overlaps a run still in progress is dropped (the next one will come)
-        return "continue" if current_run == fire else "drop"
+        return "continue" if current_run == run_id else "drop"
     if state == "paused":
         return "park"
     return "drop"
@@ -85,21 +97,21 @@ class Recipient:
         subscribed = data.get("s")
         return cls(data["m"], data.get("mp"), data.get("oa"), None if subscribed is None else bool(subscribed))
 
-    def openid(self, channel: str) -> str | None:
-        return self.mp_openid if channel == "mp_subscribe" else self.oa_openid
+    def openid(self, medium: str) -> str | None:
+        return self.mp_openid if medium == "mp_subscribe" else self.oa_openid
 
 
-def precheck(channel: str, recipient: Recipient) -> str | None:
-    """A skip reason known before any write: no openid for the channel, or an OA follower who left."""
-    if not recipient.openid(channel):
+def precheck(medium: str, recipient: Recipient) -> str | None:
+    """A skip reason known before any write: no openid for the medium, or an OA follower who left."""
+    if not recipient.openid(medium):
         return "no_openid"
-    if channel in ("oa_template", "oa_custom") and recipient.oa_subscribed is False:
+    if medium in ("oa_template", "oa_custom") and recipient.oa_subscribed is False:
         return "unsubscribed"
     return None
 
 
-def needs_credit(channel: str) -> bool:
-    return channel == "mp_subscribe"
+def needs_credit(medium: str) -> bool:
+    return medium == "mp_subscribe"
 
 
 def frequency_day(now: datetime, tz: str) -> str:
@@ -113,7 +125,7 @@ def under_cap(count: int, cap: int | None) -> bool:
 
 @dataclass(frozen=True)
 class Outcome:
-    kind: str                    # sent | retry | token | skip | fail | config
+    state: str                   # sent | retry | token | skipped | failed | config
     reason: str | None = None
 
 
@@ -123,14 +135,14 @@ OUTCOME_UNKNOWN = "outcome_unknown"
 # the one table of WeChat answers (pure), shared with welcome messages and every other caller
 from chalicelib.wechat import errors as answers  # noqa: E402 - kept beside its only use in this module
 
-_OUTCOMES = {answers.TRANSIENT: "retry", answers.TOKEN_INVALID: "token", answers.RECIPIENT: "skip",
-             answers.REQUEST: "fail", answers.OUTCOME_UNKNOWN: "fail", answers.CONFIG: "config"}
+_OUTCOMES = {answers.TRANSIENT: "retry", answers.TOKEN_INVALID: "token", answers.RECIPIENT: "skipped",
+             answers.REQUEST: "failed", answers.OUTCOME_UNKNOWN: "failed", answers.CONFIG: "config"}
 
 
 def classify(errcode: int | None, *, api: str | None = None, outcome_unknown: bool = False) -> Outcome:
     """What a WeChat answer means for this recipient (chalicelib.wechat.errors decides): sent;
     retry (WeChat certainly did not act: busy, rate limits, 5xx, no connection); token (refresh
-    once, then retry); skip (a permanent answer about this user); fail (a permanent answer about the
+    once, then retry); skipped (a permanent answer about this user); failed (a permanent answer about the
     request, or `outcome_unknown`: it may have been delivered, so it is never sent again); config
     (the account is misconfigured: stop sending, keep the recipient for later)."""
     if not errcode and not outcome_unknown:
@@ -146,11 +158,11 @@ def backoff(attempt: int, base: float = 0.2, cap: float = 2.0) -> float:
 
 # ---- stats -----------------------------------------------------------------------------------
 
-def outcome_key(kind: str, reason: str | None) -> str:
+def outcome_key(state: str, reason: str | None) -> str:
     """How an outcome is tallied: sent, skipped:<reason>, failed:<reason>."""
-    if kind == "sent":
+    if state == "sent":
         return "sent"
-    return f"{'skipped' if kind == 'skip' else 'failed'}:{reason or 'unknown'}"
+    return f"{'skipped' if state == 'skipped' else 'failed'}:{reason or 'unknown'}"
 
 
 def stats_view(targeted: int, tallies: dict[str, int]) -> dict:

@@ -17,7 +17,7 @@ from chalicelib.errors import BadRequest
 if TYPE_CHECKING:
     from chalicelib.domain.campaigns import QuietHours, Schedule
 
-ONCE = "once"                      # the fire id of a one-time (`at`) campaign: every fire of it is the same run
+ONCE = "once"                      # the run id of a one-time (`at`) campaign: every fire of it is the same run
 
 
 def zone(name: object) -> ZoneInfo:
@@ -243,7 +243,7 @@ def next_cron_fire(fields: tuple[CronField, ...], after: datetime, tz: str, *, h
     return None
 
 
-def fire_id(schedule_: Schedule, scheduled_time: str | None) -> str:
+def run_id_for(schedule_: Schedule, scheduled_time: str | None) -> str:
     """The run a fire belongs to: one run for a one-time campaign however often it fires; one per
     scheduled minute for a recurring one (Scheduler's retries repeat the scheduled time)."""
     if not schedule_.recurring:

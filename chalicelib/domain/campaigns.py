@@ -24,7 +24,7 @@ from chalicelib.domain.campaign_schedule import *  # noqa: F401,F403,E402
 from chalicelib.domain.campaign_schedule import ONCE, next_cron_fire, parse_cron, parse_instant, utc_iso, zone  # noqa: F401,E402
 from chalicelib.domain.subscriptions import *  # noqa: F401,F403,E402
 
-CHANNELS = ("mp_subscribe", "oa_template", "oa_custom")
+MEDIA = ("mp_subscribe", "oa_template", "oa_custom")
 STATES = ("scheduled", "running", "paused", "completed", "cancelled")
 MAX_TAGS = 50
 MAX_DATA_BYTES = 4096
@@ -50,11 +50,18 @@ class Audience:
 
 @dataclass(frozen=True)
 class Message:
-    channel: str
+    medium: str
     template_id: str | None = None
     page: str | None = None
     data: dict = field(default_factory=dict)   # {"key": {"value": "..."}}, as WeChat takes it
     text: str | None = None                    # oa_custom only
+
+
+def _stored_message(data: dict) -> Message:
+    """A stored spec's message; specs stored before the rename call the medium `channel`."""
+    if "channel" in data:
+        data = {("medium" if k == "channel" else k): v for k, v in data.items()}
+    return Message(**data)
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,7 @@ class Spec:
                    audience=Audience(tuple(a["tags_any"]), tuple(a["tags_all"]), tuple(a["store_ids"]),
                                      a["joined_after"], a["joined_before"], float(a["sample_percent"]),
                                      float(a.get("holdout_percent", 0.0))),      # campaigns stored before: none
-                   message=Message(**data["message"]), schedule=Schedule(**data["schedule"]),
+                   message=_stored_message(data["message"]), schedule=Schedule(**data["schedule"]),
                    limits=Limits(**data["limits"]),
                    quiet_hours=QuietHours(_hhmm(quiet["start"], "start"), _hhmm(quiet["end"], "end")) if quiet else None,
                    coupon_template_id=data.get("coupon_template_id"),
@@ -214,26 +221,28 @@ def audience(body: dict, tz: str, now: datetime) -> Audience:
 
 
 def message(body: dict) -> Message:
-    channel = body.get("channel", "mp_subscribe")
-    if channel not in CHANNELS:
-        raise BadRequest(f"message.channel must be one of {', '.join(CHANNELS)}", code="unknown_channel")
+    medium = body.get("medium", body.get("channel", "mp_subscribe"))    # `channel`: its name before
+    if "channel" in body and "medium" in body and body["channel"] != body["medium"]:
+        raise BadRequest("message.channel is the old name of message.medium: give one", code="conflicting_medium")
+    if medium not in MEDIA:
+        raise BadRequest(f"message.medium must be one of {', '.join(MEDIA)}", code="unknown_medium")
     template_id = body.get("template_id")
     if template_id is not None and (not isinstance(template_id, str) or not 0 < len(template_id) <= 128):
         raise BadRequest("message.template_id must be a WeChat template id", code="invalid_template_id")
-    if channel in ("mp_subscribe", "oa_template") and not template_id:
-        raise BadRequest(f"a {channel} message needs message.template_id", code="missing_template_id")
+    if medium in ("mp_subscribe", "oa_template") and not template_id:
+        raise BadRequest(f"a {medium} message needs message.template_id", code="missing_template_id")
     page = body.get("page")
     if page is not None and (not isinstance(page, str) or len(page) > 512):
         raise BadRequest("message.page must be a page path", code="invalid_page")
     data = _message_data(body.get("data"))
     text = body.get("text")
-    if channel == "oa_custom":
+    if medium == "oa_custom":
         text = text if text is not None else (data.get("content") or {}).get("value")
         if not isinstance(text, str) or not text.strip() or len(text.encode()) > 2048:
             raise BadRequest("an oa_custom message needs message.text (at most 2 KB)", code="missing_text")
     elif text is not None:
         raise BadRequest("message.text is for oa_custom messages only", code="invalid_text")
-    return Message(channel=channel, template_id=template_id, page=page, data=data, text=text)
+    return Message(medium=medium, template_id=template_id, page=page, data=data, text=text)
 
 
 def _message_data(value: object) -> dict:

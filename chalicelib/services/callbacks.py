@@ -19,7 +19,7 @@ from chalicelib.errors import ApiError, BadRequest
 from chalicelib.observability import logger
 from chalicelib.services import onboarding
 from chalicelib.services.wechat_apps import App, api_for, app_for
-from chalicelib.storage import members as store
+from chalicelib.storage import members as member_store
 from chalicelib.storage import tenancy
 from chalicelib.wechat import crypto, messages
 
@@ -272,17 +272,17 @@ def execute(brand, app: App, action: Action, now: datetime) -> str | None:
                          wecom_user_id=args.get("wecom_user_id"), welcome_code=args.get("welcome_code"),
                          find_unionid=_unionid_lookup(app, shopper))
     elif action.name == "unsubscribe":
-        _update_known(brand.brand_id, "oa", args["openid"], [store.Member.oa_subscribed.set(False)], action, now)
+        _update_known(brand.brand_id, "oa", args["openid"], [member_store.Member.oa_subscribed.set(False)], action, now)
     elif action.name == "wecom_removed":
         from chalicelib.services import guides      # the guide's contact counters (storage.guides)
         _update_known(brand.brand_id, "wecom", args["external_userid"],
-                      [store.Member.wecom_guides.delete({args["user_id"]})], action, now,
+                      [member_store.Member.wecom_guides.delete({args["user_id"]})], action, now,
                       extend=guides.removal_counter(brand, args["user_id"], args["external_userid"], now))
     elif action.name == "subscriptions":
         from chalicelib.services import campaigns
         campaigns.subscribe_from_callback(brand.brand_id, args["openid"], args["changes"], inbound=action.key, now=now)
     elif action.name == "text":
-        store.save_message(brand.brand_id, openid=args["openid"], via=app.kind, msg_type="text",
+        member_store.save_message(brand.brand_id, openid=args["openid"], via=app.kind, msg_type="text",
                            content=args["content"], msg_id=args["msg_id"], create_time=args["create_time"],
                            received_at=now)
         # A retried message gets the same answer again: WeChat shows whichever reply arrives in time.
@@ -295,20 +295,20 @@ def _update_known(brand_id: str, ns: str, value: str, actions: list, action: Act
     """Change a member we know by this identity; a shopper we never met has nothing to change.
     `extend(member_id)`: more writes for the same transaction, or None; refused (ContactUnchanged),
     the change is made without them."""
-    member_id = store.find_member_id(brand_id, ns, value)
+    member_id = member_store.find_member_id(brand_id, ns, value)
     if member_id:
         from chalicelib.storage.guides import ContactUnchanged
         more = extend(member_id) if extend else None
         try:
-            store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"], now=now,
+            member_store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"], now=now,
                                 extend=more)
-        except store.Duplicate:
+        except member_store.Duplicate:
             pass
         except ContactUnchanged:
             try:
-                store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"],
+                member_store.update_member(brand_id, member_id, actions, inbound=action.key, event=action.args["event"],
                                     now=now)
-            except store.Duplicate:
+            except member_store.Duplicate:
                 pass
 
 

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from chalicelib.domain import coupons as rules
 from chalicelib.domain import scoreboard as score
 from chalicelib.services import coupons
-from chalicelib.storage import campaign_coupons as store
+from chalicelib.storage import campaign_coupons as campaign_coupon_store
 from chalicelib.storage import coupons as coupon_store
 from chalicelib.storage import members
 from chalicelib.storage import scoreboard as counters
@@ -44,25 +44,25 @@ def code_key(brand) -> bytes:
 class CampaignCoupons:
     """One run's coupon: issue per delivered recipient, count per delivery group."""
 
-    def __init__(self, brand, campaign_id: str, fire: str, template_id: str):
-        self.brand, self.campaign_id, self.fire = brand, campaign_id, fire
+    def __init__(self, brand, campaign_id: str, run_id: str, template_id: str):
+        self.brand, self.campaign_id, self.run_id = brand, campaign_id, run_id
         self.template = coupons.cached_template(brand.brand_id, template_id)
         self.fast = fast_path(self.template)
         self._key = code_key(brand) if self.fast else b""
         self._issued: dict[str, tuple[score.Keys, str, str]] = {}     # member -> (touch keys, day, valid_until)
 
     def code(self, member_id: str) -> str:
-        return rules.derived_code(self._key, self.campaign_id, self.fire, member_id)
+        return rules.derived_code(self._key, self.campaign_id, self.run_id, member_id)
 
     def issue(self, member_id: str, claimed_at: datetime) -> str:
         """After WeChat accepted the message: the member's coupon, or "none" at the member's limit.
         `claimed_at`: the recipient's claim time (its group's), so a group's coupons share a validity."""
         brand_id, t = self.brand.brand_id, self.template
-        if not store.take_allowance(brand_id, member_id, t.template_id, t.per_member_limit,
-                                    f"{self.campaign_id}#{self.fire}"):
+        if not campaign_coupon_store.take_allowance(brand_id, member_id, t.template_id, t.per_member_limit,
+                                    f"{self.campaign_id}#{self.run_id}"):
             return "none"
         touch = coupons._first_touch(members.get_member(brand_id, member_id))
-        coupon = store.put(coupon_store.new_coupon(
+        coupon = campaign_coupon_store.put(coupon_store.new_coupon(
             brand_id, t, member_id=member_id, code=self.code(member_id), now=claimed_at, source="campaign",
             retention_days=coupons.retention(self.brand), touch=touch))
         self._remember(coupon)
@@ -70,7 +70,7 @@ class CampaignCoupons:
 
     def evidence(self, member_id: str) -> str | None:
         """The member's coupon of this run if it was written (so the message was sent), else None."""
-        found = store.evidence(self.brand.brand_id, self.code(member_id), member_id, self.template.template_id)
+        found = campaign_coupon_store.evidence(self.brand.brand_id, self.code(member_id), member_id, self.template.template_id)
         if found is None:
             return None
         self._remember(found)
@@ -101,7 +101,7 @@ class CampaignCoupons:
             trial = parts[-1] + [f]
             issued = self._issued_in(trial)
             untils = {self._issued[m][2] for m, *_ in issued}
-            if parts[-1] and (fixed_items + store.counter_items(self.template, issued) > MAX_TX_ITEMS - 2
+            if parts[-1] and (fixed_items + campaign_coupon_store.counter_items(self.template, issued) > MAX_TX_ITEMS - 2
                               or len(untils) > 1):
                 parts.append([f])
             else:
@@ -116,7 +116,7 @@ class CampaignCoupons:
         until = self._issued[issued[0][0]][2]
 
         def extend(tx, outcome_key) -> None:
-            store.add_issued(tx, self.brand.brand_id, self.template, issued, outcome_key, valid_until=until,
-                             campaign_id=self.campaign_id, fire=self.fire,
+            campaign_coupon_store.add_issued(tx, self.brand.brand_id, self.template, issued, outcome_key, valid_until=until,
+                             campaign_id=self.campaign_id, run_id=self.run_id,
                              shard=counters.shard_of(outcome_key[1]), now=datetime.now(timezone.utc))
         return extend

@@ -26,7 +26,7 @@ from chalicelib.ids import new_id
 from chalicelib.observability import logger
 from chalicelib.resources import PLAN_DLQ_ARN_ENV, SCHEDULES, queue
 from chalicelib.services import onboarding
-from chalicelib.storage import campaigns as store
+from chalicelib.storage import campaigns as campaign_store
 from chalicelib.storage import conversion
 from chalicelib.storage import members, tenancy
 
@@ -118,7 +118,7 @@ def delete_schedule(name: str) -> None:
 # ---- the marketer's API ----------------------------------------------------------------------
 
 def _require(brand_id: str, campaign_id: str, *, consistent: bool = True):
-    item = store.get(brand_id, campaign_id, consistent=consistent) if isinstance(campaign_id, str) else None
+    item = campaign_store.get(brand_id, campaign_id, consistent=consistent) if isinstance(campaign_id, str) else None
     if item is None:
         raise NotFound(f"no campaign {campaign_id}", code="unknown_campaign")
     return item
@@ -136,11 +136,11 @@ def create_campaign(brand_id: str, body: dict) -> dict:
         checks = template_exists_check(brand_id, spec.coupon_template_id)
     campaign_id = new_id("cmp", 16)
     name = schedule_name(brand_id, campaign_id)
-    item = store.create(brand_id, campaign_id, spec, name, now, extra_checks=checks)
+    item = campaign_store.create(brand_id, campaign_id, spec, name, now, extra_checks=checks)
     try:
         create_schedule(name, spec, brand_id, campaign_id)
     except Exception as err:
-        store.delete(brand_id, campaign_id)
+        campaign_store.delete(brand_id, campaign_id)
         code = getattr(err, "response", {}).get("Error", {}).get("Code")
         if code == "ValidationException":
             raise BadRequest(f"EventBridge Scheduler refused the schedule: {err}", code="invalid_schedule") from None
@@ -159,13 +159,13 @@ def view(item) -> dict:
     out["stats"].update(conversion_rules.stats_view(out["stats"], conversion_rules.no_totals()))
     out["schedule"]["name"] = item.schedule_name
     if item.current_run:
-        run, shards = store.run_items(item.brand_id, item.campaign_id, item.current_run)
+        run, shards = campaign_store.run_items(item.brand_id, item.campaign_id, item.current_run)
         targeted = sum(int(s.targeted or 0) for s in shards)
-        out["stats"] = rules.stats_view(targeted, store.tallies(item.brand_id, item.campaign_id, item.current_run))
+        out["stats"] = rules.stats_view(targeted, campaign_store.tallies(item.brand_id, item.campaign_id, item.current_run))
         out["stats"].update(conversion_rules.stats_view(out["stats"], conversion.totals(
             item.brand_id, item.campaign_id, item.current_run)))
         if run is not None:
-            out["run"] = {"fire": run.fire, "started_at": run.started_at, "completed_at": run.completed_at,
+            out["run"] = {"run_id": run.run_id or run.sk.removeprefix("RUN#"), "started_at": run.started_at, "completed_at": run.completed_at,
                           "planned": int(run.shards_done or 0) >= AUDIENCE_SHARDS, "runs": int(item.runs or 0)}
     return out
 
@@ -177,13 +177,13 @@ def get_campaign(brand_id: str, campaign_id: str) -> dict:
 def list_campaigns(brand_id: str) -> list[dict]:
     tenancy.require_brand(brand_id)
     return [{"campaign_id": c.campaign_id, "name": c.name, "state": c.state, "created_at": c.created_at}
-            for c in store.list_for_brand(brand_id)]
+            for c in campaign_store.list_for_brand(brand_id)]
 
 
 def _started(item) -> bool:
     if not item.current_run:
         return False
-    run = store.get_run(item.brand_id, item.campaign_id, item.current_run)
+    run = campaign_store.get_run(item.brand_id, item.campaign_id, item.current_run)
     return run is not None and run.state != "completed"
 
 
@@ -198,7 +198,7 @@ def act(brand_id: str, campaign_id: str, action: str) -> dict:
         event = None
         if action == "cancel":
             event = ("campaign.cancelled", {"brand_id": brand_id, "campaign_id": campaign_id, "from": item.state})
-        if store.set_state(item, new_state, _now(), event=event):
+        if campaign_store.set_state(item, new_state, _now(), event=event):
             break
     else:
         raise ApiError("the campaign kept changing; try again", code="busy", status=409)
@@ -206,7 +206,7 @@ def act(brand_id: str, campaign_id: str, action: str) -> dict:
         requeue_parked(brand_id, campaign_id)
     elif action == "cancel":
         delete_schedule(item.schedule_name)
-        store.unpark(store.parked(brand_id, campaign_id))
+        campaign_store.unpark(campaign_store.parked(brand_id, campaign_id))
     logger.info(f"campaign {action}", extra={"brand_id": brand_id, "campaign_id": campaign_id, "state": new_state})
     return get_campaign(brand_id, campaign_id)
 
@@ -215,13 +215,13 @@ def requeue_parked(brand_id: str, campaign_id: str) -> int:
     """Send what was parked while paused back to its queue, then forget it. Sending twice is harmless
     (the ledger and the planner's leases make every message idempotent); losing one is not, so the
     parked item is deleted only after its message is queued."""
-    items = store.parked(brand_id, campaign_id)
+    items = campaign_store.parked(brand_id, campaign_id)
     by_queue: dict[str, list[dict]] = {}
     for item in items:
         by_queue.setdefault(item.queue, []).append(json.loads(item.body))
     for key, bodies in by_queue.items():
         enqueue(key, bodies)
-    store.unpark(items)
+    campaign_store.unpark(items)
     return len(items)
 
 
@@ -244,7 +244,7 @@ def deliveries(brand_id: str, campaign_id: str, query: dict) -> dict:
                          code="invalid_cursor") from None
     if not item.current_run:
         return {"deliveries": [], "next_cursor": None}
-    ledger = store.Ledger(brand_id, campaign_id, item.current_run)
+    ledger = campaign_store.Ledger(brand_id, campaign_id, item.current_run)
     if cursor is not None and not ledger.valid_cursor(cursor):
         raise BadRequest("cursor is not a next_cursor of this campaign's deliveries", code="invalid_cursor")
     entries, next_cursor = ledger.entries(state=state, cursor=cursor, limit=limit)
@@ -254,24 +254,24 @@ def deliveries(brand_id: str, campaign_id: str, query: dict) -> dict:
 
 # ---- completing a run ------------------------------------------------------------------------
 
-def check_completion(brand_id: str, campaign_id: str, fire: str) -> bool:
+def check_completion(brand_id: str, campaign_id: str, run_id: str) -> bool:
     """Complete the run if planning is done and every targeted recipient has a final ledger entry.
     Any worker may call this after its work; the run's conditional update makes it happen once."""
-    run = store.get_run(brand_id, campaign_id, fire)
+    run = campaign_store.get_run(brand_id, campaign_id, run_id)
     if run is None or run.state == "completed" or int(run.shards_done or 0) < AUDIENCE_SHARDS:
         return False
-    stats = rules.stats_view(int(run.targeted or 0), store.tallies(brand_id, campaign_id, fire))
+    stats = rules.stats_view(int(run.targeted or 0), campaign_store.tallies(brand_id, campaign_id, run_id))
     if stats["done"] < stats["targeted"]:
         return False
     for _attempt in range(5):
-        campaign = store.get(brand_id, campaign_id, consistent=True)
+        campaign = campaign_store.get(brand_id, campaign_id, consistent=True)
         if campaign is None:
             return False
-        if store.complete_run(campaign, fire, {k: v for k, v in stats.items() if k != "done"}, _now()):
+        if campaign_store.complete_run(campaign, run_id, {k: v for k, v in stats.items() if k != "done"}, _now()):
             logger.info("campaign run completed", extra={"brand_id": brand_id, "campaign_id": campaign_id,
-                                                         "fire": fire, "sent": stats["sent"]})
+                                                         "run_id": run_id, "sent": stats["sent"]})
             return True
-        run = store.get_run(brand_id, campaign_id, fire)
+        run = campaign_store.get_run(brand_id, campaign_id, run_id)
         if run is None or run.state == "completed":
             return False
     return False
@@ -290,20 +290,20 @@ def subscribe_from_app(brand_id: str, session: dict, body: dict) -> dict:
     openid = session["o"]
     now = _now()
     member_id = onboarding.join_from_mini_program(brand_id, session, now=now)
-    store.record_subscriptions(brand_id, openid, changes, source="api", now=now)
-    return {"member_id": member_id, "openid": openid, "credits": store.credits_of(brand_id, openid)}
+    campaign_store.record_subscriptions(brand_id, openid, changes, source="api", now=now)
+    return {"member_id": member_id, "openid": openid, "credits": campaign_store.credits_of(brand_id, openid)}
 
 
 def my_subscriptions(brand_id: str, session: dict) -> dict:
     openid = session["o"]
     return {"member_id": members.find_member_id(brand_id, "mp", openid), "openid": openid,
-            "credits": store.credits_of(brand_id, openid)}
+            "credits": campaign_store.credits_of(brand_id, openid)}
 
 
 def subscribe_from_callback(brand_id: str, openid: str, changes: rules.SubscriptionChanges, *, inbound: str,
                             now: datetime) -> bool:
     """A subscribe_msg_popup_event / subscribe_msg_change_event; False for a retry already applied."""
-    applied = store.record_subscriptions(brand_id, openid, changes, source="push", now=now, inbound=inbound)
+    applied = campaign_store.record_subscriptions(brand_id, openid, changes, source="push", now=now, inbound=inbound)
     if applied:
         logger.info("subscriptions recorded", extra={"brand_id": brand_id, "accepted": len(changes.accepted),
                                                      "rejected": len(changes.rejected),

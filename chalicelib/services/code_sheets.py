@@ -13,7 +13,7 @@ import io
 from chalicelib.domain import codes as rules
 from chalicelib.errors import NotFound
 from chalicelib.services import codes
-from chalicelib.storage import codes as store
+from chalicelib.storage import codes as code_store
 from chalicelib.storage import tenancy
 from chalicelib.storage.models import Channel, Guide
 
@@ -38,7 +38,7 @@ def store_sheets(brand_id: str, store_id: str, query: dict | None) -> bytes:
     for channel in channels:
         item = codes.ensure(brand_id, channel.scene, app, pace_seconds=PACE_SECONDS)
         pages.append((rules.sheet_lines(app=app, store_name=shop.name, guide_name=guides.get(channel.guide_id),
-                                        scene=channel.scene, source=channel.source), store.get_png(item.s3_key)))
+                                        scene=channel.scene, source=channel.source), code_store.get_png(item.s3_key)))
     return render(pages)
 
 

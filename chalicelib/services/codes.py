@@ -29,7 +29,7 @@ from chalicelib.ids import new_id
 from chalicelib.observability import logger, metrics, _metrics_lock
 from chalicelib.resources import SHOWQRCODE_BASE_URL_DEFAULT, SHOWQRCODE_BASE_URL_ENV
 from chalicelib.services.wechat_apps import api_for, app_for
-from chalicelib.storage import codes as store
+from chalicelib.storage import codes as code_store
 from chalicelib.storage import tenancy
 from chalicelib.storage.models import Channel, ChannelCode, Guide
 from chalicelib.wechat.client import OutcomeUnknown, WeChatApi, WeChatError
@@ -90,7 +90,7 @@ def code(brand_id: str, scene: str, query: dict | None) -> tuple[str, object]:
     item = ensure(brand_id, scene, app, skip_verify=skip_verify == "true")
     if fmt == "json":
         return "application/json", view(item)
-    return "image/png", store.get_png(item.s3_key)
+    return "image/png", code_store.get_png(item.s3_key)
 
 
 def view(item: ChannelCode) -> dict:
@@ -117,16 +117,16 @@ def ensure(brand_id: str, scene: str, app: str, *, skip_verify: bool = True, clo
     deadline = clock() + WAIT_FOR_OTHER_SECONDS
     while True:
         now = clock()
-        item = store.get_code(brand_id, scene, app)
+        item = code_store.get_code(brand_id, scene, app)
         if item is not None and item.status == "ready":
             return item
         if item is None:
             claim_id = new_id("cl")
             try:
-                store.claim(brand_id, scene, app, claim_id, now)
-            except store.CodeExists:
+                code_store.claim(brand_id, scene, app, claim_id, now)
+            except code_store.CodeExists:
                 continue
-            except store.QuotaFull as full:
+            except code_store.QuotaFull as full:
                 wait = rules.seconds_to_next_minute(now)
                 if full.label == "rate" and wait <= pace_seconds:
                     logger.info("mp code rate used up: pacing to the next minute", extra={"brand_id": brand_id})
@@ -134,12 +134,12 @@ def ensure(brand_id: str, scene: str, app: str, *, skip_verify: bool = True, clo
                     continue
                 raise _quota_refusal(brand_id, app, full.label, wait) from None
             _report_quota(brand_id, app)
-            item = ChannelCode(store._pk(brand_id), store.code_sk(scene, app), brand_id=brand_id, scene=scene,
+            item = ChannelCode(code_store._pk(brand_id), code_store.code_sk(scene, app), brand_id=brand_id, scene=scene,
                                app=app, status="claimed", claim_id=claim_id, claimed_at=now)
             return _create(wapp, channel, item, claim_id, user=user, skip_verify=skip_verify, takeover=False)
         if item.status == "unknown" or rules.claim_expired(item.claimed_at, now):
             claim_id = new_id("cl")
-            if store.take_over(item, claim_id, now):
+            if code_store.take_over(item, claim_id, now):
                 item.claim_id = claim_id
                 return _create(wapp, channel, item, claim_id, user=user, skip_verify=skip_verify, takeover=True)
             continue
@@ -162,7 +162,7 @@ def _report_quota(brand_id: str, app: str) -> None:
     """The share of the app's quota in use, as a metric the 80% alarm watches (infra)."""
     if rules.quota(app) is None:
         return
-    percent = rules.used_percent(app, store.used(brand_id, app))
+    percent = rules.used_percent(app, code_store.used(brand_id, app))
     with _metrics_lock:
         metrics.add_metric(name=f"{app.title()}CodeQuotaUsedPercent", unit="Percent", value=percent)
     if percent >= rules.ALARM_SHARE * 100:
@@ -184,13 +184,13 @@ def _create(wapp, channel: Channel, item: ChannelCode, claim_id: str, *, user: s
             except OutcomeUnknown:
                 fields = _reconcile(api, scene, user) if app == "wecom" else None
                 if fields is None:
-                    store.advance(item, claim_id, "unknown")
+                    code_store.advance(item, claim_id, "unknown")
                     raise RetryLater("WeChat did not answer whether it created the code; retry", code="code_outcome_unknown",
                                      retry_after=1) from None
             except WeChatError as err:
-                store.release(item.brand_id, scene, app, claim_id)
+                code_store.release(item.brand_id, scene, app, claim_id)
                 raise _wechat_refusal(err, app) from None
-        if not store.advance(item, claim_id, "created", **fields):
+        if not code_store.advance(item, claim_id, "created", **fields):
             raise RetryLater("another request took the code over", code="code_being_created")
         for key, value in fields.items():
             setattr(item, key, value)
@@ -198,13 +198,13 @@ def _create(wapp, channel: Channel, item: ChannelCode, claim_id: str, *, user: s
         if png is None:
             png = _fetch_image(item)
         key = rules.object_key(item.brand_id, app, scene)
-        store.put_png(key, png)
+        code_store.put_png(key, png)
     except WeChatError:
         # the ids are kept: the next request (at once: the lease is given up) fetches the image again
-        store.advance(item, claim_id, "created", claimed_at=0)
+        code_store.advance(item, claim_id, "created", claimed_at=0)
         raise RetryLater("WeChat did not serve the code's image; retry", code="code_image_unavailable") from None
     now = time.time()
-    if not store.advance(item, claim_id, "ready", s3_key=key, created_at=_now_iso(now)):
+    if not code_store.advance(item, claim_id, "ready", s3_key=key, created_at=_now_iso(now)):
         raise RetryLater("another request took the code over", code="code_being_created")
     item.status, item.s3_key, item.created_at = "ready", key, _now_iso(now)
     logger.info("code created", extra={"brand_id": item.brand_id, "scene": scene, "app": app})
@@ -284,7 +284,7 @@ def delete_channel(brand_id: str, scene: str) -> dict:
     and a channel made again with this scene gets the same one back."""
     brand = tenancy.require_brand(brand_id)
     get_channel(brand_id, scene)
-    for item in store.codes_of_channel(brand_id, scene):
+    for item in code_store.codes_of_channel(brand_id, scene):
         if item.app == "wecom":
             if item.status not in ("created", "ready") and not rules.claim_expired(item.claimed_at, time.time()):
                 raise RetryLater("the channel's WeCom code is being created; retry", code="code_being_created")
@@ -298,14 +298,14 @@ def delete_channel(brand_id: str, scene: str) -> dict:
                     if not err.permanent:
                         raise _wechat_refusal(err, "wecom") from None
                     # a contact way WeCom no longer knows is as good as deleted
-            store.forget(item, give_back=True)
+            code_store.forget(item, give_back=True)
         elif item.app == "mp":
-            store.delete_record(item)
+            code_store.delete_record(item)
         else:
             continue
         if item.s3_key:
-            store.delete_png(item.s3_key)
-    store.delete_channel(brand_id, scene)
+            code_store.delete_png(item.s3_key)
+    code_store.delete_channel(brand_id, scene)
     return {"scene": scene, "deleted": True}
 
 
@@ -323,7 +323,7 @@ def update_channel(brand_id: str, scene: str, body: dict, *, extra_checks=None) 
     fields = tenancy_rules.channel(merged)
     if fields["guide_id"] and not fields["store_id"]:
         raise BadRequest("a channel code naming a guide must name the guide's store too", code="missing_store_id")
-    items = {item.app: item for item in store.codes_of_channel(brand_id, scene)}
+    items = {item.app: item for item in code_store.codes_of_channel(brand_id, scene)}
     way = items.get("wecom")
     if way is not None and fields["guide_id"] != current.guide_id:
         new_user = guide_user(brand_id, fields["guide_id"])
@@ -338,11 +338,11 @@ def update_channel(brand_id: str, scene: str, body: dict, *, extra_checks=None) 
                                                       json_body={"config_id": way.config_id, "user": [new_user]})
             except WeChatError as err:
                 raise _wechat_refusal(err, "wecom") from None
-            store.advance(way, way.claim_id, way.status, user_id=new_user)
-    channel = store.save_channel(brand_id, current, fields, extra_checks=extra_checks)
+            code_store.advance(way, way.claim_id, way.status, user_id=new_user)
+    channel = code_store.save_channel(brand_id, current, fields, extra_checks=extra_checks)
     mp = items.get("mp")
     if mp is not None and fields["page"] != current.page:
-        store.delete_record(mp)
+        code_store.delete_record(mp)
         if mp.s3_key:
-            store.delete_png(mp.s3_key)
+            code_store.delete_png(mp.s3_key)
     return channel_view(channel)

@@ -17,7 +17,7 @@ from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 from chalicelib.errors import BadRequest
-from chalicelib.storage import coupons as store
+from chalicelib.storage import coupons as coupon_store
 from chalicelib.storage import tenancy
 from chalicelib.storage.models import CouponTemplate, Redemption
 
@@ -65,7 +65,7 @@ def store_day(brand_id: str, store_id: str, params: dict | None) -> dict:
     brand = tenancy.require_brand(brand_id)
     today = datetime.now(timezone.utc).astimezone(ZoneInfo(brand.timezone)).date()
     day, limit, cursor = _query(params, today)
-    pk = store.till_day_pk(brand_id, store_id, day)
+    pk = coupon_store.till_day_pk(brand_id, store_id, day)
     start = None
     if cursor:      # DynamoDB's ExclusiveStartKey for the index: the row's table key and its index key
         redemption_id = cursor.split("#", 1)[1]
@@ -93,10 +93,10 @@ def templates(brand_id: str, params: dict | None) -> dict:
     """`{templates: [...], next_cursor}`, newest first."""
     tenancy.require_brand(brand_id)
     limit, cursor = _page(params or {}, {"limit", "cursor"}, _TPL_CURSOR)
-    pk = store.templates_pk(brand_id)
+    pk = coupon_store.templates_pk(brand_id)
     start = None
     if cursor:
-        start = {"pk": {"S": store.tpl_pk(brand_id, cursor.split("#", 1)[1])}, "sk": {"S": "TEMPLATE"},
+        start = {"pk": {"S": coupon_store.tpl_pk(brand_id, cursor.split("#", 1)[1])}, "sk": {"S": "TEMPLATE"},
                  "gsi1pk": {"S": pk}, "gsi1sk": {"S": cursor}}
     page = CouponTemplate.gsi1.query(pk, scan_index_forward=False, limit=limit, last_evaluated_key=start)
     rows = [_template_row(t) for t in page if isinstance(t, CouponTemplate)]

@@ -22,7 +22,7 @@ from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound, TooManyR
 from chalicelib.ids import new_id
 from chalicelib.observability import count, logger
 from chalicelib.services import onboarding
-from chalicelib.storage import coupons as store
+from chalicelib.storage import coupons as coupon_store
 from chalicelib.storage import members, tenancy
 from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.models import Brand, Store
@@ -71,14 +71,14 @@ def create_template(brand_id: str, body: dict) -> dict:
         missing = sorted(set(template.store_ids) - known)
         if missing:
             raise NotFound(f"unknown store(s): {', '.join(missing)}", code="unknown_store")
-    item = store.create_template(brand_id, template, _now())
+    item = coupon_store.create_template(brand_id, template, _now())
     remaining = template.total_stock
     return template_view(item, {"issued": 0, "redeemed": 0, "reversed": 0, "remaining": remaining,
                                 "discount_cents": 0})
 
 
 def get_template(brand_id: str, template_id: str) -> dict:
-    found = store.template_with_counts(brand_id, template_id)
+    found = coupon_store.template_with_counts(brand_id, template_id)
     if found is None:
         raise NotFound(f"no coupon template {template_id}", code="unknown_coupon_template")
     return template_view(*found)
@@ -86,11 +86,11 @@ def get_template(brand_id: str, template_id: str) -> dict:
 
 def template_exists_check(brand_id: str, template_id: str):
     """A condition for a channel code's transaction: its welcome coupon template exists."""
-    return store.template_exists_check(brand_id, template_id)
+    return coupon_store.template_exists_check(brand_id, template_id)
 
 
 def cached_template(brand_id: str, template_id: str) -> rules.Template:
-    template = _templates.get_or_load((brand_id, template_id), lambda: store.get_template(brand_id, template_id))
+    template = _templates.get_or_load((brand_id, template_id), lambda: coupon_store.get_template(brand_id, template_id))
     if template is None:
         raise NotFound(f"no coupon template {template_id}", code="unknown_coupon_template")
     return template
@@ -173,7 +173,7 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
             empty = _empty_shards.setdefault(key, set())
             candidates = [n for n in range(template.shards) if n not in empty]
         if not candidates or tries >= MAX_SHARD_TRIES:
-            raise store.ShardBusy() if busy and candidates else store.OutOfStock()
+            raise coupon_store.ShardBusy() if busy and candidates else coupon_store.OutOfStock()
         shard = random.choice(candidates)
         tries += 1
         try:
@@ -181,18 +181,18 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
             # a flash sale's claims spread over its stock shards, and so do its scoreboard counters
             # (each item then takes no more writes than a stock shard); others by a hash of the code
             shard_n = shard if template.flash_sale else counters.shard_of(code)
-            return store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=code,
+            return coupon_store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=code,
                                now=now, source=source, retention_days=retention(brand), issue_key=issue_key,
                                touch=touch, extend=counters.extender(brand.brand_id, deltas, shard_n,
                                                                      flash=bool(template.flash_sale)))
-        except store.OutOfStock:
+        except coupon_store.OutOfStock:
             busy = False
             with _empty_lock:
                 empty.add(shard)
             _learn_empty_shards(brand.brand_id, template, empty)
-        except store.ShardBusy:
+        except coupon_store.ShardBusy:
             busy = True
-        except store.CodeTaken:
+        except coupon_store.CodeTaken:
             continue
 
 
@@ -204,7 +204,7 @@ def _learn_empty_shards(brand_id: str, template: rules.Template, empty: set[int]
         if time.monotonic() - _shards_read_at.get(key, float("-inf")) < SHARD_READ_INTERVAL:
             return
         _shards_read_at[key] = time.monotonic()
-    issued = store.shard_issued(brand_id, template.template_id, template.shards)
+    issued = coupon_store.shard_issued(brand_id, template.template_id, template.shards)
     full = {n for n, count in issued.items() if count >= rules.shard_quota(template.total_stock, template.shards, n)}
     with _empty_lock:
         empty.update(full)
@@ -230,13 +230,13 @@ def claim(brand_id: str, session: dict, template_id: str) -> dict:
     member_id = onboarding.join_from_mini_program(brand_id, session, now=now)
     try:
         coupon = _issue(brand, template, member_id, source="claim", issue_key=None, now=now)
-    except store.OutOfStock:
+    except coupon_store.OutOfStock:
         count("ClaimsOutOfStock")
         raise Conflict("all gone", code="out_of_stock") from None
-    except store.ShardBusy:
+    except coupon_store.ShardBusy:
         count("ClaimsBusy")
         raise TooManyRequests("this sale is busy: try again in a moment", code="claims_busy") from None
-    except store.LimitReached:
+    except coupon_store.LimitReached:
         raise Conflict(f"at most {template.per_member_limit} per member", code="limit_reached") from None
     count("CouponsIssued")
     return {"coupon": coupon_view(brand_id, coupon)}
@@ -249,9 +249,9 @@ def issue_coupon(brand: Brand, member_id: str, template_id: str, *, issue_key: s
     template = cached_template(brand.brand_id, template_id)
     try:
         return _issue(brand, template, member_id, source=source, issue_key=issue_key, now=now or _now()).code
-    except store.AlreadyIssued:
-        return store.issued_for_key(brand.brand_id, issue_key)
-    except (store.OutOfStock, store.LimitReached) as refusal:
+    except coupon_store.AlreadyIssued:
+        return coupon_store.issued_for_key(brand.brand_id, issue_key)
+    except (coupon_store.OutOfStock, coupon_store.LimitReached) as refusal:
         logger.warning("coupon not issued", extra={"brand_id": brand.brand_id, "member_id": member_id,
                                                    "template_id": template_id, "reason": type(refusal).__name__})
         return None
@@ -266,7 +266,7 @@ def welcome_coupon(brand: Brand, detail: dict) -> None:
 
 
 def wallet(brand_id: str, member_id: str) -> list[dict]:
-    return [coupon_view(brand_id, c) for c in store.wallet(brand_id, member_id, _now())]
+    return [coupon_view(brand_id, c) for c in coupon_store.wallet(brand_id, member_id, _now())]
 
 
 def my_wallet(brand_id: str, session: dict) -> dict:
@@ -309,7 +309,7 @@ def member_lookup(brand_id: str, store_id: str, body: dict) -> dict:
         raise NotFound("member code unknown or expired", code="invalid_member_code")
     now = _now()
     usable = []
-    for c in store.wallet(brand_id, member_id, now):
+    for c in coupon_store.wallet(brand_id, member_id, now):
         state = _state(c)
         if rules.redemption_refusal(state, store_id=store_id, order_amount_cents=amount, now=now) is None:
             usable.append({**coupon_view(brand_id, c),
@@ -320,7 +320,7 @@ def member_lookup(brand_id: str, store_id: str, body: dict) -> dict:
 
 
 def _state(c) -> rules.CouponState:
-    return rules.CouponState(state=c.state, valid_from=store.parse(c.valid_from), valid_until=store.parse(c.valid_until),
+    return rules.CouponState(state=c.state, valid_from=coupon_store.parse(c.valid_from), valid_until=coupon_store.parse(c.valid_until),
                              store_ids=tuple(c.store_ids) if c.store_ids is not None else None,
                              min_spend_cents=int(c.min_spend_cents))
 
@@ -358,7 +358,7 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None, *,
                                   "till_id": till_id})
     code = rules.normalize_code(body.get("code"))
     now_ts = now.timestamp() if now is not None else time.time()
-    coupon, guard, record = store.till_read(brand_id, store_id, code, idem_key, now_ts)
+    coupon, guard, record = coupon_store.till_read(brand_id, store_id, code, idem_key, now_ts)
     if record is not None:
         return _replay(record, request_hash)
     if guard is not None and int(guard.misses or 0) >= UNKNOWN_CODE_LIMIT:
@@ -366,7 +366,7 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None, *,
         raise TooManyRequests("too many unknown coupon codes from this store; wait a few minutes",
                               code="too_many_unknown_codes")
     if coupon is None:
-        misses = store.count_unknown_code(brand_id, store_id, now_ts)
+        misses = coupon_store.count_unknown_code(brand_id, store_id, now_ts)
         logger.info("unknown coupon code at the till", extra={"brand_id": brand_id, "store_id": store_id,
                                                                "misses": misses})
         raise _refuse("unknown_code")
@@ -380,17 +380,17 @@ def redeem(brand_id: str, store_id: str, body: dict, idem_key: str | None, *,
     answer = {"redemption_id": redemption_id, "discount_cents": discount, "coupon": coupon_view(brand_id, coupon),
               "order_id": order_id, "store_id": store_id}
     try:
-        store.redeem(brand_id, coupon, store_id=store_id, till_id=till_id, order_id=order_id,
+        coupon_store.redeem(brand_id, coupon, store_id=store_id, till_id=till_id, order_id=order_id,
                      order_amount_cents=amount, discount_cents=discount, redemption_id=redemption_id,
                      idem_key=idem_key, request_hash=request_hash, response=answer, now=now,
                      retention_days=retention(brand), local_day=till_day(brand, now),
                      extend=_redemption_counters(brand_id, brand.timezone, coupon, store_id=store_id,
                                                  discount_cents=discount, now=now, redemption_id=redemption_id,
                                                  sign=1))
-    except store.KeyUsed:
-        return _replay(store.idempotency_record(brand_id, store_id, idem_key), request_hash)
-    except store.NotRedeemable:
-        current = store.get_coupon(brand_id, coupon.code)
+    except coupon_store.KeyUsed:
+        return _replay(coupon_store.idempotency_record(brand_id, store_id, idem_key), request_hash)
+    except coupon_store.NotRedeemable:
+        current = coupon_store.get_coupon(brand_id, coupon.code)
         raise _refuse(rules.redemption_refusal(_state(current), store_id=store_id, order_amount_cents=amount,
                                                now=now) or "already_redeemed") from None
     count("CouponsRedeemed")
@@ -404,26 +404,26 @@ def till_day(brand: Brand, now: datetime) -> str:
 
 def reverse(brand_id: str, store_id: str, redemption_id: str) -> dict:
     """Undo a redemption (a refund); reversing twice is a no-op."""
-    redemption = store.get_redemption(brand_id, redemption_id)
+    redemption = coupon_store.get_redemption(brand_id, redemption_id)
     if redemption is None or redemption.store_id != store_id:
         raise NotFound(f"no redemption {redemption_id} at store {store_id}", code="unknown_redemption")
-    coupon = store.get_coupon(brand_id, redemption.code)
+    coupon = coupon_store.get_coupon(brand_id, redemption.code)
     if redemption.reversed_at is None:
-        redeemed_at = store.parse(redemption.created_at)
+        redeemed_at = coupon_store.parse(redemption.created_at)
         if (_now() - redeemed_at).days >= REVERSAL_WINDOW_DAYS:
             raise Conflict(f"redemptions can be reversed within {REVERSAL_WINDOW_DAYS} days",
                            code="reversal_window_closed")
         template = cached_template(brand_id, redemption.template_id)
         now = _now()
         try:
-            store.reverse(brand_id, redemption, member_id=coupon.member_id, void=template.reversal_voids, now=now,
+            coupon_store.reverse(brand_id, redemption, member_id=coupon.member_id, void=template.reversal_voids, now=now,
                           extend=_redemption_counters(brand_id, tenancy.require_brand(brand_id).timezone, coupon,
                                                       store_id=redemption.store_id,
                                                       discount_cents=int(redemption.discount_cents), now=now,
                                                       redemption_id=redemption_id, sign=-1))
-        except store.AlreadyReversed:
+        except coupon_store.AlreadyReversed:
             pass
-        redemption = store.get_redemption(brand_id, redemption_id)
-        coupon = store.get_coupon(brand_id, redemption.code)
+        redemption = coupon_store.get_redemption(brand_id, redemption_id)
+        coupon = coupon_store.get_coupon(brand_id, redemption.code)
     return {"redemption_id": redemption_id, "reversed_at": redemption.reversed_at,
             "coupon": coupon_view(brand_id, coupon)}

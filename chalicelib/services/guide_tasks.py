@@ -35,7 +35,7 @@ from chalicelib.observability import logger
 from chalicelib.resources import PLAN_DLQ_ARN_ENV, SCHEDULES
 from chalicelib.services import campaigns as queues
 from chalicelib.services.wechat_apps import api_for, app_for
-from chalicelib.storage import guide_tasks as store
+from chalicelib.storage import guide_tasks as guide_task_store
 from chalicelib.storage import guides as guide_store
 from chalicelib.storage import tenancy
 from chalicelib.storage.models import Guide, Member, Store
@@ -83,11 +83,11 @@ def create_task(brand_id: str, body: dict) -> dict:
     guides = _resolve_guides(brand_id, spec)
     task_id = new_id("gt", 16)
     name = f"{brand_id}.{task_id}"
-    item = store.create(brand_id, task_id, spec, guides, name, now)
+    item = guide_task_store.create(brand_id, task_id, spec, guides, name, now)
     try:
         _schedule(name, spec, brand_id, task_id)
     except Exception as err:
-        store.delete(brand_id, task_id, [g.guide_id for g in guides], spec.send_at)
+        guide_task_store.delete(brand_id, task_id, [g.guide_id for g in guides], spec.send_at)
         code = getattr(err, "response", {}).get("Error", {}).get("Code")
         if code == "ValidationException":
             raise BadRequest(f"EventBridge Scheduler refused the schedule: {err}", code="invalid_schedule") from None
@@ -135,7 +135,7 @@ def _schedule(name: str, spec: rules.TaskSpec, brand_id: str, task_id: str) -> N
 
 
 def _require(brand_id: str, task_id: str):
-    item = store.get(brand_id, task_id) if ids.minted(task_id) else None
+    item = guide_task_store.get(brand_id, task_id) if ids.minted(task_id) else None
     if item is None:
         raise NotFound(f"no guide task {task_id}", code="unknown_guide_task")
     return item
@@ -159,24 +159,24 @@ def view(item, guides: list) -> dict:
 
 def get_task(brand_id: str, task_id: str) -> dict:
     item = _require(brand_id, task_id)
-    return view(item, store.guides_of(brand_id, task_id))
+    return view(item, guide_task_store.guides_of(brand_id, task_id))
 
 
 def task_guides(brand_id: str, task_id: str) -> dict:
     _require(brand_id, task_id)
-    return {"task_id": task_id, "guides": [guide_view(g) for g in store.guides_of(brand_id, task_id)]}
+    return {"task_id": task_id, "guides": [guide_view(g) for g in guide_task_store.guides_of(brand_id, task_id)]}
 
 
 def my_tasks(brand_id: str, session: dict) -> dict:
     """The guide's tasks not yet due, newest send first, with their own figures."""
     guide_id = session["g"]
-    tasks = store.tasks_by_id(brand_id, store.tasks_of_guide(brand_id, guide_id)[:100])
+    tasks = guide_task_store.tasks_by_id(brand_id, guide_task_store.tasks_of_guide(brand_id, guide_id)[:100])
     out = []
     for task in sorted(tasks, key=lambda t: t.created_at, reverse=True):
         if task.state == "completed":
             continue
         spec = rules.TaskSpec.from_json(task.spec)
-        mine = store.guide_item(brand_id, task.task_id, guide_id)
+        mine = guide_task_store.guide_item(brand_id, task.task_id, guide_id)
         out.append({"task_id": task.task_id, "name": spec.name, "state": task.state, "send_at": spec.send_at,
                     "due_at": spec.due_at, "message": {"text": spec.text, "miniprogram": spec.miniprogram},
                     "mine": guide_view(mine) if mine else None})
@@ -198,19 +198,19 @@ def handle(body: dict, *, remaining: Callable[[], float] = lambda: 900.0) -> Non
 
 
 def fire(brand_id: str, task_id: str) -> None:
-    task = store.get(brand_id, task_id)
+    task = guide_task_store.get(brand_id, task_id)
     if task is None:
         logger.warning("fire for an unknown guide task", extra={"brand_id": brand_id, "task_id": task_id})
         return
     if task.state == "scheduled":
-        store.start(task, _now())
-        task = store.get(brand_id, task_id)
+        guide_task_store.start(task, _now())
+        task = guide_task_store.get(brand_id, task_id)
     if task.state != "running" or task.fanned_out:
         return                                      # a duplicate fire: the first one did this
-    guides = store.guides_of(brand_id, task_id)
+    guides = guide_task_store.guides_of(brand_id, task_id)
     _send([{"kind": "guide", "brand_id": brand_id, "task_id": task_id, "guide_id": g.guide_id} for g in guides])
     _send([{"kind": "poll", "brand_id": brand_id, "task_id": task_id}], delay=min(poll_seconds(), 900))
-    store.mark_fanned_out(task)
+    guide_task_store.mark_fanned_out(task)
     logger.info("guide task started", extra={"brand_id": brand_id, "task_id": task_id, "guides": len(guides)})
 
 
@@ -228,20 +228,20 @@ def _targets(brand_id: str, task_id: str, spec: rules.TaskSpec, guide_id: str, n
             chosen.append(by_member[member.member_id])
     capped = set()
     for n in range(0, len(chosen), 100):
-        capped |= store.sent_today(brand_id, chosen[n:n + 100], rules.cap_day(now, spec.timezone))
+        capped |= guide_task_store.sent_today(brand_id, chosen[n:n + 100], rules.cap_day(now, spec.timezone))
     return [ext for ext in chosen if ext not in capped]
 
 
 def run_guide(brand_id: str, task_id: str, guide_id: str) -> None:
-    task = store.get(brand_id, task_id)
-    guide = store.guide_item(brand_id, task_id, guide_id)
+    task = guide_task_store.get(brand_id, task_id)
+    guide = guide_task_store.guide_item(brand_id, task_id, guide_id)
     if task is None or guide is None or task.state != "running":
         return
     spec = rules.TaskSpec.from_json(task.spec)
     now = _now()
     body = {"kind": "guide", "brand_id": brand_id, "task_id": task_id, "guide_id": guide_id}
     if guide.state in ("pending", "planning"):
-        if not store.claim_planning(guide, _clock(), LEASE):
+        if not guide_task_store.claim_planning(guide, _clock(), LEASE):
             # another delivery is planning this guide (or died doing so): come back after its lease
             _defer(body, datetime.fromtimestamp(float(guide.lease_until or _clock()) + 1, timezone.utc), now)
             return
@@ -249,12 +249,12 @@ def run_guide(brand_id: str, task_id: str, guide_id: str) -> None:
         # assigned and executed count on one day, the task's send day (its schedule fires then), so the
         # leaderboard's execution rate never splits a task over two days
         send_day = rules.cap_day(campaign_rules.parse_instant(spec.send_at), spec.timezone)
-        store.plan_guide(brand_id, task_id, guide, chunks, send_day)
-        guide = store.guide_item(brand_id, task_id, guide_id)
+        guide_task_store.plan_guide(brand_id, task_id, guide, chunks, send_day)
+        guide = guide_task_store.guide_item(brand_id, task_id, guide_id)
     if guide.state != "planned":
         return
     api = api_for(app_for(tenancy.require_brand(brand_id), "wecom"))
-    chunks = sorted(store.chunks_of(brand_id, task_id, guide_id), key=lambda c: c.sk)
+    chunks = sorted(guide_task_store.chunks_of(brand_id, task_id, guide_id), key=lambda c: c.sk)
     for chunk in chunks:
         if chunk.state in ("created", "failed"):
             continue
@@ -265,7 +265,7 @@ def run_guide(brand_id: str, task_id: str, guide_id: str) -> None:
             # as a delayed message (no receive count is spent waiting)
             _defer(body, datetime.fromtimestamp(held.until, timezone.utc), _now())
             return
-    store.mark_created(guide)
+    guide_task_store.mark_created(guide)
 
 
 class LeaseHeld(Exception):
@@ -285,9 +285,9 @@ def _create_chunk(api, spec: rules.TaskSpec, guide, chunk, siblings: list) -> No
         msgid = _reconcile(api, spec, guide.wecom_user_id, recipients, float(chunk.attempt_at or now), now, siblings)
         if msgid is not None:
             logger.info("chunk reconciled", extra={"chunk": chunk.sk, "msgid": msgid})
-            store.chunk_created(chunk, msgid, [])
+            guide_task_store.chunk_created(chunk, msgid, [])
             return
-    if not store.claim_chunk(chunk, now, LEASE):
+    if not guide_task_store.claim_chunk(chunk, now, LEASE):
         raise LeaseHeld(now + LEASE)             # another delivery claimed it a moment ago
     _step("claimed")
     try:
@@ -295,14 +295,14 @@ def _create_chunk(api, spec: rules.TaskSpec, guide, chunk, siblings: list) -> No
                           json_body=spec.wecom_body(guide.wecom_user_id, recipients))
     except WeChatError as err:
         if err.transient:
-            store.release_chunk(chunk)              # WeCom certainly did not act: claim again later
+            guide_task_store.release_chunk(chunk)              # WeCom certainly did not act: claim again later
         elif err.permanent:
-            store.chunk_failed(chunk, err.errcode)  # its customers end unconfirmed; the task goes on
+            guide_task_store.chunk_failed(chunk, err.errcode)  # its customers end unconfirmed; the task goes on
             logger.warning("chunk refused by WeCom", extra={"chunk": chunk.sk, "errcode": err.errcode})
             return
         raise                                       # unknown outcome: reconciled after the lease
     _step("called")
-    store.chunk_created(chunk, str(answer["msgid"]), [e for e in answer.get("fail_list") or [] if isinstance(e, str)])
+    guide_task_store.chunk_created(chunk, str(answer["msgid"]), [e for e in answer.get("fail_list") or [] if isinstance(e, str)])
 
 
 def _pages(call: Callable[[str], dict], field: str) -> list[dict]:
@@ -348,14 +348,14 @@ def poll(brand_id: str, task_id: str, *, remaining: Callable[[], float] = lambda
     """Read every created chunk's results, SET the figures; before due_at come again, at it complete.
     A pass over many guides that nears the Lambda timeout hands on (`after`: the last guide polled) and
     the pass goes on in the next message; only a whole pass decides what comes next."""
-    task = store.get(brand_id, task_id)
+    task = guide_task_store.get(brand_id, task_id)
     if task is None or task.state != "running":
         return
     spec = rules.TaskSpec.from_json(task.spec)
     now = _now()
     due = campaign_rules.parse_instant(spec.due_at)
     api = api_for(app_for(tenancy.require_brand(brand_id), "wecom"))
-    guides = store.guides_of(brand_id, task_id)                 # by guide id
+    guides = guide_task_store.guides_of(brand_id, task_id)                 # by guide id
     done = 0
     for guide in guides:
         if after is not None and guide.guide_id <= after:
@@ -369,17 +369,17 @@ def poll(brand_id: str, task_id: str, *, remaining: Callable[[], float] = lambda
         _defer({"kind": "poll", "brand_id": brand_id, "task_id": task_id},
                min(due, now + timedelta(seconds=poll_seconds())), now)
         return
-    guides = store.guides_of(brand_id, task_id)
+    guides = guide_task_store.guides_of(brand_id, task_id)
     figures = view(task, guides)
     final = {k: figures[k] for k in ("guides_assigned", "guides_executed", "execution_rate", "contacts_targeted",
                                      "contacts_sent", "buckets")}
-    if store.complete(task, json.dumps(final), {"brand_id": brand_id, "task_id": task_id, "name": spec.name,
+    if guide_task_store.complete(task, json.dumps(final), {"brand_id": brand_id, "task_id": task_id, "name": spec.name,
                                                 **final}, now):
         logger.info("guide task completed", extra={"brand_id": brand_id, "task_id": task_id, **final})
 
 
 def poll_guide(api, brand_id: str, task_id: str, spec: rules.TaskSpec, guide, now: datetime) -> None:
-    chunks = store.chunks_of(brand_id, task_id, guide.guide_id)
+    chunks = guide_task_store.chunks_of(brand_id, task_id, guide.guide_id)
     totals = {b: 0 for b in rules.BUCKETS}
     confirmed_all = bool(chunks)
     for chunk in chunks:
@@ -394,10 +394,10 @@ def poll_guide(api, brand_id: str, task_id: str, spec: rules.TaskSpec, guide, no
         result = rules.chunk_result(recipients, (chunk.refused or "").split("\n") if chunk.refused else [], status,
                                     _send_list(api, chunk.msgid, guide.wecom_user_id))
         if result.sent_ids and result.buckets["sent"] != int(chunk.sent or 0):
-            store.mark_sent_today(brand_id, result.sent_ids, rules.cap_day(now, spec.timezone), now)
-        store.set_chunk_result(chunk, result.confirmed, result.buckets)
+            guide_task_store.mark_sent_today(brand_id, result.sent_ids, rules.cap_day(now, spec.timezone), now)
+        guide_task_store.set_chunk_result(chunk, result.confirmed, result.buckets)
         confirmed_all = confirmed_all and result.confirmed
         for b, n in result.buckets.items():
             totals[b] += n
     send_day = rules.cap_day(campaign_rules.parse_instant(spec.send_at), spec.timezone)
-    store.set_guide_result(brand_id, task_id, guide, confirmed_all, totals, send_day, now)
+    guide_task_store.set_guide_result(brand_id, task_id, guide, confirmed_all, totals, send_day, now)

@@ -17,7 +17,7 @@ from chalicelib.errors import ApiError, BadRequest, Forbidden, NotFound, Unautho
 from chalicelib.observability import logger
 from chalicelib.services import mp_sessions
 from chalicelib.services.wechat_apps import api_for, app_for
-from chalicelib.storage import guides as store
+from chalicelib.storage import guides as guide_store
 from chalicelib.storage import members, tenancy
 from chalicelib.wechat.client import WeChatError
 
@@ -60,7 +60,7 @@ def login(brand_id: str, body: dict) -> dict:
     userid = who.get("userid") or who.get("UserId")
     if not isinstance(userid, str) or not ids.is_identity(userid):
         raise Forbidden("only the brand's own WeCom staff can sign in as guides", code="not_a_guide")
-    link = store.guide_by_wecom_user(brand_id, userid)
+    link = guide_store.guide_by_wecom_user(brand_id, userid)
     if link is None:
         raise Forbidden(f"WeCom user {userid} is not a guide of this brand", code="not_a_guide")
     token, expires = mp_sessions.issue(brand, {"g": link.guide_id, "s": link.store_id, "w": userid},
@@ -99,11 +99,11 @@ def figures_view(m: dict[str, int]) -> dict:
 def me(brand_id: str, session: dict, params: dict) -> dict:
     brand = tenancy.require_brand(brand_id)
     q = _range(params, brand.timezone, ("from", "to"))
-    guide = store.get_guide(brand_id, session["g"])
+    guide = guide_store.get_guide(brand_id, session["g"])
     if guide is None:
         raise Unauthorized("this guide no longer exists", code="invalid_session")
     store_item = tenancy.get_store(brand_id, guide.store_id)
-    figures = store.guide_figures(brand_id, guide.guide_id, q.start, q.end)
+    figures = guide_store.guide_figures(brand_id, guide.guide_id, q.start, q.end)
     return {"guide": {"guide_id": guide.guide_id, "name": guide.name, "wecom_user_id": guide.wecom_user_id},
             "store": {"store_id": guide.store_id, "name": store_item.name if store_item else None,
                       "city": store_item.city if store_item else None},
@@ -153,7 +153,7 @@ def change_tags(brand_id: str, session: dict, member_id: str, body: dict) -> dic
     if not ids.minted(member_id):
         raise NotFound(f"no member {member_id} of yours", code="unknown_member")
     brand = tenancy.require_brand(brand_id)
-    member = store.change_tags(brand_id, member_id, session["g"], add, remove)
+    member = guide_store.change_tags(brand_id, member_id, session["g"], add, remove)
     if member is None:
         raise NotFound(f"no member {member_id} of yours", code="unknown_member")
     mirrored = _mirror_tags(brand, session["w"], member, add, remove)
@@ -179,7 +179,7 @@ def _mirror_tags(brand, userid: str, member, add: set[str], remove: set[str]) ->
 
 def _corp_tags(brand_id: str, api, names: list[str]) -> dict[str, str]:
     """WeCom corp tag ids of these names: remembered ones, then WeCom's list, then made (add_corp_tag)."""
-    known = store.wecom_tag_ids(brand_id, names)
+    known = guide_store.wecom_tag_ids(brand_id, names)
     missing = [n for n in names if n not in known]
     if missing:
         listed = api.call("POST", "cgi-bin/externalcontact/get_corp_tag_list", json_body={})
@@ -195,7 +195,7 @@ def _corp_tags(brand_id: str, api, names: list[str]) -> dict[str, str]:
                 known[tag["name"]] = tag["id"]
         for name in missing:
             if name in known:
-                store.remember_wecom_tag(brand_id, name, known[name])
+                guide_store.remember_wecom_tag(brand_id, name, known[name])
     return known
 
 
@@ -204,11 +204,11 @@ def _corp_tags(brand_id: str, api, names: list[str]) -> dict[str, str]:
 def removal_counter(brand, wecom_user_id: str, external_userid: str, now: datetime):
     """For callbacks: given the member, the extend hook that moves the guide's lost_contacts and
     contacts in the removal's transaction; None when the WeCom user is not a guide."""
-    link = store.guide_by_wecom_user(brand.brand_id, wecom_user_id)
+    link = guide_store.guide_by_wecom_user(brand.brand_id, wecom_user_id)
     if link is None:
         return None
     day = score.local_day(now, brand.timezone)
-    return lambda member_id: store.contact_removed(brand.brand_id, link.guide_id, external_userid, member_id, day, now)
+    return lambda member_id: guide_store.contact_removed(brand.brand_id, link.guide_id, external_userid, member_id, day, now)
 
 
 # ---- the leaderboard -----------------------------------------------------------------------------
@@ -220,7 +220,7 @@ def leaderboard(brand_id: str, params: dict) -> dict:
     if metric not in LEADERBOARD_METRICS:
         raise BadRequest("metric must be one of " + ", ".join(LEADERBOARD_METRICS), code="invalid_metric")
     store_id = ids.slug(params["store_id"], "store_id") if "store_id" in params else None
-    figures = store.all_guides_figures(brand_id, q.start, q.end)
+    figures = guide_store.all_guides_figures(brand_id, q.start, q.end)
     from chalicelib.storage.models import Guide
     rows = []
     for guide in tenancy.list_items(brand_id, Guide, "GUIDE#"):

@@ -16,7 +16,7 @@ from chalicelib.domain.members import (MINI_PROGRAM_SOURCE, UNKNOWN_SOURCE, Shop
                                        plan_touch)
 from chalicelib.ids import new_id, scene as valid_scene
 from chalicelib.observability import count, logger
-from chalicelib.storage import members as store
+from chalicelib.storage import members as member_store
 from chalicelib.storage.guides import ContactUnchanged
 from chalicelib.storage.tx import Conflicted
 
@@ -50,7 +50,7 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
     """
     count_contact = True
     for _attempt in range(MAX_ATTEMPTS):
-        ctx = store.load_touch_context(brand_id, scene=scene, identities=shopper.identities(),
+        ctx = member_store.load_touch_context(brand_id, scene=scene, identities=shopper.identities(),
                                        wecom_user_id=wecom_user_id)
         if not ctx.found and find_unionid is not None and shopper.unionid is None:
             unionid = find_unionid()
@@ -74,12 +74,12 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
             extend = guides.contact_added(brand_id, ctx.guide.guide_id, shopper.wecom, plan.member_id,
                                           local_day(now, ctx.timezone), now)
         try:
-            store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now, timezone_name=ctx.timezone,
+            member_store.commit_touch(brand_id, plan, inbound=inbound, event=event, now=now, timezone_name=ctx.timezone,
                                **({"extend": extend} if extend else {}))
-        except store.Duplicate:
+        except member_store.Duplicate:
             count("DuplicateCallbacks")
             return TouchResult(None, False, True)
-        except store.IdentityRace:
+        except member_store.IdentityRace:
             logger.info("identity race, resolving again", extra={"brand_id": brand_id})
             continue
         except ContactUnchanged:

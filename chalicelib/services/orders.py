@@ -18,7 +18,7 @@ from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound
 from chalicelib.observability import count
 from chalicelib.services import coupons
 from chalicelib.storage import conversion, members, tenancy
-from chalicelib.storage import orders as store
+from chalicelib.storage import orders as order_store
 from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.coupons import idem_pk
 from chalicelib.storage.coupons import parse as parse_time
@@ -79,14 +79,14 @@ def _order_counters(brand_id: str, o: rules.Order, who: rules.Attribution, numbe
 
 def _templates(brand_id: str, o: rules.Order, found: dict) -> list[str]:
     """The coupon templates of the order's redemptions, distinct and sorted (kept on the order)."""
-    return sorted({found[store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids})
+    return sorted({found[order_store.redemption_key(brand_id, r)].template_id for r in o.redemption_ids})
 
 
 def _check_redemptions(o: rules.Order, found: dict, brand_id: str) -> None:
     """Refuse, before writing, redemptions that are not this store's or are spoken for (the
     transaction's conditions refuse the same under a race)."""
     for redemption_id in o.redemption_ids:
-        r = found.get(store.redemption_key(brand_id, redemption_id))
+        r = found.get(order_store.redemption_key(brand_id, redemption_id))
         if r is None or o.store_id is None or r.store_id != o.store_id:
             raise NotFound(f"no redemption {redemption_id} at this store", code="unknown_redemption")
         if r.reversed_at is not None:
@@ -99,14 +99,14 @@ def _check_redemptions(o: rules.Order, found: dict, brand_id: str) -> None:
 def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str,
             idem: tuple[str, str, str, str] | None, check_store: bool, tz: str) -> dict:
     """Read, decide, write; again while another order of the member took the number read."""
-    keys = [store.redemption_key(brand_id, r) for r in o.redemption_ids]
+    keys = [order_store.redemption_key(brand_id, r) for r in o.redemption_ids]
     if member_id:
         keys.append((member_key(brand_id, member_id), "MEMBER"))
     if idem:
         keys.append(_idem_record_key(brand_id, idem))
     for attempt in range(RACE_RETRIES):
         # a member's reach item rides in the same read (its campaign marks); a walk-in's read is unchanged
-        found, marks = conversion.read_with_reach(keys, brand_id, member_id) if member_id else (store.read(keys), {})
+        found, marks = conversion.read_with_reach(keys, brand_id, member_id) if member_id else (order_store.read(keys), {})
         _replay_if_recorded(found, brand_id, idem)
         member = found.get((member_key(brand_id, member_id), "MEMBER")) if member_id else None
         if member_id and member is None:
@@ -119,7 +119,7 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
         answer = {"order_id": o.order_id, "member_id": member_id,
                   "member_order_number": totals.orders + 1 if totals else None}
         try:
-            store.record_order(brand_id, o, who=who, totals=totals, source=source, idem=idem, response=answer,
+            order_store.record_order(brand_id, o, who=who, totals=totals, source=source, idem=idem, response=answer,
                                now=_now(), check_store=check_store, check_guide=o.guide_id is not None,
                                template_ids=_templates(brand_id, o, found),
                                conversions=conv_rules.encode_changes(converts),
@@ -129,17 +129,17 @@ def _record(brand_id: str, o: rules.Order, member_id: str | None, *, source: str
                                    conversion.extender(brand_id, member_id, converts, o.order_id)))
             count("OrdersRecorded")
             return answer
-        except (store.Moved, Conflicted, conversion.Refused):
+        except (order_store.Moved, Conflicted, conversion.Refused):
             _backoff(attempt)
-        except store.KeyUsed:
+        except order_store.KeyUsed:
             continue                    # the next read finds the record and replays it
-        except store.Exists:
+        except order_store.Exists:
             raise Conflict(f"order {o.order_id} was recorded before", code="order_exists") from None
-        except store.RedemptionRefused:
+        except order_store.RedemptionRefused:
             continue                    # read again: the refusal names the redemption
-        except store.UnknownStore:
+        except order_store.UnknownStore:
             raise NotFound(f"no store {o.store_id}", code="unknown_store") from None
-        except store.UnknownGuide:
+        except order_store.UnknownGuide:
             raise NotFound(f"no guide {o.guide_id}", code="unknown_guide") from None
     raise Conflict("this member's orders are arriving faster than they can be numbered; retry", code="order_busy")
 
@@ -177,7 +177,7 @@ def record_at_till(brand_id: str, store_id: str, body: dict, idem_key: str | Non
             raise NotFound("member code unknown or expired: ask the shopper to refresh it", code="invalid_member_code")
     try:
         return 201, _record(brand_id, o, member_id, source="pos",
-                            idem=(store_id, idem_key, store.IDEM_ORDER, request_hash), check_store=False,
+                            idem=(store_id, idem_key, order_store.IDEM_ORDER, request_hash), check_store=False,
                             tz=brand.timezone)
     except _Replayed as replayed:
         return replayed.answer
@@ -200,17 +200,17 @@ def _refund_counters(brand_id: str, r: rules.Refund, order, tz: str):
 
 def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
             idem: tuple[str, str, str, str] | None, tz: str) -> dict:
-    keys = [store.order_key(brand_id, r.order_id), store.refund_key(brand_id, r.refund_id)]
+    keys = [order_store.order_key(brand_id, r.order_id), order_store.refund_key(brand_id, r.refund_id)]
     if idem:
         keys.append(_idem_record_key(brand_id, idem))
     extend = None
     for attempt in range(RACE_RETRIES):
-        found = store.read(keys)
+        found = order_store.read(keys)
         _replay_if_recorded(found, brand_id, idem)
-        order = found.get(store.order_key(brand_id, r.order_id))
+        order = found.get(order_store.order_key(brand_id, r.order_id))
         if order is None or (store_id is not None and order.store_id != store_id):
             raise NotFound(f"no order {r.order_id}" + (" at this store" if store_id else ""), code="unknown_order")
-        if store.refund_key(brand_id, r.refund_id) in found:
+        if order_store.refund_key(brand_id, r.refund_id) in found:
             raise Conflict(f"refund {r.refund_id} was recorded before", code="refund_exists")
         if r.time_given and r.occurred_at < parse_time(order.occurred_at):
             # the refund's day is where the scoreboard takes the sales off: never before the sale
@@ -227,14 +227,14 @@ def _refund(brand_id: str, r: rules.Refund, *, store_id: str | None,
             # the order's campaign conversions: its GMV back, and the order (and member) when refunded in full
             rolled = conversion.roll_back(brand_id, order.member_id, order.conversions, r.amount_cents,
                                           full=answer["refunded_cents"] == int(order.amount_cents))
-            store.record_refund(brand_id, r, order, idem=idem, response=answer, now=_now(),
+            order_store.record_refund(brand_id, r, order, idem=idem, response=answer, now=_now(),
                                 extend=conversion.chain(extend, conversion.extender(brand_id, order.member_id,
                                                                                     rolled, r.refund_id)))
             count("OrderRefunds")
             return answer
-        except (store.Moved, Conflicted, conversion.Refused):
+        except (order_store.Moved, Conflicted, conversion.Refused):
             _backoff(attempt)
-        except (store.KeyUsed, store.Exists):
+        except (order_store.KeyUsed, order_store.Exists):
             continue                    # the next read replays the record or names the refund
     raise Conflict("this order's refunds are arriving faster than they can be applied; retry", code="order_busy")
 
@@ -247,7 +247,7 @@ def refund_at_till(brand_id: str, store_id: str, order_id: str, body: dict, idem
     r = rules.refund(body, order_id=order_id, now=_now())
     try:
         return 201, _refund(brand_id, r, store_id=store_id,
-                            idem=(store_id, idem_key, store.IDEM_REFUND, rules.request_hash(r)), tz=brand.timezone)
+                            idem=(store_id, idem_key, order_store.IDEM_REFUND, rules.request_hash(r)), tz=brand.timezone)
     except _Replayed as replayed:
         return replayed.answer
 

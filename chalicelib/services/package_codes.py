@@ -25,7 +25,7 @@ from chalicelib.observability import count, logger
 from chalicelib.resources import queue
 from chalicelib.services import onboarding
 from chalicelib.storage import members as members_store
-from chalicelib.storage import package_codes as store
+from chalicelib.storage import package_codes as package_code_store
 from chalicelib.storage import tenancy
 from chalicelib.storage.models import Channel, PackageBatch
 
@@ -68,13 +68,13 @@ def create(brand_id: str, body: dict) -> tuple[int, dict]:
     if coupon_store.get_template(brand_id, fields["coupon_template_id"]) is None:
         raise NotFound(f"no coupon template {fields['coupon_template_id']}", code="unknown_coupon_template")
     request_hash = _hash(fields)
-    batch = PackageBatch(*store.batch_key(brand_id, fields["batch_id"]), brand_id=brand_id, state="minting",
+    batch = PackageBatch(*package_code_store.batch_key(brand_id, fields["batch_id"]), brand_id=brand_id, state="minting",
                          secret=secrets.token_hex(32), request_hash=request_hash, created_at=_iso(), pages_done=0,
                          minted=0, **fields)
     try:
-        store.create_batch(batch)
-    except store.Exists:
-        batch = store.get_batch(brand_id, fields["batch_id"])
+        package_code_store.create_batch(batch)
+    except package_code_store.Exists:
+        batch = package_code_store.get_batch(brand_id, fields["batch_id"])
         if batch is None or batch.request_hash != request_hash:
             raise Conflict(f"batch {fields['batch_id']} already exists with another request",
                            code="batch_exists") from None
@@ -84,7 +84,7 @@ def create(brand_id: str, body: dict) -> tuple[int, dict]:
 
 
 def get(brand_id: str, batch_id: str) -> dict:
-    batch = store.get_batch(brand_id, batch_id)
+    batch = package_code_store.get_batch(brand_id, batch_id)
     if batch is None:
         raise NotFound(f"no package-code batch {batch_id}", code="unknown_batch")
     return view(batch)
@@ -92,7 +92,7 @@ def get(brand_id: str, batch_id: str) -> dict:
 
 def csv(brand_id: str, batch_id: str) -> str:
     """`code,scene` lines for the printer, derived from the batch's secret (not read back)."""
-    batch = store.get_batch(brand_id, batch_id)
+    batch = package_code_store.get_batch(brand_id, batch_id)
     if batch is None:
         raise NotFound(f"no package-code batch {batch_id}", code="unknown_batch")
     if batch.state != "complete":
@@ -106,7 +106,7 @@ def mint(brand_id: str, batch_id: str, *, remaining_ms=lambda: 10 ** 9, after_pa
     """Mint the batch's codes from its checkpoint on, page by page; True when complete, False when it
     stopped for time (the caller re-queues). `after_page(page)` runs after each checkpoint (tests kill
     the worker there)."""
-    batch = store.get_batch(brand_id, batch_id)
+    batch = package_code_store.get_batch(brand_id, batch_id)
     if batch is None:
         logger.warning("package batch vanished", extra={"brand_id": brand_id, "batch_id": batch_id})
         return True
@@ -116,13 +116,13 @@ def mint(brand_id: str, batch_id: str, *, remaining_ms=lambda: 10 ** 9, after_pa
         if remaining_ms() < STOP_BEFORE_MS:
             return False
         start, stop = rules.page_range(page, total)
-        store.write_codes(brand_id, batch, list(zip(range(start, stop), rules.codes(secret, start, stop))))
+        package_code_store.write_codes(brand_id, batch, list(zip(range(start, stop), rules.codes(secret, start, stop))))
         complete = page + 1 >= rules.pages(total)
-        if store.checkpoint(batch, page, stop, complete=complete, now=_iso()):
+        if package_code_store.checkpoint(batch, page, stop, complete=complete, now=_iso()):
             count("PackageCodesMinted", stop - start)
             if after_page is not None:
                 after_page(page)
-        batch = store.get_batch(brand_id, batch_id)       # ours, or the one that got there first
+        batch = package_code_store.get_batch(brand_id, batch_id)       # ours, or the one that got there first
     return True
 
 
@@ -139,17 +139,17 @@ def scan(brand_id: str, session: dict, scene: str) -> tuple[int, dict]:
     now = time.time()
     guard_owner = f"pk:{openid}"
     code = rules.code_of(scene)
-    item, spend, guard = store.read_scan(brand_id, code or "-", coupon_store.guard_key(brand_id, guard_owner, now))
+    item, spend, guard = package_code_store.read_scan(brand_id, code or "-", coupon_store.guard_key(brand_id, guard_owner, now))
     if guard is not None and int(guard.misses or 0) >= UNKNOWN_CODE_LIMIT:
         logger.warning("package-code guard tripped", extra={"brand_id": brand_id})
         raise TooManyRequests("too many unknown package codes; wait a few minutes", code="too_many_unknown_codes")
     if code is None or item is None:
         coupon_store.count_unknown_code(brand_id, guard_owner, now)
         raise NotFound("no such package code", code="unknown_code")
-    if spend is None and store.claim_spend(brand_id, code, openid, _iso(now)):
+    if spend is None and package_code_store.claim_spend(brand_id, code, openid, _iso(now)):
         spend = None                                          # ours: serve it below
     else:
-        spend = spend or store.get_spend(brand_id, code)
+        spend = spend or package_code_store.get_spend(brand_id, code)
         if spend.openid != openid:
             raise Conflict("this package code has been used", code="code_already_used")
         if spend.answer:
@@ -166,6 +166,6 @@ def scan(brand_id: str, session: dict, scene: str) -> tuple[int, dict]:
     answer = {"member_id": member_id, "created": result.created, "scene": scene, "channel": item.channel,
               "batch_id": item.batch_id, "coupon": ({"code": coupon_code, "template_id": item.coupon_template_id}
                                                     if coupon_code else None), "at": onboarding.iso(at)}
-    store.record_answer(brand_id, code, json.dumps(answer))
+    package_code_store.record_answer(brand_id, code, json.dumps(answer))
     count("PackageCodesSpent")
     return 200, answer

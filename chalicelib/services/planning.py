@@ -29,7 +29,7 @@ from chalicelib.domain.members import AUDIENCE_SHARDS
 from chalicelib.observability import logger
 from chalicelib.services import campaigns as service
 from chalicelib.storage import audience as audience_store
-from chalicelib.storage import campaigns as store
+from chalicelib.storage import campaigns as campaign_store
 
 PAGE = 1000                 # members read per audience-index query (~0.7 KB each: under the 1 MB a page holds)
 TAG_PAGE = 1000             # tag-index entries read per query (~60 B each)
@@ -60,35 +60,35 @@ def handle(body: dict, *, remaining: Callable[[], float] = lambda: 900.0) -> Non
 def fire(body: dict) -> None:
     brand_id, campaign_id = body["brand_id"], body["campaign_id"]
     for _attempt in range(5):
-        campaign = store.get(brand_id, campaign_id, consistent=True)
+        campaign = campaign_store.get(brand_id, campaign_id, consistent=True)
         if campaign is None:
             logger.warning("fire for an unknown campaign", extra={"brand_id": brand_id, "campaign_id": campaign_id})
             return
         spec = rules.Spec.from_json(campaign.spec)
-        run_id = body.get("fire") or rules.fire_id(spec.schedule, body.get("scheduled_time"))
+        run_id = rules.run_id_of(body, required=False) or rules.run_id_for(spec.schedule, body.get("scheduled_time"))
         decision = rules.fire_decision(campaign.state, campaign.current_run, run_id)
-        logger.append_keys(brand_id=brand_id, campaign_id=campaign_id, fire=run_id)
+        logger.append_keys(brand_id=brand_id, campaign_id=campaign_id, run_id=run_id)
         if decision == "drop":
             logger.info("fire dropped", extra={"state": campaign.state, "current_run": campaign.current_run})
             return
         now = _now()
         if decision == "park":
-            if store.park(campaign, run_id, "plan", {**body, "fire": run_id}, now):
+            if campaign_store.park(campaign, run_id, "plan", {**body, "run_id": run_id}, now):
                 return
             continue                                   # resumed meanwhile: decide again
         if decision == "start":
             allowed = rules.next_allowed(now, spec.schedule.timezone, spec.quiet_hours)
             if allowed > now:
                 logger.info("fire deferred by quiet hours", extra={"until": allowed.isoformat()})
-                service.defer("plan", {**body, "fire": run_id}, allowed, now)
+                service.defer("plan", {**body, "run_id": run_id}, allowed, now)
                 return
-            if not store.start_run(campaign, run_id, now):
+            if not campaign_store.start_run(campaign, run_id, now):
                 continue                                # a concurrent fire started it, or the state moved
-        run = store.get_run(brand_id, campaign_id, run_id)
+        run = campaign_store.get_run(brand_id, campaign_id, run_id)
         if run is not None and not run.fanned_out:
             service.enqueue("plan", [{"kind": "shard", "brand_id": brand_id, "campaign_id": campaign_id,
-                                      "fire": run_id, "shard": n} for n in range(AUDIENCE_SHARDS)])
-            store.mark_fanned_out(brand_id, campaign_id, run_id)
+                                      "run_id": run_id, "shard": n} for n in range(AUDIENCE_SHARDS)])
+            campaign_store.mark_fanned_out(brand_id, campaign_id, run_id)
             logger.info("run started")
         return
 
@@ -103,11 +103,11 @@ def _facts(member) -> rules.MemberFacts:
 
 
 def plan_shard(body: dict, *, remaining: Callable[[], float]) -> None:
-    brand_id, campaign_id, run_id, shard = body["brand_id"], body["campaign_id"], body["fire"], int(body["shard"])
+    brand_id, campaign_id, run_id, shard = body["brand_id"], body["campaign_id"], rules.run_id_of(body), int(body["shard"])
     owner = secrets.token_hex(8)
-    item = store.lease_shard(brand_id, campaign_id, run_id, shard, owner, time.time(), LEASE)
+    item = campaign_store.lease_shard(brand_id, campaign_id, run_id, shard, owner, time.time(), LEASE)
     if item is None:
-        held = store.get_shard(brand_id, campaign_id, run_id, shard)
+        held = campaign_store.get_shard(brand_id, campaign_id, run_id, shard)
         if held is not None and held.state == "planning":
             # another delivery of this message plans it, or died doing so: look again when its
             # lease ends (a delayed message: no receive count is spent waiting)
@@ -116,7 +116,7 @@ def plan_shard(body: dict, *, remaining: Callable[[], float]) -> None:
     try:
         _plan(body, item, owner, remaining)
     except BaseException:
-        store.release_shard(item, owner)          # the redelivered message resumes from the checkpoint
+        campaign_store.release_shard(item, owner)          # the redelivered message resumes from the checkpoint
         raise
 
 
@@ -150,8 +150,8 @@ class _Reader:
 
 
 def _plan(body: dict, item, owner: str, remaining: Callable[[], float]) -> None:
-    brand_id, campaign_id, run_id, shard = body["brand_id"], body["campaign_id"], body["fire"], int(body["shard"])
-    campaign = store.get(brand_id, campaign_id, consistent=True)
+    brand_id, campaign_id, run_id, shard = body["brand_id"], body["campaign_id"], rules.run_id_of(body), int(body["shard"])
+    campaign = campaign_store.get(brand_id, campaign_id, consistent=True)
     if campaign.state in ("cancelled", "paused"):
         _stop(body, item, owner, remaining, brand_id, campaign_id, run_id, [], None)
         return
@@ -163,7 +163,7 @@ def _plan(body: dict, item, owner: str, remaining: Callable[[], float]) -> None:
         # the mode is fixed (checkpointed) before the first chunk is queued: a resumed planner reads
         # the same index in the same order, so it derives the same chunks
         point, first = reader.choose()
-        if not store.checkpoint_shard(item, owner, point.to_dict(), 0, time.time(), LEASE):
+        if not campaign_store.checkpoint_shard(item, owner, point.to_dict(), 0, time.time(), LEASE):
             logger.warning("planner lease lost; another planner continues", extra={"shard": shard})
             return
     logger.info("shard planning", extra={"shard": shard, "mode": point.mode, "tags": list(point.tags),
@@ -179,11 +179,11 @@ def _plan(body: dict, item, owner: str, remaining: Callable[[], float]) -> None:
         lease was lost (stop: the planner holding it continues from its own checkpoint)."""
         nonlocal point, last_write
         service.enqueue("send", [{"kind": "chunk", "brand_id": brand_id, "campaign_id": campaign_id,
-                                  "fire": run_id, "chunk": plan_rules.chunk_id(shard, point.chunks + i),
+                                  "run_id": run_id, "chunk": plan_rules.chunk_id(shard, point.chunks + i),
                                   "recipients": [r.pack() for _, r in chunk]} for i, chunk in enumerate(chunks)])
         added = sum(len(c) for c in chunks)
         if finish:
-            if store.finish_shard(brand_id, campaign_id, run_id, item, owner, added):
+            if campaign_store.finish_shard(brand_id, campaign_id, run_id, item, owner, added):
                 logger.info("shard planned", extra={"shard": shard, "targeted": int(item.targeted or 0) + added,
                                                     "chunks": point.chunks + len(chunks)})
                 service.check_completion(brand_id, campaign_id, run_id)
@@ -192,7 +192,7 @@ def _plan(body: dict, item, owner: str, remaining: Callable[[], float]) -> None:
         if chunks:
             point = point.advanced(chunks[-1][-1][0], len(chunks))
         last_write = time.time()
-        return store.checkpoint_shard(item, owner, point.to_dict(), added, last_write, LEASE)
+        return campaign_store.checkpoint_shard(item, owner, point.to_dict(), added, last_write, LEASE)
 
     while True:
         if first is not None:
@@ -232,9 +232,9 @@ def _stop(body: dict, item, owner: str, remaining, brand_id: str, campaign_id: s
     """Whether to stop here: cancelled (drop), paused (park the message) or out of time (re-queue it).
     The full chunks read so far are queued first (except when cancelled); the partial chunk is derived
     again by whoever resumes from the checkpoint."""
-    campaign = store.get(brand_id, campaign_id, consistent=True)
+    campaign = campaign_store.get(brand_id, campaign_id, consistent=True)
     if campaign.state == "cancelled":
-        store.release_shard(item, owner)
+        campaign_store.release_shard(item, owner)
         return True
     if campaign.state != "paused" and remaining() >= SAFETY:
         return False
@@ -243,8 +243,8 @@ def _stop(body: dict, item, owner: str, remaining, brand_id: str, campaign_id: s
         pending.clear()
         if not flush(done, finish=False):
             return True
-    store.release_shard(item, owner)
-    if campaign.state == "paused" and store.park(campaign, run_id, "plan", body, _now()):
+    campaign_store.release_shard(item, owner)
+    if campaign.state == "paused" and campaign_store.park(campaign, run_id, "plan", body, _now()):
         return True
     service.enqueue("plan", [body])              # out of time (or resumed meanwhile): a fresh invocation continues
     return True

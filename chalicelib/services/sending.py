@@ -131,7 +131,7 @@ class LedgerStore(Protocol):
 
 
 @dataclass
-class Sent:
+class SendOutcome:
     recipient: rules.Recipient
     claim: "Todo"
     state: str                    # sent | skipped | failed | retry
@@ -195,15 +195,15 @@ class RateGate:
 def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lambda: 120.0) -> None:
     """Deliver one chunk message. Raises ChunkIncomplete when some recipients must be retried later;
     returns when every recipient is final, held by another live attempt, parked, or handed on."""
-    brand_id, campaign_id, fire = body["brand_id"], body["campaign_id"], body["fire"]
-    logger.thread_safe_append_keys(brand_id=brand_id, campaign_id=campaign_id, fire=fire, chunk=body.get("chunk"))
+    brand_id, campaign_id, run_id = body["brand_id"], body["campaign_id"], rules.run_id_of(body)
+    logger.thread_safe_append_keys(brand_id=brand_id, campaign_id=campaign_id, run_id=run_id, chunk=body.get("chunk"))
     while True:
         campaign = campaign_store.get(brand_id, campaign_id, consistent=True)
         if campaign is None or campaign.state == "cancelled":
             return
         if campaign.state != "paused":
             break
-        if campaign_store.park(campaign, fire, "send", body, _utcnow()):
+        if campaign_store.park(campaign, run_id, "send", body, _utcnow()):
             return
     spec = rules.Spec.from_json(campaign.spec)
     now = _utcnow()
@@ -214,12 +214,12 @@ def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lamb
     from chalicelib.services.wechat_apps import api_for, app_for
     from chalicelib.storage import tenancy
     brand = tenancy.require_brand(brand_id)
-    app = app_for(brand, "mp" if spec.message.channel == "mp_subscribe" else "oa")
+    app = app_for(brand, "mp" if spec.message.medium == "mp_subscribe" else "oa")
     mp_app_id = brand.mp_app_id
-    run = ChunkRun(brand, campaign, spec, fire, body, api or api_for(app, timeout=SEND_TIMEOUT), remaining,
+    run = ChunkRun(brand, campaign, spec, run_id, body, api or api_for(app, timeout=SEND_TIMEOUT), remaining,
                    mp_app_id=mp_app_id)
     run.go()
-    service.check_completion(brand_id, campaign_id, fire)
+    service.check_completion(brand_id, campaign_id, run_id)
     if run.config_error is not None:
         raise ChunkIncomplete(f"stopped on a WeChat configuration error: {run.config_error}")
     if run.retry_later:
@@ -227,15 +227,15 @@ def deliver_chunk(body: dict, *, api=None, remaining: Callable[[], float] = lamb
 
 
 class ChunkRun:
-    def __init__(self, brand, campaign, spec: rules.Spec, fire: str, body: dict, api, remaining, *, mp_app_id,
+    def __init__(self, brand, campaign, spec: rules.Spec, run_id: str, body: dict, api, remaining, *, mp_app_id,
                  ledger_store: LedgerStore | None = None, clock: Clock = REAL_CLOCK, gate: RateGate | None = None,
                  requeue: Callable[[dict, int | None], None] | None = None,
                  campaign_state: Callable[[], object] | None = None):
-        self.brand, self.campaign, self.spec, self.fire, self.body = brand, campaign, spec, fire, body
+        self.brand, self.campaign, self.spec, self.run_id, self.body = brand, campaign, spec, run_id, body
         self.api, self.remaining, self.mp_app_id = api, remaining, mp_app_id
         self.clock = clock
-        self.ledger: LedgerStore = ledger_store or ledger.Ledger(brand.brand_id, campaign.campaign_id, fire)
-        self.channel = spec.message.channel
+        self.ledger: LedgerStore = ledger_store or ledger.Ledger(brand.brand_id, campaign.campaign_id, run_id)
+        self.medium = spec.message.medium
         self.gate = gate or RateGate(brand.brand_id, campaign.campaign_id, spec.limits.per_second, clock=clock)
         self.requeue = requeue or (lambda body, delay: service.enqueue("send", [body], delay=delay) if delay
                                    else service.enqueue("send", [body]))
@@ -323,7 +323,7 @@ class ChunkRun:
         """Sort recipients: decided already (final, held by another attempt, stale: closed), released
         (claimed again), skippable without WeChat (no openid, no credit, capped: marked skipped), or
         to be claimed. The read is a guide; the conditional marks decide."""
-        template = self.spec.message.template_id if rules.needs_credit(self.channel) else None
+        template = self.spec.message.template_id if rules.needs_credit(self.medium) else None
         cap = self.spec.limits.frequency_cap_per_day
         day = rules.frequency_day(self.clock.now(), self.spec.schedule.timezone) if cap else None
         keys, credit_keys = {}, {}
@@ -342,7 +342,7 @@ class ChunkRun:
                 if again is not None:
                     todo.append(again)
                 continue
-            reason = rules.precheck(self.channel, r)
+            reason = rules.precheck(self.medium, r)
             if reason is None and template and s.credits < 1:
                 reason = "no_credit"
             if reason is None and cap and not rules.under_cap(s.day_count, cap):
@@ -407,7 +407,7 @@ class ChunkRun:
         group_id = ledger.new_group()
         lease = self._lease_until()
         at = int(self.clock.time())
-        template = self.spec.message.template_id if rules.needs_credit(self.channel) else None
+        template = self.spec.message.template_id if rules.needs_credit(self.medium) else None
         cap = self.spec.limits.frequency_cap_per_day
         day = rules.frequency_day(self.clock.now(), self.spec.schedule.timezone) if cap else None
 
@@ -455,18 +455,18 @@ class ChunkRun:
                 claimed += self._claim([t], start)    # marked skipped (a skip mark cannot be refused so)
         return claimed
 
-    def _send(self, r: rules.Recipient, token: Todo) -> Sent:
+    def _send(self, r: rules.Recipient, token: Todo) -> SendOutcome:
         """In the pool: call WeChat (retrying only what proves WeChat did not act), then issue the
         coupon if delivered. An unknown outcome is final: the message may be out, so never again."""
         last: WeChatError | None = None
         for attempt in range(1, ATTEMPTS + 1):
             if self.config_error is not None:
                 # another call of this chunk met a configuration error: release, do not call
-                return Sent(r, token, "retry", None, self.config_error.errcode)
+                return SendOutcome(r, token, "retry", None, self.config_error.errcode)
             self.gate.acquire()
             try:
                 self._call(r)
-                return Sent(r, token, "sent", coupon=self._coupon(r, token))
+                return SendOutcome(r, token, "sent", coupon=self._coupon(r, token))
             except WeChatError as err:
                 last = err
                 outcome = rules.classify(err.errcode, api=err.api, outcome_unknown=err.outcome_unknown)
@@ -475,28 +475,28 @@ class ChunkRun:
                 # written as OutcomeUnknown), e.g. the token store failed first: nothing sent, retried
                 logger.warning("send failed unexpectedly", extra={"error": repr(err)})
                 last, outcome = None, rules.Outcome("retry", "unexpected")
-            if outcome.kind == "skip":
-                return Sent(r, token, "skipped", outcome.reason, last.errcode)
-            if outcome.kind == "fail":
+            if outcome.state == "skipped":
+                return SendOutcome(r, token, "skipped", outcome.reason, last.errcode)
+            if outcome.state == "failed":
                 if outcome.reason == rules.OUTCOME_UNKNOWN:
                     count("CampaignOutcomeUnknown")
                     logger.warning("send outcome unknown: recorded, never resent",
                                    extra={"member_id": r.member_id, "error": last.errmsg})
-                    return Sent(r, token, "failed", outcome.reason, None)
-                return Sent(r, token, "failed", outcome.reason, last.errcode)
-            if outcome.kind == "config":
+                    return SendOutcome(r, token, "failed", outcome.reason, None)
+                return SendOutcome(r, token, "failed", outcome.reason, last.errcode)
+            if outcome.state == "config":
                 self.config_error = self.config_error or last
-                return Sent(r, token, "retry", None, last.errcode)
+                return SendOutcome(r, token, "retry", None, last.errcode)
             if attempt < ATTEMPTS:
                 self.clock.sleep(rules.backoff(attempt) * self.clock.jitter(0.5, 1.0))
-        return Sent(r, token, "retry", None, last.errcode if last else None)
+        return SendOutcome(r, token, "retry", None, last.errcode if last else None)
 
     def _call(self, r: rules.Recipient) -> None:
         m = self.spec.message
-        openid = r.openid(self.channel)
-        if self.channel == "mp_subscribe":
+        openid = r.openid(self.medium)
+        if self.medium == "mp_subscribe":
             self.api.subscribe_send(openid, m.template_id, m.data, m.page)
-        elif self.channel == "oa_template":
+        elif self.medium == "oa_template":
             mini = {"appid": self.mp_app_id, "pagepath": m.page} if (m.page and self.mp_app_id) else None
             self.api.template_send(openid, m.template_id, m.data, miniprogram=mini)
         else:
@@ -509,7 +509,7 @@ class ChunkRun:
         with self._coupons_lock:              # the pool's threads ask at once: one instance remembers every coupon
             if self._coupons is None:
                 from chalicelib.services.campaign_coupons import CampaignCoupons   # only campaigns that attach one
-                self._coupons = CampaignCoupons(self.brand, self.campaign.campaign_id, self.fire,
+                self._coupons = CampaignCoupons(self.brand, self.campaign.campaign_id, self.run_id,
                                                 self.spec.coupon_template_id)
         return self._coupons
 
@@ -534,7 +534,7 @@ class ChunkRun:
         for attempt in range(1, COUPON_ATTEMPTS + 1):
             try:
                 code = coupons.issue_coupon(self.brand, r.member_id, template,
-                                            issue_key=f"campaign:{self.campaign.campaign_id}:{self.fire}:{r.member_id}",
+                                            issue_key=f"campaign:{self.campaign.campaign_id}:{self.run_id}:{r.member_id}",
                                             source="campaign")
                 return code or "none"                        # none: out of stock or over the member's limit
             except Exception:  # noqa: BLE001 - the message is out; the coupon is retried, then reported
@@ -545,7 +545,7 @@ class ChunkRun:
         return None
 
     # -- outcomes -------------------------------------------------------------------------------
-    def _finished(self, result: Sent) -> None:
+    def _finished(self, result: SendOutcome) -> None:
         t = result.claim
         if result.state == "retry":
             self.retry_later += 1
@@ -612,7 +612,7 @@ class ChunkRun:
         if stop in ("cancelled", "config_error"):
             return
         rest = {**self.body, "recipients": [r.pack() for r in left], "chunk": f"{self.body.get('chunk')}+"}
-        if stop == "paused" and campaign_store.park(self.campaign, self.fire, "send", rest, _utcnow()):
+        if stop == "paused" and campaign_store.park(self.campaign, self.run_id, "send", rest, _utcnow()):
             logger.info("chunk parked", extra={"left": len(left)})
             return
         self.requeue(rest, None)

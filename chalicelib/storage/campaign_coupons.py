@@ -81,7 +81,7 @@ def evidence(brand_id: str, code: str, member_id: str, template_id: str) -> Coup
 
 
 def add_issued(tx: Tx, brand_id: str, t: rules.Template, issued: list[tuple[str, str, score.Keys, str]],
-               outcome_key: tuple[str, str], *, valid_until: str, campaign_id: str, fire: str, shard: int,
+               outcome_key: tuple[str, str], *, valid_until: str, campaign_id: str, run_id: str, shard: int,
                now: datetime) -> None:
     """Count `issued` coupons ((member, code, first-touch keys, issue day) each) in `tx`: the template's
     issued count, the scoreboard, and one outbox item naming the outcome item that lists them."""
@@ -92,7 +92,7 @@ def add_issued(tx: Tx, brand_id: str, t: rules.Template, issued: list[tuple[str,
     counters.add(tx, brand_id, deltas, shard)
     tx.save("coupon-events", outbox_item(EVENT_TOPIC, "coupon.issued", brand_id, {
         "brand_id": brand_id, "template_id": t.template_id, "source": "campaign", "valid_until": valid_until,
-        "campaign_id": campaign_id, "fire": fire, "outcomes": list(outcome_key)}, now))
+        "campaign_id": campaign_id, "run_id": run_id, "outcomes": list(outcome_key)}, now))
 
 
 def counter_items(t: rules.Template, issued: list[tuple[str, str, score.Keys, str]]) -> int:

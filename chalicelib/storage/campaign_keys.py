@@ -22,8 +22,8 @@ def member_shard(member_id: str) -> int:
     return sum(member_id.encode()) % AUDIENCE_SHARDS
 
 
-def ledger_key(brand_id: str, campaign_id: str, fire: str, member_id: str) -> tuple[str, str]:
-    return f"B#{brand_id}#DLV#{campaign_id}#{fire}#{member_shard(member_id):02d}", member_id
+def ledger_key(brand_id: str, campaign_id: str, run_id: str, member_id: str) -> tuple[str, str]:
+    return f"B#{brand_id}#DLV#{campaign_id}#{run_id}#{member_shard(member_id):02d}", member_id
 
 
 def credit_key(brand_id: str, openid: str, template_id: str) -> tuple[str, str]:

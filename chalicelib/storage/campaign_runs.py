@@ -18,44 +18,44 @@ from chalicelib.storage.campaign_keys import _kind, _refused, camp_pk
 
 # ---- runs and the planner's checkpoints ------------------------------------------------------
 
-def run_key(brand_id: str, campaign_id: str, fire: str) -> tuple[str, str]:
-    return camp_pk(brand_id, campaign_id), f"RUN#{fire}"
+def run_key(brand_id: str, campaign_id: str, run_id: str) -> tuple[str, str]:
+    return camp_pk(brand_id, campaign_id), f"RUN#{run_id}"
 
 
-def get_run(brand_id: str, campaign_id: str, fire: str) -> CampaignRun | None:
+def get_run(brand_id: str, campaign_id: str, run_id: str) -> CampaignRun | None:
     try:
-        return CampaignRun.get(*run_key(brand_id, campaign_id, fire), consistent_read=True)
+        return CampaignRun.get(*run_key(brand_id, campaign_id, run_id), consistent_read=True)
     except DoesNotExist:
         return None
 
 
-def start_run(campaign: Campaign, fire: str, now: datetime) -> bool:
+def start_run(campaign: Campaign, run_id: str, now: datetime) -> bool:
     """Create the run and mark the campaign running, atomically; False if the campaign left
     `scheduled` meanwhile or the run exists (another fire started it)."""
     tx = Tx()
-    tx.save("run", CampaignRun(*run_key(campaign.brand_id, campaign.campaign_id, fire), fire=fire, state="planning",
+    tx.save("run", CampaignRun(*run_key(campaign.brand_id, campaign.campaign_id, run_id), run_id=run_id, state="planning",
                                  targeted=0, shards_done=0, fanned_out=False, started_at=now.isoformat()),
               CampaignRun.pk.does_not_exist())
     tx.update("campaign", Campaign(campaign.pk, campaign.sk),
-                 [Campaign.state.set("running"), Campaign.current_run.set(fire), Campaign.runs.add(1),
+                 [Campaign.state.set("running"), Campaign.current_run.set(run_id), Campaign.runs.add(1),
                   Campaign.updated_at.set(now.isoformat())],
                  Campaign.state == "scheduled")
     return not tx.attempt()
 
 
-def mark_fanned_out(brand_id: str, campaign_id: str, fire: str) -> None:
-    CampaignRun(*run_key(brand_id, campaign_id, fire)).update(actions=[CampaignRun.fanned_out.set(True)])
+def mark_fanned_out(brand_id: str, campaign_id: str, run_id: str) -> None:
+    CampaignRun(*run_key(brand_id, campaign_id, run_id)).update(actions=[CampaignRun.fanned_out.set(True)])
 
 
-def shard_key(brand_id: str, campaign_id: str, fire: str, shard: int) -> tuple[str, str]:
-    return camp_pk(brand_id, campaign_id), f"RUN#{fire}#SHARD#{shard:02d}"
+def shard_key(brand_id: str, campaign_id: str, run_id: str, shard: int) -> tuple[str, str]:
+    return camp_pk(brand_id, campaign_id), f"RUN#{run_id}#SHARD#{shard:02d}"
 
 
-def lease_shard(brand_id: str, campaign_id: str, fire: str, shard: int, owner: str, now: float,
+def lease_shard(brand_id: str, campaign_id: str, run_id: str, shard: int, owner: str, now: float,
                 lease: float) -> PlanShard | None:
     """Take (or renew) the planner lease on one shard; None while another planner holds it or the
     shard is done. Returns the checkpoint to resume from."""
-    item = PlanShard(*shard_key(brand_id, campaign_id, fire, shard))
+    item = PlanShard(*shard_key(brand_id, campaign_id, run_id, shard))
     try:
         item.update(actions=[_kind(PlanShard), PlanShard.state.set(PlanShard.state | "planning"),
                              PlanShard.lease_owner.set(owner), PlanShard.lease_until.set(now + lease)],
@@ -70,9 +70,9 @@ def lease_shard(brand_id: str, campaign_id: str, fire: str, shard: int, owner: s
     return item
 
 
-def get_shard(brand_id: str, campaign_id: str, fire: str, shard: int) -> PlanShard | None:
+def get_shard(brand_id: str, campaign_id: str, run_id: str, shard: int) -> PlanShard | None:
     try:
-        return PlanShard.get(*shard_key(brand_id, campaign_id, fire, shard), consistent_read=True)
+        return PlanShard.get(*shard_key(brand_id, campaign_id, run_id, shard), consistent_read=True)
     except DoesNotExist:
         return None
 
@@ -91,7 +91,7 @@ def checkpoint_shard(item: PlanShard, owner: str, cursor: dict | None, added: in
         raise
 
 
-def finish_shard(brand_id: str, campaign_id: str, fire: str, item: PlanShard, owner: str, added: int) -> bool:
+def finish_shard(brand_id: str, campaign_id: str, run_id: str, item: PlanShard, owner: str, added: int) -> bool:
     """The shard's last page is queued: mark it done and add its total to the run, once."""
     total = int(item.targeted or 0) + added
     tx = Tx()
@@ -99,7 +99,7 @@ def finish_shard(brand_id: str, campaign_id: str, fire: str, item: PlanShard, ow
                  [PlanShard.state.set("done"), PlanShard.targeted.set(total), PlanShard.cursor.remove(),
                   PlanShard.lease_until.set(0)],
                  (PlanShard.lease_owner == owner) & (PlanShard.state == "planning"))
-    tx.update("run", CampaignRun(*run_key(brand_id, campaign_id, fire)),
+    tx.update("run", CampaignRun(*run_key(brand_id, campaign_id, run_id)),
                  [CampaignRun.targeted.add(total), CampaignRun.shards_done.add(1)])
     return not tx.attempt()
 
@@ -112,9 +112,9 @@ def release_shard(item: PlanShard, owner: str) -> None:
             raise
 
 
-def run_items(brand_id: str, campaign_id: str, fire: str) -> tuple[CampaignRun | None, list[PlanShard]]:
+def run_items(brand_id: str, campaign_id: str, run_id: str) -> tuple[CampaignRun | None, list[PlanShard]]:
     run, shards = None, []
-    for item in Item.query(camp_pk(brand_id, campaign_id), Item.sk.startswith(f"RUN#{fire}"), consistent_read=True):
+    for item in Item.query(camp_pk(brand_id, campaign_id), Item.sk.startswith(f"RUN#{run_id}"), consistent_read=True):
         if isinstance(item, CampaignRun):
             run = item
         elif isinstance(item, PlanShard):
@@ -122,28 +122,28 @@ def run_items(brand_id: str, campaign_id: str, fire: str) -> tuple[CampaignRun |
     return run, shards
 
 
-def tallies(brand_id: str, campaign_id: str, fire: str) -> dict[str, int]:
+def tallies(brand_id: str, campaign_id: str, run_id: str) -> dict[str, int]:
     out: dict[str, int] = {}
-    prefix = f"STATS#{fire}#"
+    prefix = f"STATS#{run_id}#"
     for item in Tally.query(camp_pk(brand_id, campaign_id), Tally.sk.startswith(prefix), consistent_read=True):
         outcome = item.sk[len(prefix):].rsplit("#", 1)[0]
         out[outcome] = out.get(outcome, 0) + int(item.n or 0)
     return out
 
 
-def complete_run(campaign: Campaign, fire: str, stats: dict, now: datetime) -> bool:
+def complete_run(campaign: Campaign, run_id: str, stats: dict, now: datetime) -> bool:
     """Mark the run completed, move the campaign on (domain.after_run) and emit `campaign.completed`
     in one transaction; False if the run was completed already or the campaign changed meanwhile."""
     spec = rules.Spec.from_json(campaign.spec)
     new_state = rules.after_run(campaign.state, spec.schedule.recurring)
     tx = Tx()
-    tx.update("run", CampaignRun(*run_key(campaign.brand_id, campaign.campaign_id, fire)),
+    tx.update("run", CampaignRun(*run_key(campaign.brand_id, campaign.campaign_id, run_id)),
                  [CampaignRun.state.set("completed"), CampaignRun.completed_at.set(now.isoformat())],
                  CampaignRun.state != "completed")
     tx.update("campaign", Campaign(campaign.pk, campaign.sk),
                  [Campaign.state.set(new_state), Campaign.updated_at.set(now.isoformat())],
                  Campaign.state == campaign.state)
     tx.save("outbox", outbox_item("event", "campaign.completed", campaign.brand_id, {
-        "brand_id": campaign.brand_id, "campaign_id": campaign.campaign_id, "name": campaign.name, "fire": fire,
+        "brand_id": campaign.brand_id, "campaign_id": campaign.campaign_id, "name": campaign.name, "run_id": run_id,
         "state": new_state, "stats": stats}, now))
     return not tx.attempt()

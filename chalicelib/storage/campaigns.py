@@ -79,7 +79,7 @@ def set_state(item: Campaign, new_state: str, now: datetime, *, event: tuple[str
 
 # ---- parking while paused --------------------------------------------------------------------
 
-def park(campaign: Campaign, fire: str, queue: str, body: dict, now: datetime) -> bool:
+def park(campaign: Campaign, run_id: str, queue: str, body: dict, now: datetime) -> bool:
     """Set a queued message aside, only while the campaign is paused (checked in the same
     transaction, so a resume that already collected the parked messages cannot miss this one).
     False if the campaign is no longer paused: process the message instead."""
@@ -88,7 +88,7 @@ def park(campaign: Campaign, fire: str, queue: str, body: dict, now: datetime) -
     digest = hashlib.sha256(text.encode()).hexdigest()[:24]
     tx = Tx()
     tx.check("paused", Campaign, campaign.pk, campaign.sk, Campaign.state == "paused")
-    tx.save("park", ParkedMessage(camp_pk(campaign.brand_id, campaign.campaign_id), f"PARK#{fire}#{queue}#{digest}",
+    tx.save("park", ParkedMessage(camp_pk(campaign.brand_id, campaign.campaign_id), f"PARK#{run_id}#{queue}#{digest}",
                                     queue=queue, body=text, expires_at=now + PARK_RETENTION))
     return not tx.attempt()
 

@@ -4,11 +4,11 @@ Design (issue 10, "B"): a recipient is decided by ONE conditional UpdateItem on 
 and outcomes are written per group, never per recipient.
 
 - The *claim item* of a recipient is the member's subscribe-credit item (openid, template) when
-  the channel consumes a credit, else the member's reach item (models.Reach). A run's decision on
+  the medium consumes a credit, else the member's reach item (models.Reach). A run's decision on
   the member is the attribute `R#<campaign>#<run>` of that item (a "mark"). Claiming sets it with
   `attribute_not_exists` and, in the same UpdateItem, takes the credit (`credits >= 1`) and, when
   the claim item is the reach item, counts the day against the frequency cap (`F#<day> < cap`):
-  one write of a small item, 1 WRU, atomic. A credit channel with a frequency cap needs the reach
+  one write of a small item, 1 WRU, atomic. A credit medium with a frequency cap needs the reach
   item too (the cap is per member, the credit per template): that claim is a two-item transaction.
 - A mark names the *group* whose outcome item will hold the recipient's outcome. The claimant
   writes each group's outcomes as one DeliveryGroup item in one transaction with the run's stats
@@ -146,14 +146,14 @@ def _refused(err: ClientError) -> bool:
 class Ledger:
     """One run's delivery ledger."""
 
-    def __init__(self, brand_id: str, campaign_id: str, fire: str):
-        self.brand_id, self.campaign_id, self.fire = brand_id, campaign_id, fire
-        self.mark_attr = mark_name(campaign_id, fire)
+    def __init__(self, brand_id: str, campaign_id: str, run_id: str):
+        self.brand_id, self.campaign_id, self.run_id = brand_id, campaign_id, run_id
+        self.mark_attr = mark_name(campaign_id, run_id)
 
     # -- where a recipient's decision lives --------------------------------------------------------
     def claim_item(self, member_id: str, openid: str | None, template: str | None,
                    capped: bool = False) -> tuple[str, str]:
-        """The credit item for a credit-consuming channel, else (and whenever a frequency cap is set:
+        """The credit item for a credit-consuming medium, else (and whenever a frequency cap is set:
         the cap is per member, a credit per template) the member's reach item."""
         if template and openid and not capped:
             return credit_key(self.brand_id, openid, template)
@@ -361,7 +361,7 @@ class Ledger:
             for outcome, n in _counts([final]).items():
                 items.append({"Update": {"TableName": _table(),
                                          "Key": _key((camp_pk(self.brand_id, self.campaign_id),
-                                                      f"STATS#{self.fire}#{outcome}#{shard:02d}")),
+                                                      f"STATS#{self.run_id}#{outcome}#{shard:02d}")),
                                          "UpdateExpression": "SET #k = :k ADD #n :n",
                                          "ExpressionAttributeNames": {"#k": "kind", "#n": "n"},
                                          "ExpressionAttributeValues": {":k": _s("tally"), ":n": _n(n)}}})
@@ -385,12 +385,12 @@ class Ledger:
         shard = random.randrange(TALLY_SHARDS)
         for outcome, n in counts.items():
             tx.update(f"tally:{outcome}",
-                      Tally(camp_pk(self.brand_id, self.campaign_id), f"STATS#{self.fire}#{outcome}#{shard:02d}"),
+                      Tally(camp_pk(self.brand_id, self.campaign_id), f"STATS#{self.run_id}#{outcome}#{shard:02d}"),
                       [Tally.kind.set(Tally), Tally.n.add(n)])
 
     # -- the deliveries API -----------------------------------------------------------------------
     def _shard_pk(self, shard: int) -> str:
-        return f"B#{self.brand_id}#DLV#{self.campaign_id}#{self.fire}#{shard:02d}"
+        return f"B#{self.brand_id}#DLV#{self.campaign_id}#{self.run_id}#{shard:02d}"
 
     def valid_cursor(self, cursor: object) -> bool:
         """Whether `cursor` is one `entries` handed out for this ledger (a caller's text, so checked)."""
@@ -456,6 +456,6 @@ def _counts(finals: list[Final]) -> dict[str, int]:
         if f.state == "retry":
             continue
         key = "held_out" if f.state == "held_out" else rules.outcome_key(
-            {"sent": "sent", "skipped": "skip", "failed": "fail"}[f.state], f.reason)
+            f.state, f.reason)
         counts[key] = counts.get(key, 0) + 1
     return counts

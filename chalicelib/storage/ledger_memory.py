@@ -15,8 +15,8 @@ from chalicelib.storage.ledger import Claim, Final, Mark, Seen
 
 
 class MemoryLedger:
-    def __init__(self, brand_id: str = "b1", campaign_id: str = "c1", fire: str = "once"):
-        self._keys = real.Ledger(brand_id, campaign_id, fire)
+    def __init__(self, brand_id: str = "b1", campaign_id: str = "c1", run_id: str = "once"):
+        self._keys = real.Ledger(brand_id, campaign_id, run_id)
         self.mark_attr = self._keys.mark_attr
         self.items: dict[tuple[str, str], dict] = {}
         self.parts: dict[tuple[str, int], dict[str, list]] = {}

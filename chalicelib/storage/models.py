@@ -20,8 +20,8 @@ configuration (stores, guides, channel codes) shares the brand's partition so it
 | message         | B#<brand>#MSG#<openid>     | <time>#<msgid>     |
 | outbox          | OUT#<event id>             | OUT                |
 | campaign        | B#<brand>                  | CAMPAIGN#<campaign> |
-| campaign run    | B#<brand>#CAMP#<campaign>  | RUN#<fire>, RUN#<fire>#SHARD#<nn> (planner cursor), STATS#<fire>#<outcome>#<nn>, PARK#<fire>#<queue>#<digest>, RATE#<epoch s> |
-| delivery ledger | B#<brand>#DLV#<campaign>#<fire>#<nn> | <member>  (nn: the member's audience shard) |
+| campaign run    | B#<brand>#CAMP#<campaign>  | RUN#<run>, RUN#<run>#SHARD#<nn> (planner cursor), STATS#<run>#<outcome>#<nn>, PARK#<run>#<queue>#<digest>, RATE#<epoch s> |
+| delivery ledger | B#<brand>#DLV#<campaign>#<run>#<nn> | <member>  (nn: the member's audience shard) |
 | subscribe credit | B#<brand>#CREDIT#<openid> | <template>         |
 | frequency count | B#<brand>#FREQ#<member>    | <brand-local day>  |
 | WeChat token    | WXTOKEN#<brand>#<kind>#<app_id> | TOKEN         |
@@ -387,15 +387,15 @@ class Campaign(Item, discriminator="campaign"):
     state = UnicodeAttribute()                    # scheduled | running | paused | completed | cancelled
     spec = UnicodeAttribute()                     # JSON of domain.campaigns.Spec
     schedule_name = UnicodeAttribute()
-    current_run = UnicodeAttribute(null=True)     # fire id of the run in progress or last run
+    current_run = UnicodeAttribute(null=True)     # run id of the run in progress or last run
     runs = NumberAttribute(default=0)
     created_at = UnicodeAttribute()
     updated_at = UnicodeAttribute()
 
 
 class CampaignRun(Item, discriminator="campaign_run"):
-    """One fire of a campaign: planning progress and how many recipients it targeted."""
-    fire = UnicodeAttribute()
+    """One run of a campaign: planning progress and how many recipients it targeted."""
+    run_id = UnicodeAttribute()        # runs written before the rename have `fire` (same value as the sk)
     state = UnicodeAttribute()                    # planning | sending | completed
     targeted = NumberAttribute(default=0)
     shards_done = NumberAttribute(default=0)
@@ -671,13 +671,13 @@ class TagIndexState(Item, discriminator="tag_index_state"):
 # | reach           | B#<brand>#REACH#<member>   | REACH              |
 # | delivery group  | B#<brand>#DLV#<campaign>#<run>#<nn> | G#<group>#<part>  (nn: the group's ledger shard) |
 # A run's claim on a member is an attribute `R#<campaign>#<run>` of one item (the member's credit
-# item for a credit-consuming channel, else the member's reach item), written by one conditional
+# item for a credit-consuming medium, else the member's reach item), written by one conditional
 # UpdateItem; the outcomes of a group of recipients are one delivery-group item, written in one
 # transaction with the run's tallies. Attribute names vary per run, so storage.ledger writes them
 # with the low-level client; these models name the items for everything else.
 
 class Reach(Item, discriminator="reach"):
-    """A member's claims by runs of channels without credits (`R#...` attributes) and send counts
+    """A member's claims by runs of media without credits (`R#...` attributes) and send counts
     per brand-local day (`F#<day>`) for the frequency cap."""
 
 

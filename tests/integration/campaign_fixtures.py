@@ -47,7 +47,7 @@ def grant_credits(brand, openids: list[str], template: str = TEMPLATE) -> None:
 
 
 def create_campaign(brand, **fields) -> dict:
-    body = {"name": "today's special", "message": {"channel": "mp_subscribe", "template_id": TEMPLATE,
+    body = {"name": "today's special", "message": {"medium": "mp_subscribe", "template_id": TEMPLATE,
                                                    "page": "pages/special/index", "data": {"thing1": "10 off"}},
             "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}}
     body.update(fields)

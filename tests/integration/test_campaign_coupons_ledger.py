@@ -117,28 +117,28 @@ def test_a_template_with_a_total_stock_keeps_a_transaction_per_coupon_and_is_nev
 
 def test_a_retried_limit_count_and_a_retried_put_change_nothing(brand):
     from chalicelib.domain import coupons as rules
-    from chalicelib.storage import campaign_coupons as store
+    from chalicelib.storage import campaign_coupons as campaign_coupon_store
     from chalicelib.storage import coupons as coupon_store
     from chalicelib.storage.models import MemberClaims
     b = brand.brand_id
     template = make_template(brand, per_member_limit=1)["template_id"]
-    assert store.take_allowance(b, "m_1", template, 1, "cmp_a#once")
-    assert store.take_allowance(b, "m_1", template, 1, "cmp_a#once")        # the same run's retry: counted once
-    assert not store.take_allowance(b, "m_1", template, 1, "cmp_b#once")    # another run: at the limit
-    assert MemberClaims.get(*store.claims_key(b, "m_1", template), consistent_read=True).claimed == 1
+    assert campaign_coupon_store.take_allowance(b, "m_1", template, 1, "cmp_a#once")
+    assert campaign_coupon_store.take_allowance(b, "m_1", template, 1, "cmp_a#once")        # the same run's retry: counted once
+    assert not campaign_coupon_store.take_allowance(b, "m_1", template, 1, "cmp_b#once")    # another run: at the limit
+    assert MemberClaims.get(*campaign_coupon_store.claims_key(b, "m_1", template), consistent_read=True).claimed == 1
     t = coupon_store.get_template(b, template)
     now = datetime.now(timezone.utc)
     code = rules.derived_code(b"k", "cmp_a", "once", "m_1")
     made = lambda: coupon_store.new_coupon(b, t, member_id="m_1", code=code, now=now, source="campaign",
                                            retention_days=400, touch={"store_id": "sz"})
-    assert store.put(made()).code == code
+    assert campaign_coupon_store.put(made()).code == code
     r = redeem(brand, "sz", code)
     assert r.status_code == 201, r.text
-    again = store.put(made())                                               # a late retry finds it, redeemed
+    again = campaign_coupon_store.put(made())                                               # a late retry finds it, redeemed
     assert again.state == "redeemed" and coupon_store.get_coupon(b, code).state == "redeemed"
     other = coupon_store.new_coupon(b, t, member_id="m_2", code=code, now=now, source="campaign", retention_days=400)
     try:
-        store.put(other)
+        campaign_coupon_store.put(other)
         raise AssertionError("a code held by another member's coupon must not be taken over")
     except coupon_store.CodeTaken:
         pass
@@ -149,7 +149,7 @@ def test_closing_a_dead_claim_with_its_coupon_counts_it_in_the_close_transaction
     items, Tx.raw_items) must commit with it, once, and its event reach the bus."""
     import time as clock
     from chalicelib.domain import scoreboard as score
-    from chalicelib.storage import campaign_coupons as store
+    from chalicelib.storage import campaign_coupons as campaign_coupon_store
     from chalicelib.storage import coupons as coupon_store
     from chalicelib.storage import ledger as real
     b = brand.brand_id
@@ -165,8 +165,8 @@ def test_closing_a_dead_claim_with_its_coupon_counts_it_in_the_close_transaction
     issued = [("m_dead", final.coupon, score.Keys("sz", None, "S1"), days()[1])]
 
     def extend(tx, outcome_key):
-        store.add_issued(tx, b, t, issued, outcome_key, valid_until="2030-01-01T00:00:00Z", campaign_id="cmp_dead",
-                         fire="once", shard=0, now=now)
+        campaign_coupon_store.add_issued(tx, b, t, issued, outcome_key, valid_until="2030-01-01T00:00:00Z", campaign_id="cmp_dead",
+                         run_id="once", shard=0, now=now)
     assert ledger.close(key, mark.text(), final, now, extend=extend)
     assert not ledger.close(key, mark.text(), final, now, extend=extend)       # closed already: nothing again
     assert coupon_store.shard_issued(b, template, 1, consistent=True) == {0: 1}

@@ -26,7 +26,7 @@ def test_the_exact_preview_is_what_the_campaign_then_plans(stack, brand):
     add_members(brand, 40, prefix="v", tags=("vip",), store_id="sz")
     add_members(brand, 25, prefix="n", tags=("new",), store_id="sh")
     audience = {"tags_any": ["vip"], "store_ids": ["sz"]}
-    r = preview(brand, audience, message={"channel": "oa_custom", "text": "hi"})
+    r = preview(brand, audience, message={"medium": "oa_custom", "text": "hi"})
     assert r.status_code == 200, r.text
     seen = r.json()
     assert seen["exact"] is True and "estimate" not in seen
@@ -96,12 +96,12 @@ def test_bad_audiences_get_the_codes_campaign_creation_gives(brand):
         r = preview(brand, audience)
         assert r.status_code == 400 and r.json()["error"]["code"] == code, (audience, r.text)
         c = brand.admin("POST", "/campaigns", {"audience": audience,
-                                                "message": {"channel": "oa_custom", "text": "hi"}})
+                                                "message": {"medium": "oa_custom", "text": "hi"}})
         assert c.status_code == 400 and c.json()["error"]["code"] == code, (audience, c.text)
     r = brand.admin("POST", "/campaigns/preview", {"audience": "vip"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_audience"
-    r = preview(brand, {}, message={"channel": "sms"})
-    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_channel"
+    r = preview(brand, {}, message={"medium": "sms"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "unknown_medium"
     assert table_items() == before
 
 

@@ -221,8 +221,8 @@ def test_subscription_credits_from_the_app_and_from_the_popup_push_count_one_acc
     ({"schedule": {"cron": "0 10 31 2 ? *"}}, "invalid_cron"),
     ({"schedule": {"at": "tomorrow"}}, "invalid_at"),
     ({"schedule": {"timezone": "Mars/Olympus"}}, "invalid_timezone"),
-    ({"message": {"channel": "sms", "template_id": "T"}}, "unknown_channel"),
-    ({"message": {"channel": "mp_subscribe"}}, "missing_template_id"),
+    ({"message": {"medium": "sms", "template_id": "T"}}, "unknown_medium"),
+    ({"message": {"medium": "mp_subscribe"}}, "missing_template_id"),
     ({"coupon_template_id": "tpl_nope"}, "unknown_coupon_template"),
     ({"audience": {"sample_percent": 0}}, "invalid_sample_percent"),
     ({"quiet_hours": {"start": "22:00", "end": "25:00"}}, "invalid_quiet_hours"),
@@ -238,7 +238,7 @@ def test_an_impossible_campaign_over_http_is_refused_and_changes_nothing(shared_
 
 
 def _impossible(brand, fields: dict, code: str) -> None:
-    body = {"name": "x", "message": {"channel": "mp_subscribe", "template_id": TEMPLATE},
+    body = {"name": "x", "message": {"medium": "mp_subscribe", "template_id": TEMPLATE},
             "schedule": {"at": (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()}}
     body.update(fields)
     before = table_items()

@@ -91,8 +91,8 @@ def member_code(brand, session: str) -> str:
 
 
 def coupon_state(brand, code: str) -> str:
-    from chalicelib.storage import coupons as store
-    return store.get_coupon(brand.brand_id, code).state
+    from chalicelib.storage import coupons as coupon_store
+    return coupon_store.get_coupon(brand.brand_id, code).state
 
 
 def todays(brand, store_id: str = "sz") -> list[dict]:

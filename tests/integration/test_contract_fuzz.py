@@ -52,7 +52,7 @@ def target(stack, api):
     brand = new_brand(stack, api, "fuzz")
     template = brand.admin("POST", "/coupon-templates", {"name": "fuzz 5 off", "kind": "cash_off", "value": 500,
                                                          "valid_days_after_claim": 30}).json()["template_id"]
-    campaign = brand.admin("POST", "/campaigns", {"name": "fuzz", "message": {"channel": "oa_custom", "text": "hi"},
+    campaign = brand.admin("POST", "/campaigns", {"name": "fuzz", "message": {"medium": "oa_custom", "text": "hi"},
                                                   "schedule": {"at": LATER.isoformat()}})
     assert campaign.status_code == 201, campaign.text
     pos = brand.pos_keys["sz"]

@@ -162,8 +162,8 @@ def kill_at(monkeypatch, step: str | None) -> None:
 
 
 def chunk(brand, task_id: str):
-    from chalicelib.storage import guide_tasks as store
-    [only] = store.chunks_of(brand.brand_id, task_id, "g1")
+    from chalicelib.storage import guide_tasks as guide_task_store
+    [only] = guide_task_store.chunks_of(brand.brand_id, task_id, "g1")
     return only
 
 
@@ -255,8 +255,8 @@ def test_concurrent_deliveries_of_one_guides_message_create_one_message(brand, s
     with ThreadPoolExecutor(6) as pool:
         list(pool.map(lambda _: guide_tasks.handle(message), range(6)))
     assert [t["external_userid"] for t in sim_tasks(stack, text)] == [["wm_c1", "wm_c2", "wm_c3"]]
-    from chalicelib.storage import guide_tasks as store
-    [mine] = store.guides_of(brand.brand_id, task["task_id"])
+    from chalicelib.storage import guide_tasks as guide_task_store
+    [mine] = guide_task_store.guides_of(brand.brand_id, task["task_id"])
     assert (mine.state, mine.chunks) == ("created", 1)
     counters = brand.admin("GET", "/guides/leaderboard", params={"metric": "execution_rate", **AROUND_TODAY}).json()["rows"]
     assert [(r["guide_id"], r["tasks_assigned"]) for r in counters] == [("g1", 1)]     # assigned once

@@ -45,7 +45,7 @@ VALID = {
     "/pos/{brand_id}/stores/{store_id}/redemptions": lambda: {"code": "2345-6789-ABCD-E", "order_id": "o-1",
                                                               "order_amount_cents": 100, "till_id": "t1"},
     "/admin/{brand_id}/campaigns": lambda: {"name": "spring", "audience": {"tags_any": ["vip"]},
-                                            "message": {"channel": "mp_subscribe", "template_id": "TPL1",
+                                            "message": {"medium": "mp_subscribe", "template_id": "TPL1",
                                                         "page": "pages/index", "data": {"thing1": {"value": "hi"}}},
                                             "schedule": {"at": _future()}},
     "/mp/{brand_id}/me/subscriptions": lambda: {"accepted": ["TPL1"], "rejected": ["TPL2"]},
@@ -67,7 +67,7 @@ VALID = {
     "/admin/{brand_id}/package-codes": lambda: {"batch_id": "hpk", "count": 10, "channel": "S1",
                                                 "reward": {"coupon_template_id": "tpl_x"}},
     "/admin/{brand_id}/campaigns/preview": lambda: {"audience": {"tags_any": ["vip"]},
-                                                    "message": {"channel": "oa_custom", "text": "hi"}},
+                                                    "message": {"medium": "oa_custom", "text": "hi"}},
 }
 
 

@@ -122,10 +122,10 @@ def test_a_worker_killed_between_pages_resumes_with_no_duplicate_code(stack, bra
     mints it and is killed (os._exit) after its second page; the next run resumes at the checkpoint."""
     from chalicelib.domain import package_codes as rules
     from chalicelib.services import package_codes as service
-    from chalicelib.storage import package_codes as store
+    from chalicelib.storage import package_codes as package_code_store
     from chalicelib.storage.models import Item, PackageBatch
     tpl = template(brand)
-    store.create_batch(PackageBatch(*store.batch_key(brand.brand_id, "crash"), brand_id=brand.brand_id,
+    package_code_store.create_batch(PackageBatch(*package_code_store.batch_key(brand.brand_id, "crash"), brand_id=brand.brand_id,
                                     batch_id="crash", count=2500, channel="S1", coupon_template_id=tpl,
                                     secret=os.urandom(32).hex(), request_hash="-", state="minting",
                                     pages_done=0, minted=0, created_at="2026-01-01T00:00:00Z"))
@@ -134,13 +134,13 @@ def test_a_worker_killed_between_pages_resumes_with_no_duplicate_code(stack, bra
     done = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 9, done.stderr
-    killed = store.get_batch(brand.brand_id, "crash")
+    killed = package_code_store.get_batch(brand.brand_id, "crash")
     assert (killed.state, int(killed.pages_done), int(killed.minted)) == ("minting", 2, 2000)
     assert service.mint(brand.brand_id, "crash") is True
-    batch = store.get_batch(brand.brand_id, "crash")
+    batch = package_code_store.get_batch(brand.brand_id, "crash")
     assert (batch.state, int(batch.minted)) == ("complete", 2500)
     codes = rules.codes(bytes.fromhex(batch.secret), 0, 2500)
     assert len(set(codes)) == 2500
-    keys = [(store.code_pk(brand.brand_id, c), "PKCODE") for c in codes]
+    keys = [(package_code_store.code_pk(brand.brand_id, c), "PKCODE") for c in codes]
     stored = [i for n in range(0, len(keys), 100) for i in Item.batch_get(keys[n:n + 100])]
     assert sorted(int(i.index) for i in stored) == list(range(2500))

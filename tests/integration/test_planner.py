@@ -90,7 +90,7 @@ def start(brand, queues: Queues, audience_body: dict) -> tuple[str, list[dict]]:
     """Create a campaign and fire it; returns (campaign id, its shard messages)."""
     created = create_campaign(brand, audience=audience_body)
     planning.handle({"kind": "fire", "brand_id": brand.brand_id, "campaign_id": created["campaign_id"],
-                     "fire": "f1"})
+                     "run_id": "f1"})
     shards, queues.plan[:] = list(queues.plan), []
     assert sorted(m["shard"] for m in shards) == list(range(16))
     return created["campaign_id"], shards

@@ -159,17 +159,17 @@ def test_an_unknown_outcome_leaves_no_duplicate_contact_way_and_no_stuck_claim(s
 
 
 def test_a_proven_refusal_releases_the_claim_and_its_quota_unit(stack, brand):
-    from chalicelib.storage import codes as store
+    from chalicelib.storage import codes as code_store
     sim(stack, "faults", {"api": "cgi-bin/qrcode/create", "errcode": 48001, "rate": 1.0})
     try:
         r = get_code(brand, "S2", "oa")
     finally:
         sim(stack, "faults", {"api": "cgi-bin/qrcode/create", "rate": 0})
     assert r.status_code == 409 and r.json()["error"]["code"] == "wechat_config_error", r.text
-    assert store.get_code(brand.brand_id, "S2", "oa") is None
-    assert store.used(brand.brand_id, "oa") == 0
+    assert code_store.get_code(brand.brand_id, "S2", "oa") is None
+    assert code_store.used(brand.brand_id, "oa") == 0
     assert get_code(brand, "S2", "oa").status_code == 200
-    assert store.used(brand.brand_id, "oa") == 1
+    assert code_store.used(brand.brand_id, "oa") == 1
 
 
 def test_past_the_quota_a_clear_409_and_no_wechat_call(stack, brand):
@@ -180,8 +180,8 @@ def test_past_the_quota_a_clear_409_and_no_wechat_call(stack, brand):
     r = get_code(brand, "S1", "oa")
     assert r.status_code == 409 and r.json()["error"]["code"] == "code_quota_exceeded", r.text
     assert calls(stack, "cgi-bin/qrcode/create") == before
-    from chalicelib.storage import codes as store
-    assert store.get_code(brand.brand_id, "S1", "oa") is None
+    from chalicelib.storage import codes as code_store
+    assert code_store.get_code(brand.brand_id, "S1", "oa") is None
 
 
 def test_mp_scene_over_32_characters_is_refused_before_wechat(stack, brand):
@@ -197,8 +197,8 @@ def test_bad_requests_change_nothing(stack, shared_brand):
     assert get_code(shared_brand, "NOPE", "oa").status_code == 404
     r = shared_brand.admin("GET", "/channels/S2/code?app=wecom")
     assert r.status_code == 409 and r.json()["error"]["code"] == "channel_has_no_wecom_guide"
-    from chalicelib.storage import codes as store
-    assert store.codes_of_channel(shared_brand.brand_id, "S2") == []
+    from chalicelib.storage import codes as code_store
+    assert code_store.codes_of_channel(shared_brand.brand_id, "S2") == []
 
 
 def test_mp_bulk_creation_paces_under_the_per_minute_limit(stack, brand, monkeypatch):
@@ -235,10 +235,10 @@ def test_a_stores_sheet_has_one_a4_page_per_channel_code_with_its_code(stack, br
     assert pdf.startswith(b"%PDF") and b"STSong-Light" in pdf
     assert pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages") == 2          # S1 and S3, not sh's S4
     # the sheet made the codes it printed, once each
-    from chalicelib.storage import codes as store
-    assert {c.scene for c in store.codes_of_channel(brand.brand_id, "S1") + store.codes_of_channel(
+    from chalicelib.storage import codes as code_store
+    assert {c.scene for c in code_store.codes_of_channel(brand.brand_id, "S1") + code_store.codes_of_channel(
         brand.brand_id, "S3")} == {"S1", "S3"}
-    assert store.codes_of_channel(brand.brand_id, "S4") == []
+    assert code_store.codes_of_channel(brand.brand_id, "S4") == []
     assert brand.admin("GET", "/stores/nope/codes.pdf").json()["error"]["code"] == "unknown_store"
 
 
@@ -247,11 +247,11 @@ def test_a_claim_whose_holder_died_is_taken_over_after_its_lease(stack, brand):
     out, the next request takes the claim over and makes the code (counted once)."""
     import time as clock
     from chalicelib.domain import codes as rules
-    from chalicelib.storage import codes as store
-    store.claim(brand.brand_id, "S2", "oa", "cl_dead", clock.time() - rules.CLAIM_LEASE_SECONDS - 1)
-    assert store.used(brand.brand_id, "oa") == 1
+    from chalicelib.storage import codes as code_store
+    code_store.claim(brand.brand_id, "S2", "oa", "cl_dead", clock.time() - rules.CLAIM_LEASE_SECONDS - 1)
+    assert code_store.used(brand.brand_id, "oa") == 1
     r = get_code(brand, "S2", "oa", "json")
     assert r.status_code == 200, r.text
-    item = store.get_code(brand.brand_id, "S2", "oa")
+    item = code_store.get_code(brand.brand_id, "S2", "oa")
     assert item.status == "ready" and item.claim_id != "cl_dead" and item.ticket == r.json()["ticket"]
-    assert store.used(brand.brand_id, "oa") == 1
+    assert code_store.used(brand.brand_id, "oa") == 1

@@ -182,7 +182,7 @@ def test_a_campaign_fire_is_planned_and_sent_by_the_plan_and_send_workers(api, s
     r = call(api, "POST", "/admin/{brand_id}/campaigns", f"/admin/{BRAND}/campaigns", key=onboarded["admin_key"],
              path_params={"brand_id": BRAND},
              json_body={"name": "smoke", "audience": {"store_ids": ["sz"]},
-                        "message": {"channel": "oa_template", "template_id": "TPL_smoke", "data": {"first": "hi"}},
+                        "message": {"medium": "oa_template", "template_id": "TPL_smoke", "data": {"first": "hi"}},
                         "schedule": {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}})
     assert r["statusCode"] == 201, r
     created = json_of(r)

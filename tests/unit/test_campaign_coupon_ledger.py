@@ -47,7 +47,7 @@ class FakeCoupons:
 
 
 def spec_with_coupon(**limits):
-    return rules.spec({"name": "t", "message": {"channel": "mp_subscribe", "template_id": TEMPLATE,
+    return rules.spec({"name": "t", "message": {"medium": "mp_subscribe", "template_id": TEMPLATE,
                                                 "data": {"thing1": {"value": "x"}}},
                        "limits": limits, "audience": {"holdout_percent": 0}, "coupon_template_id": "tpl_x"},
                       brand_timezone="Asia/Shanghai", now=NOW)

@@ -17,7 +17,7 @@ NY = "America/New_York"
 
 
 def body(**changes) -> dict:
-    out = {"name": "today's special", "message": {"channel": "mp_subscribe", "template_id": "TPL1",
+    out = {"name": "today's special", "message": {"medium": "mp_subscribe", "template_id": "TPL1",
                                                   "data": {"thing1": "10 off"}},
            "schedule": {"at": "2025-03-02T10:00:00+08:00"}}
     out.update(changes)
@@ -34,7 +34,7 @@ def refused(code: str, b: dict, now: datetime = NOW) -> None:
 
 def test_minimal_campaign_gets_sensible_defaults():
     s = c.spec({"message": {"template_id": "TPL1"}}, brand_timezone=SH, now=NOW)
-    assert s.message.channel == "mp_subscribe"
+    assert s.message.medium == "mp_subscribe"
     assert s.audience == c.Audience()                                  # everyone, no sampling
     assert s.schedule.kind == "at" and s.schedule.timezone == SH
     assert s.schedule.at == "2025-03-01T02:01:00Z"                     # the next whole minute
@@ -55,9 +55,9 @@ def test_at_without_offset_is_read_in_the_campaign_time_zone_and_expressed_there
     ("invalid_schedule", body(schedule={"at": "2025-03-02T10:00:00Z", "cron": "0 10 * * ? *"})),
     ("invalid_timezone", body(schedule={"at": "2025-03-02T10:00:00Z", "timezone": "Mars/Olympus"})),
     ("invalid_timezone", body(schedule={"at": "2025-03-02T10:00:00Z", "timezone": "../etc/passwd"})),
-    ("unknown_channel", body(message={"channel": "sms", "template_id": "T"})),
-    ("missing_template_id", body(message={"channel": "oa_template"})),
-    ("missing_text", body(message={"channel": "oa_custom"})),
+    ("unknown_medium", body(message={"medium": "sms", "template_id": "T"})),
+    ("missing_template_id", body(message={"medium": "oa_template"})),
+    ("missing_text", body(message={"medium": "oa_custom"})),
     ("invalid_data", body(message={"template_id": "T", "data": {"thing1": ["x"]}})),
     ("invalid_quiet_hours", body(quiet_hours={"start": "22:00", "end": "8:00"})),
     ("invalid_quiet_hours", body(quiet_hours={"start": "24:00", "end": "08:00"})),
@@ -80,7 +80,7 @@ def test_message_data_is_normalised_to_wechat_shape_and_oa_custom_takes_text():
     s = c.spec(body(message={"template_id": "T", "data": {"thing1": "10 off", "amount2": {"value": 12}}}),
                brand_timezone=SH, now=NOW)
     assert s.message.data == {"thing1": {"value": "10 off"}, "amount2": {"value": "12"}}
-    custom = c.spec(body(message={"channel": "oa_custom", "text": "hello"}), brand_timezone=SH, now=NOW)
+    custom = c.spec(body(message={"medium": "oa_custom", "text": "hello"}), brand_timezone=SH, now=NOW)
     assert custom.message.text == "hello" and custom.message.template_id is None
 
 
@@ -205,10 +205,10 @@ def test_cron_in_a_dst_gap_is_skipped_that_day():
 
 def test_fire_ids_make_a_one_time_campaign_one_run_and_a_recurring_one_a_run_per_fire():
     once = c.Schedule(kind="at", timezone=SH, at="2025-03-02T02:00:00Z")
-    assert c.fire_id(once, "2025-03-02T02:00:00Z") == c.fire_id(once, None) == c.ONCE
+    assert c.run_id_for(once, "2025-03-02T02:00:00Z") == c.run_id_for(once, None) == c.ONCE
     daily = c.Schedule(kind="cron", timezone=SH, cron="0 10 * * ? *")
-    assert c.fire_id(daily, "2025-03-02T02:00:00Z") == c.fire_id(daily, "2025-03-02T02:00:37+00:00")
-    assert c.fire_id(daily, "2025-03-02T02:00:00Z") != c.fire_id(daily, "2025-03-03T02:00:00Z")
+    assert c.run_id_for(daily, "2025-03-02T02:00:00Z") == c.run_id_for(daily, "2025-03-02T02:00:37+00:00")
+    assert c.run_id_for(daily, "2025-03-02T02:00:00Z") != c.run_id_for(daily, "2025-03-03T02:00:00Z")
 
 
 # ---- state machine -----------------------------------------------------------------------------
@@ -296,8 +296,8 @@ def test_frequency_day_is_the_brand_local_day_and_cap():
     (0, "sent", None), (None, "sent", None),
     (-1, "retry", "errcode_-1"), (45009, "retry", "errcode_45009"), (45011, "retry", "errcode_45011"),
     (40001, "token", "errcode_40001"), (42001, "token", "errcode_42001"),
-    (43101, "skip", "unsubscribed"), (40003, "skip", "invalid_openid"), (45015, "skip", "outside_48h"),
-    (40037, "fail", "errcode_40037"), (47003, "fail", "errcode_47003"),
+    (43101, "skipped", "unsubscribed"), (40003, "skipped", "invalid_openid"), (45015, "skipped", "outside_48h"),
+    (40037, "failed", "errcode_40037"), (47003, "failed", "errcode_47003"),
 ])
 def test_wechat_answers_are_classified(errcode, kind, reason):
     assert c.classify(errcode) == c.Outcome(kind, reason)

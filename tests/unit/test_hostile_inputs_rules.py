@@ -74,7 +74,7 @@ def test_valid_days_after_claim_is_bounded(days):
 
 
 def _campaign(**changes) -> dict:
-    out = {"name": "n", "message": {"channel": "mp_subscribe", "template_id": "T"},
+    out = {"name": "n", "message": {"medium": "mp_subscribe", "template_id": "T"},
            "schedule": {"at": "2026-11-12T10:00:00+08:00"}}
     out.update(changes)
     return out

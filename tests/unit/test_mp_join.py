@@ -36,7 +36,7 @@ class FakeMembers:
 @pytest.fixture
 def fake(monkeypatch):
     fake = FakeMembers()
-    monkeypatch.setattr(onboarding, "store", fake)
+    monkeypatch.setattr(onboarding, "member_store", fake)
     return fake
 
 

@@ -42,9 +42,9 @@ def fast(monkeypatch):
 
 
 def run(api: Api, n: int = 40) -> tuple[sending.ChunkRun, MemoryLedger]:
-    spec = rules.spec({"name": "t", "message": {"channel": "oa_custom", "text": "hello"},
+    spec = rules.spec({"name": "t", "message": {"medium": "oa_custom", "text": "hello"},
                        "audience": {"holdout_percent": 0}}, brand_timezone="Asia/Shanghai", now=NOW)
-    body = {"brand_id": "b1", "campaign_id": "c1", "fire": "once", "chunk": "0",
+    body = {"brand_id": "b1", "campaign_id": "c1", "run_id": "once", "chunk": "0",
             "recipients": [rules.Recipient(f"m{i:03d}", None, f"o{i:03d}", True).pack() for i in range(n)]}
     ledger = MemoryLedger()
     chunk = sending.ChunkRun(SimpleNamespace(brand_id="b1"), SimpleNamespace(campaign_id="c1"), spec, "once", body,
@@ -132,7 +132,7 @@ def test_deliver_chunk_reports_a_configuration_error_so_sqs_brings_the_chunk_bac
             seen["ran"] = True
 
     campaign = SimpleNamespace(state="running", spec=rules.spec(
-        {"name": "t", "message": {"channel": "oa_custom", "text": "hi"}}, brand_timezone="Asia/Shanghai",
+        {"name": "t", "message": {"medium": "oa_custom", "text": "hi"}}, brand_timezone="Asia/Shanghai",
         now=NOW).to_json())
     monkeypatch.setattr(sending, "ChunkRun", Run)
     monkeypatch.setattr(sending.campaign_store, "get", lambda *a, **k: campaign)
@@ -142,7 +142,7 @@ def test_deliver_chunk_reports_a_configuration_error_so_sqs_brings_the_chunk_bac
     monkeypatch.setattr(tenancy, "require_brand", lambda brand_id: SimpleNamespace(brand_id=brand_id, mp_app_id=None))
     monkeypatch.setattr(wechat_apps, "app_for", lambda brand, kind: None)
     with pytest.raises(sending.ChunkIncomplete, match="configuration error"):
-        sending.deliver_chunk({"brand_id": "b1", "campaign_id": "c1", "fire": "once", "recipients": []},
+        sending.deliver_chunk({"brand_id": "b1", "campaign_id": "c1", "run_id": "once", "recipients": []},
                               api=object())
     assert seen == {"ran": True}
 

@@ -69,22 +69,22 @@ class Api:
         return self._call(openid)
 
 
-def spec(channel="mp_subscribe", holdout=0, **limits):
-    message = ({"channel": channel, "template_id": TEMPLATE, "data": {"thing1": {"value": "x"}}}
-               if channel == "mp_subscribe" else {"channel": channel, "text": "hello"})
+def spec(medium="mp_subscribe", holdout=0, **limits):
+    message = ({"medium": medium, "template_id": TEMPLATE, "data": {"thing1": {"value": "x"}}}
+               if medium == "mp_subscribe" else {"medium": medium, "text": "hello"})
     return rules.spec({"name": "t", "message": message, "limits": limits, "audience": {"holdout_percent": holdout}},
                       brand_timezone="Asia/Shanghai", now=NOW)
 
 
-def recipients(n: int, channel="mp_subscribe") -> list[rules.Recipient]:
-    if channel == "mp_subscribe":
+def recipients(n: int, medium="mp_subscribe") -> list[rules.Recipient]:
+    if medium == "mp_subscribe":
         return [rules.Recipient(f"m{i:03d}", f"o{i:03d}") for i in range(n)]
     return [rules.Recipient(f"m{i:03d}", None, f"o{i:03d}", True) for i in range(n)]
 
 
 def chunk(ledger: MemoryLedger, api: Api, people, *, spec_=None, clock=None, remaining=lambda: 120.0,
           requeued=None, gate=None):
-    body = {"brand_id": "b1", "campaign_id": "c1", "fire": "once", "chunk": "0",
+    body = {"brand_id": "b1", "campaign_id": "c1", "run_id": "once", "chunk": "0",
             "recipients": [r.pack() for r in people]}
     requeued = requeued if requeued is not None else []
     return sending.ChunkRun(SimpleNamespace(brand_id="b1"), SimpleNamespace(campaign_id="c1"),

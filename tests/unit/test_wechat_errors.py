@@ -45,8 +45,8 @@ def test_an_unknown_outcome_wins_over_any_code():
 
 
 @pytest.mark.parametrize("errcode,api,kind,reason", [
-    (45047, "cgi-bin/message/custom/send", "skip", "response_limit"),
-    (45015, None, "skip", "outside_48h"),
+    (45047, "cgi-bin/message/custom/send", "skipped", "response_limit"),
+    (45015, None, "skipped", "outside_48h"),
     (-1, None, "retry", "errcode_-1"),
     (45009, None, "retry", "errcode_45009"),
     (40164, None, "config", "errcode_40164"),
@@ -56,14 +56,14 @@ def test_an_unknown_outcome_wins_over_any_code():
 ])
 def test_a_campaign_reads_the_same_table(errcode, api, kind, reason):
     assert rules.classify(errcode, api=api) == rules.Outcome(kind, reason)
-    assert rules.classify(-1, outcome_unknown=True) == rules.Outcome("fail", "outcome_unknown")
+    assert rules.classify(-1, outcome_unknown=True) == rules.Outcome("failed", "outcome_unknown")
 
 
 @pytest.mark.parametrize("errcode", [45047, 43101, 40003, 47003])
 def test_a_welcome_message_and_a_campaign_treat_a_permanent_answer_alike(errcode):
     err = WeChatError(errcode, "x", "cgi-bin/message/custom/send")
     assert err.permanent and not err.transient                    # what followups.welcome asks
-    assert rules.classify(errcode, api=err.api).kind in ("skip", "fail")
+    assert rules.classify(errcode, api=err.api).state in ("skipped", "failed")
 
 
 def test_every_campaign_skip_reason_is_listed_in_the_stats():
