@@ -133,3 +133,41 @@ def test_attribute_values_are_written_as_moto_writes_them(stack):
     assert patched is not moto_speedups.ORIGINALS["serialize_structure"]
     assert fast == slow
     assert json.loads(fast)["Responses"]["t"][0]["ss"] == {"SS": ["a", "b"]}
+
+
+def test_the_action_list_is_moto_s_and_follows_its_class(stack):
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+    from siyu_dev import moto_speedups
+    original = moto_speedups.ORIGINALS["method_names_from_class"]
+    assert responses.method_names_from_class is not original
+    assert responses.method_names_from_class(DynamoHandler) == original(DynamoHandler)
+    assert "update_item" in responses.method_names_from_class(DynamoHandler)
+
+    class Handler(DynamoHandler):
+        pass
+
+    assert responses.method_names_from_class(Handler) == original(Handler)
+    Handler.siyu_added_action = lambda self: None          # a method added after the first ask is seen
+    assert "siyu_added_action" in responses.method_names_from_class(Handler)
+    assert responses.method_names_from_class(Handler) == original(Handler)
+    del Handler.siyu_added_action                           # and one removed is gone
+    assert "siyu_added_action" not in responses.method_names_from_class(Handler)
+    names = responses.method_names_from_class(Handler)
+    names.append("not_an_action")                           # a caller's list is its own
+    assert "not_an_action" not in responses.method_names_from_class(Handler)
+
+
+def test_request_ids_have_moto_s_form_on_the_wire(ddb, table):
+    import re
+    from moto.core import responses
+    ids = set()
+    for _ in range(3):
+        answer = ddb.get_item(TableName=table, Key=key(f"EMU#{uuid.uuid4().hex}"))
+        rid = answer["ResponseMetadata"]["HTTPHeaders"]["x-amzn-requestid"]
+        assert re.fullmatch(r"[A-Za-z0-9]{52}", rid)
+        ids.add(rid)
+    assert len(ids) == 3
+    headers = {}
+    rid = responses.gen_amzn_requestid_long(headers)
+    assert headers == {"x-amzn-requestid": rid} and re.fullmatch(r"[A-Za-z0-9]{52}", rid)
