@@ -22,13 +22,9 @@ from chalicelib.storage import scoreboard as counters
 from chalicelib.storage.coupons import CodeTaken, get_coupon, stock_key
 from chalicelib.storage.members import outbox_item
 from chalicelib.storage.models import Coupon, MemberClaims, StockShard
-from chalicelib.storage.tx import Tx
+from chalicelib.storage.tx import Tx, refused
 
 EVENT_TOPIC = "events"      # an outbox item standing for one event per coupon of a delivery group
-
-
-def _refused(err: Exception) -> bool:
-    return getattr(err, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 def claims_key(brand_id: str, member_id: str, template_id: str) -> tuple[str, str]:
@@ -47,7 +43,7 @@ def take_allowance(brand_id: str, member_id: str, template_id: str, limit: int, 
                                & (MemberClaims.last_issue.does_not_exist() | (MemberClaims.last_issue != issue))))
         return True
     except UpdateError as err:
-        if not _refused(err):
+        if not refused(err):
             raise
     try:
         current = MemberClaims.get(*claims_key(brand_id, member_id, template_id), consistent_read=True)
@@ -64,7 +60,7 @@ def put(coupon: Coupon) -> Coupon:
         coupon.save(condition=Coupon.pk.does_not_exist())
         return coupon
     except PutError as err:
-        if not _refused(err):
+        if not refused(err):
             raise
     found = get_coupon(coupon.brand_id, coupon.code)
     if found is None or found.member_id != coupon.member_id or found.template_id != coupon.template_id:

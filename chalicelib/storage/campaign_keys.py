@@ -39,5 +39,3 @@ def _kind(model_cls):
     return model_cls.kind.set(model_cls)
 
 
-def _refused(err: Exception) -> bool:
-    return getattr(err, "cause_response_code", None) == "ConditionalCheckFailedException"

@@ -13,8 +13,8 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib.domain import campaigns as rules
 from chalicelib.storage.members import outbox_item
 from chalicelib.storage.models import Campaign, CampaignRun, Item, PlanShard, Tally
-from chalicelib.storage.tx import Tx
-from chalicelib.storage.campaign_keys import _kind, _refused, camp_pk
+from chalicelib.storage.tx import Tx, refused
+from chalicelib.storage.campaign_keys import _kind, camp_pk
 
 # ---- runs and the planner's checkpoints ------------------------------------------------------
 
@@ -64,7 +64,7 @@ def lease_shard(brand_id: str, campaign_id: str, run_id: str, shard: int, owner:
                         & (PlanShard.lease_until.does_not_exist() | (PlanShard.lease_until < now)
                            | (PlanShard.lease_owner == owner))))
     except UpdateError as err:
-        if _refused(err):
+        if refused(err):
             return None
         raise
     return item
@@ -86,7 +86,7 @@ def checkpoint_shard(item: PlanShard, owner: str, cursor: dict | None, added: in
                     condition=PlanShard.lease_owner == owner)
         return True
     except UpdateError as err:
-        if _refused(err):
+        if refused(err):
             return False
         raise
 
@@ -108,7 +108,7 @@ def release_shard(item: PlanShard, owner: str) -> None:
     try:
         item.update(actions=[PlanShard.lease_until.set(0)], condition=PlanShard.lease_owner == owner)
     except UpdateError as err:
-        if not _refused(err):
+        if not refused(err):
             raise
 
 

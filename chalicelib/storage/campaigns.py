@@ -14,7 +14,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from chalicelib.domain import campaigns as rules
 from chalicelib.storage.members import outbox_item
 from chalicelib.storage.models import Brand, Campaign, ParkedMessage, RateWindow
-from chalicelib.storage.tx import Tx
+from chalicelib.storage.tx import Tx, refused
 
 RATE_RETENTION = timedelta(hours=1)
 PARK_RETENTION = timedelta(days=30)
@@ -22,7 +22,7 @@ PARK_RETENTION = timedelta(days=30)
 # The ledger, the runs and the subscribe credits live in their own modules (split from this one);
 # their names stay importable from here for the callers that say `store.X`.
 from chalicelib.storage.campaign_keys import *  # noqa: F401,F403,E402
-from chalicelib.storage.campaign_keys import _kind, _refused, camp_pk, campaign_key  # noqa: E402
+from chalicelib.storage.campaign_keys import _kind, camp_pk, campaign_key  # noqa: E402
 from chalicelib.storage.campaign_runs import *  # noqa: F401,F403,E402
 from chalicelib.storage.ledger import *  # noqa: F401,F403,E402
 from chalicelib.storage.ledger import TALLY_SHARDS  # noqa: F401,E402
@@ -114,6 +114,6 @@ def reserve_rate(brand_id: str, campaign_id: str, second: int, want: int, limit:
                     condition=RateWindow.n.does_not_exist() | (RateWindow.n <= limit - want))
         return True
     except UpdateError as err:
-        if _refused(err):
+        if refused(err):
             return False
         raise

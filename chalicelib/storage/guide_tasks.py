@@ -16,17 +16,13 @@ from chalicelib.storage.guides import TASKS_BY_DAY
 from chalicelib.storage.members import outbox_item
 from chalicelib.storage.models import (GuideTask, GuideTaskChunk, GuideTaskGuide, GuideTaskPointer, Item,
                                        WecomDaily)
-from chalicelib.storage.tx import Tx
+from chalicelib.storage.tx import Tx, refused
 
 DAILY_RETENTION = timedelta(days=3)
 
 
 def task_pk(brand_id: str, task_id: str) -> str:
     return f"B#{brand_id}#GT#{task_id}"
-
-
-def _refused(err) -> bool:
-    return getattr(err, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 def create(brand_id: str, task_id: str, spec: rules.TaskSpec, guides: list, schedule_name: str,
@@ -94,7 +90,7 @@ def start(task: GuideTask, now: datetime) -> bool:
                     condition=GuideTask.state == "scheduled")
         return True
     except UpdateError as err:
-        if _refused(err):
+        if refused(err):
             return False
         raise
 
@@ -114,7 +110,7 @@ def claim_planning(guide: GuideTaskGuide, now: float, lease: float) -> bool:
                      condition=condition)
         return True
     except UpdateError as err:
-        if _refused(err):
+        if refused(err):
             return False
         raise
 
@@ -155,7 +151,7 @@ def claim_chunk(chunk: GuideTaskChunk, now: float, lease: float) -> bool:
                      condition=condition)
         return True
     except UpdateError as err:
-        if _refused(err):
+        if refused(err):
             return False
         raise
 
@@ -167,7 +163,7 @@ def chunk_created(chunk: GuideTaskChunk, msgid: str, refused: list[str]) -> None
                               GuideTaskChunk.refused.set(rules.refused_text(refused))],
                      condition=GuideTaskChunk.state == "creating")
     except UpdateError as err:
-        if not _refused(err):
+        if not refused(err):
             raise
 
 
@@ -176,7 +172,7 @@ def release_chunk(chunk: GuideTaskChunk) -> None:
     try:
         chunk.update(actions=[GuideTaskChunk.state.set("planned")], condition=GuideTaskChunk.state == "creating")
     except UpdateError as err:
-        if not _refused(err):
+        if not refused(err):
             raise
 
 

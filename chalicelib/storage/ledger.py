@@ -40,7 +40,7 @@ from botocore.exceptions import ClientError
 from chalicelib.domain import campaigns as rules
 from chalicelib.storage.campaign_keys import camp_pk, credit_key
 from chalicelib.storage.models import DeliveryGroup, Item, Tally
-from chalicelib.storage.tx import Tx, retrying
+from chalicelib.storage.tx import Tx, refused, retrying
 
 LEDGER_SHARDS = 64          # partitions of a run's delivery groups (spread by group id)
 TALLY_SHARDS = 64           # each group's transaction adds to one random shard of each outcome's tally
@@ -137,10 +137,6 @@ def _client():
 
 def _table() -> str:
     return Item.Meta.table_name
-
-
-def _refused(err: ClientError) -> bool:
-    return err.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class Ledger:
@@ -262,7 +258,7 @@ class Ledger:
         try:
             _client().update_item(**update)
         except ClientError as err:
-            if not _refused(err):
+            if not refused(err):
                 raise
             return self._why_refused(c)
         if c.credit and c.credit_item is not None and not c.replaces and not c.hold:
@@ -281,7 +277,7 @@ class Ledger:
                                   ExpressionAttributeValues={":minus": _n(-1), ":one": _n(1)})
             return "claimed"
         except ClientError as err:
-            if not _refused(err):
+            if not refused(err):
                 raise
         skip = Mark("k", c.mark.group, c.mark.lease, c.mark.at, "no_credit")
         names, values = {"#m": self.mark_attr}, {":k": _s(skip.text()), ":c": _s(c.mark.text())}
@@ -295,7 +291,7 @@ class Ledger:
                                   ConditionExpression="#m = :c", ExpressionAttributeNames=names,
                                   ExpressionAttributeValues=values)
         except ClientError as err:
-            if not _refused(err):
+            if not refused(err):
                 raise
             return "marked"
         return "skip:no_credit"
@@ -318,7 +314,7 @@ class Ledger:
                                   ExpressionAttributeValues={":r": _s(released.text()), ":c": _s(claimed)})
             return True
         except ClientError as err:
-            if _refused(err):
+            if refused(err):
                 return False
             raise
 

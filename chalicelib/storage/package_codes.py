@@ -5,6 +5,7 @@ from __future__ import annotations
 from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 
 from chalicelib.storage.models import Item, PackageBatch, PackageCode, PackageSpend
+from chalicelib.storage.tx import refused
 
 
 class Exists(Exception):
@@ -19,15 +20,11 @@ def code_pk(brand_id: str, code: str) -> str:
     return f"B#{brand_id}#PKC#{code}"
 
 
-def _conditional(err) -> bool:
-    return getattr(err, "cause_response_code", None) == "ConditionalCheckFailedException"
-
-
 def create_batch(batch: PackageBatch) -> None:
     try:
         batch.save(condition=PackageBatch.pk.does_not_exist())
     except PutError as err:
-        if _conditional(err):
+        if refused(err):
             raise Exists() from None
         raise
 
@@ -57,7 +54,7 @@ def checkpoint(batch: PackageBatch, page: int, minted: int, *, complete: bool, n
         batch.update(actions, condition=PackageBatch.pages_done == page)
         return True
     except UpdateError as err:
-        if _conditional(err):
+        if refused(err):
             return False
         raise
 
@@ -84,7 +81,7 @@ def claim_spend(brand_id: str, code: str, openid: str, now: str) -> bool:
             condition=PackageSpend.pk.does_not_exist())
         return True
     except PutError as err:
-        if _conditional(err):
+        if refused(err):
             return False
         raise
 

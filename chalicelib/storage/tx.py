@@ -20,6 +20,15 @@ from chalicelib.storage.models import Item
 CONFLICT_RETRIES = 6
 
 
+def refused(err: Exception) -> bool:
+    """A single-item write whose condition did not hold: PynamoDB's errors carry DynamoDB's code as
+    `cause_response_code`, a plain botocore ClientError in its response."""
+    code = getattr(err, "cause_response_code", None)
+    if code is None:
+        code = getattr(err, "response", {}).get("Error", {}).get("Code")
+    return code == "ConditionalCheckFailedException"
+
+
 class Conflicted(Exception):
     """DynamoDB cancelled the transaction because another one held an item; retrying may pass."""
 
