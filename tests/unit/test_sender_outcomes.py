@@ -3,7 +3,6 @@ never resent, a transient answer is retried then released, a configuration error
 without burning its audience, 45047 is a per-recipient answer. The same table decides welcome messages."""
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -14,25 +13,9 @@ from chalicelib.domain import campaigns as rules
 from chalicelib.services import sending
 from chalicelib.storage.ledger_memory import MemoryLedger
 from chalicelib.wechat.client import OutcomeUnknown, WeChatError
+from tests.unit.test_sender_seam import Api   # a WeChat stand-in: answer(openid, n) for the n-th call
 
 NOW = datetime(2025, 3, 1, 2, 0, tzinfo=timezone.utc)
-
-
-class Api:
-    """A WeChat stand-in: `answer(openid, n)` for the n-th call to that openid raises or returns."""
-
-    def __init__(self, answer):
-        self.answer, self.calls = answer, Counter()
-        self.lock = threading.Lock()
-
-    def custom_send_text(self, openid, text):
-        with self.lock:
-            self.calls[openid] += 1
-            n = self.calls[openid]
-        failure = self.answer(openid, n)
-        if failure is not None:
-            raise failure
-        return {"errcode": 0}
 
 
 @pytest.fixture(autouse=True)
