@@ -523,26 +523,25 @@ class ChunkRun:
             # cannot be written, the recipient stays claimed: the chunk fails, and whoever closes the
             # claim after its lease finds the coupon (sent, counted then) or not (outcome_unknown)
             claimed_at = datetime.fromtimestamp(ledger.Mark.parse(t.mark).at, timezone.utc)
-            for attempt in range(1, COUPON_ATTEMPTS + 1):
-                try:
-                    return run_coupons.issue(r.member_id, claimed_at)
-                except Exception:  # noqa: BLE001 - retried, then the chunk fails (see above)
-                    if attempt == COUPON_ATTEMPTS:
-                        raise
-                    self.clock.sleep(rules.backoff(attempt))
+            return self._retried(lambda: run_coupons.issue(r.member_id, claimed_at))
         from chalicelib.services import coupons            # loaded only by campaigns that attach one
-        for attempt in range(1, COUPON_ATTEMPTS + 1):
+        try:
+            code = self._retried(lambda: coupons.issue_coupon(
+                self.brand, r.member_id, template, source="campaign",
+                issue_key=f"campaign:{self.campaign.campaign_id}:{self.run_id}:{r.member_id}"))
+        except Exception:  # noqa: BLE001 - the message is out; the coupon was retried, now it is reported
+            logger.exception("campaign coupon not issued", extra={"member_id": r.member_id})
+            return "error"
+        return code or "none"                              # none: out of stock or over the member's limit
+
+    def _retried(self, issue: Callable[[], str | None]) -> str | None:
+        """`issue()`, tried COUPON_ATTEMPTS times with backoff; the last failure is raised."""
+        for attempt in range(1, COUPON_ATTEMPTS):
             try:
-                code = coupons.issue_coupon(self.brand, r.member_id, template,
-                                            issue_key=f"campaign:{self.campaign.campaign_id}:{self.run_id}:{r.member_id}",
-                                            source="campaign")
-                return code or "none"                        # none: out of stock or over the member's limit
-            except Exception:  # noqa: BLE001 - the message is out; the coupon is retried, then reported
-                if attempt == COUPON_ATTEMPTS:
-                    logger.exception("campaign coupon not issued", extra={"member_id": r.member_id})
-                    return "error"
+                return issue()
+            except Exception:  # noqa: BLE001 - any failure of a coupon write is worth one more try
                 self.clock.sleep(rules.backoff(attempt))
-        return None
+        return issue()
 
     # -- outcomes -------------------------------------------------------------------------------
     def _finished(self, result: SendOutcome) -> None:
