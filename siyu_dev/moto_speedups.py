@@ -101,6 +101,7 @@ def _install_validator() -> None:
     ast_nodes.Node.__deepcopy__ = _node_deepcopy
     traverser = ast_nodes.DepthFirstTraverser
     node_type, recursive = ast_nodes.Node, traverser.traverse_node_recursively
+    no_pre = traverser.pre_processing_of_child
 
     def traverse(self, root):
         """moto's traverse_node_recursively, with the node types it processes asked once per pass
@@ -109,7 +110,9 @@ def _install_validator() -> None:
                 traverser.nodes_to_be_processed:
             return recursive(self, root)
         wanted = self.nodes_to_be_processed()
-        pre, process = self.pre_processing_of_child, self.process
+        process = self.process
+        # most passes keep moto's do-nothing hook before each child: not called at all then
+        pre = None if type(self).pre_processing_of_child is no_pre else self.pre_processing_of_child
         is_wanted: dict[type, bool] = {}      # isinstance through ABCMeta, asked once per node class
 
         def visit(node, child_id=-1):
@@ -121,7 +124,8 @@ def _install_validator() -> None:
                 parent_node = node.parent
                 if node.children is not None:
                     for i, child_node in enumerate(node.children):
-                        pre(node, i)
+                        if pre is not None:
+                            pre(node, i)
                         visit(child_node, i)
                 hit = is_wanted.get(kind)
                 if hit is None:
