@@ -335,8 +335,10 @@ class Poller:
         from bench import counting
         from chalicelib import aws
         self.sqs = botocore.session.get_session().create_client("sqs", region_name=aws.region())
-        self.sqs.meta.events.unregister("before-send", counting._count)
-        METER.detach(self.sqs)
+        if counting._installed:            # bench.throughput installs neither hook
+            self.sqs.meta.events.unregister("before-send", counting._count)
+        if METER._installed:
+            METER.detach(self.sqs)
         self.requests: dict[str, int] = {}
         self.billed = 0
         self.invocations = 0

@@ -30,10 +30,10 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from siyu_dev import key_limits, moto_speedups
+from siyu_dev.keepalive import KeepAliveServer
 from siyu_dev.listen import listen
 
 
@@ -207,8 +207,7 @@ class EmulatorServer(ThreadedMotoServer):
         app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
         try:
             # werkzeug serves a duplicate of the descriptor, listening with the backlog we gave it
-            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler,
-                                       fd=listening.fileno())
+            self._server = KeepAliveServer(self._ip_address, self._port, app, fd=listening.fileno())
         finally:
             listening.close()
         self._server_ready_event.set()
@@ -216,6 +215,7 @@ class EmulatorServer(ThreadedMotoServer):
         self._thread.start()
 
     def stop(self) -> None:
-        super().stop()
+        super().stop()                          # accepts no more connections
         if self._server is not None:
+            self._server.close_connections()    # else a client's idle keep-alive connection keeps its thread
             self._server.server_close()     # free the port for the next run
