@@ -64,6 +64,21 @@ def derived_code(key: bytes, *parts: str) -> str:
     return body + check_char(body)
 
 
+def limited_by_code(t: "Template") -> bool:
+    """A template whose per-member limit is its coupon's code: with a limit of 1, every issue path
+    (a claim, a welcome, a campaign) writes the member's coupon under limit_code(template, member),
+    so one conditional put on that code is the limit for all of them at once (two racing issuers
+    put the same key: one wins), and no per-member counter item is written. Templates never change
+    after creation (there is no update), so a template stays on one side of this for its life."""
+    return t.per_member_limit == 1
+
+
+def limit_code(key: bytes, template_id: str, member_id: str) -> str:
+    """The code of the member's one coupon of a template limited by code (`key`: the brand's key for
+    these codes, a purpose of its own, so they never meet a campaign run's derived codes)."""
+    return derived_code(key, template_id, member_id)
+
+
 def normalize_code(raw: object) -> str | None:
     """The code as stored, or None when it cannot be one (wrong length, alphabet or check character).
     Tolerates what a person types: lower case, spaces, dashes."""

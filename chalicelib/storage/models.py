@@ -309,6 +309,9 @@ class Coupon(Item, discriminator="coupon"):
     touch_store_id = UnicodeAttribute(null=True)
     touch_guide_id = UnicodeAttribute(null=True)
     touch_scene = UnicodeAttribute(null=True)
+    # a coupon under its template's limit code (domain.coupons.limited_by_code): what wrote it (a
+    # campaign run `campaign#run`, an issue key, or none for a claim), so a retry knows its own
+    issued_by = UnicodeAttribute(null=True)
 
 
 class IssueKey(Item, discriminator="issue_key"):
