@@ -66,31 +66,39 @@ class CampaignCoupons:
     def _run_code(self, member_id: str) -> str:
         return rules.derived_code(self._key, self.campaign_id, self.run_id, member_id)
 
-    def issue(self, member_id: str, claimed_at: datetime) -> str:
+    def issue(self, member_id: str, claimed_at: datetime, touch: tuple | None = None) -> str:
         """After WeChat accepted the message: the member's coupon, or "none" at the member's limit.
-        `claimed_at`: the recipient's claim time (its group's), so a group's coupons share a validity."""
+        `claimed_at`: the recipient's claim time (its group's), so a group's coupons share a validity;
+        `touch`: the member's first touch (store, guide, scene) as the chunk carries it (None: read)."""
         brand_id, t = self.brand.brand_id, self.template
         if self.by_code:
-            # the put under the member's limit code is the limit; the claims counter (one read with
-            # the member) only holds what was counted before the code carried the limit
-            member, claimed = campaign_coupon_store.member_and_claims(brand_id, member_id, t.template_id)
+            # the put under the member's limit code is the limit; the claims counter only holds what
+            # was counted before the code carried the limit (read with the member when the chunk
+            # does not carry its first touch)
+            if touch is None:
+                member, claimed = campaign_coupon_store.member_and_claims(brand_id, member_id, t.template_id)
+            else:
+                member, claimed = None, campaign_coupon_store.claimed(brand_id, member_id, t.template_id)
             if claimed >= t.per_member_limit:
                 return "none"
-            coupon = campaign_coupon_store.put_limited(self._new(member_id, claimed_at, member))
+            coupon = campaign_coupon_store.put_limited(self._new(member_id, claimed_at, member, touch))
             if coupon is None:
                 return "none"
         else:
             if not campaign_coupon_store.take_allowance(brand_id, member_id, t.template_id, t.per_member_limit,
                                                         self.issue_id):
                 return "none"
-            coupon = campaign_coupon_store.put(self._new(member_id, claimed_at, members.get_member(brand_id, member_id)))
+            member = members.get_member(brand_id, member_id) if touch is None else None
+            coupon = campaign_coupon_store.put(self._new(member_id, claimed_at, member, touch))
         self._remember(coupon)
         return coupon.code
 
-    def _new(self, member_id: str, claimed_at: datetime, member):
+    def _new(self, member_id: str, claimed_at: datetime, member, touch: tuple | None):
+        keys = (dict(zip(("store_id", "guide_id", "scene"), touch)) if touch is not None
+                else coupons._first_touch(member))
         return coupon_store.new_coupon(
             self.brand.brand_id, self.template, member_id=member_id, code=self.code(member_id), now=claimed_at,
-            source="campaign", retention_days=coupons.retention(self.brand), touch=coupons._first_touch(member),
+            source="campaign", retention_days=coupons.retention(self.brand), touch=keys,
             issued_by=self.issue_id if self.by_code else None)
 
     def evidence(self, member_id: str) -> str | None:

@@ -523,7 +523,7 @@ class ChunkRun:
             # cannot be written, the recipient stays claimed: the chunk fails, and whoever closes the
             # claim after its lease finds the coupon (sent, counted then) or not (outcome_unknown)
             claimed_at = datetime.fromtimestamp(ledger.Mark.parse(t.mark).at, timezone.utc)
-            return self._retried(lambda: run_coupons.issue(r.member_id, claimed_at))
+            return self._retried(lambda: run_coupons.issue(r.member_id, claimed_at, r.touch))
         from chalicelib.services import coupons            # loaded only by campaigns that attach one
         try:
             code = self._retried(lambda: coupons.issue_coupon(

@@ -78,6 +78,14 @@ def put(coupon: Coupon) -> Coupon:
     return found
 
 
+def claimed(brand_id: str, member_id: str, template_id: str) -> int:
+    """The member's claims counter of the template (eventually consistent, as member_and_claims)."""
+    try:
+        return int(MemberClaims.get(*claims_key(brand_id, member_id, template_id)).claimed or 0)
+    except DoesNotExist:
+        return 0
+
+
 def put_limited(coupon: Coupon) -> Coupon | None:
     """Write the member's coupon under its template's limit code (domain.coupons.limited_by_code)
     unless one is there: the coupon written now or by an earlier try of the same issue

@@ -140,3 +140,20 @@ def test_a_higher_limit_keeps_the_claims_counter_and_run_codes(brand):
     assert codes[0] != codes[1] and "none" not in codes[:2] and codes[2] == "none"
     assert MemberClaims.get(*claims_key(brand.brand_id, member, template), consistent_read=True).claimed == 2
     assert not _run(brand, template, "cmp_two_0").by_code
+
+
+def test_the_first_touch_the_chunk_carries_keys_the_coupon_and_the_old_counter_still_refuses(brand):
+    from chalicelib.storage import coupons as coupon_store
+    from chalicelib.storage.coupons import claims_key
+    from chalicelib.storage.models import MemberClaims
+    template = make_template(brand, per_member_limit=1)["template_id"]
+    openids = add_members(brand, 2)
+    first, second = (brand.member(openid=o)["member_id"] for o in openids)
+    now = datetime.now(timezone.utc)
+    run = _run(brand, template, "cmp_touch")
+    code = run.issue(first, now, ("sz", "g_7", "S9"))          # no member read: the planner's copy
+    c = coupon_store.get_coupon(brand.brand_id, code)
+    assert (c.touch_store_id, c.touch_guide_id, c.touch_scene, c.issued_by) == ("sz", "g_7", "S9", "cmp_touch#once")
+    MemberClaims(*claims_key(brand.brand_id, second, template), claimed=1).save()
+    assert run.issue(second, now, ("sz", None, "S1")) == "none"
+    assert _coupons_of(brand, second, template) == []
