@@ -115,6 +115,10 @@ class Template:
     flash_sale: bool
     shards: int
     reversal_voids: bool = False
+    # whether the member's claims counter may hold claims of this template: those counted before a
+    # limit of 1 was carried by the coupon's code (limited_by_code). A template created since never
+    # had one written (there is no counter to read before issuing)
+    claims_counted: bool = True
 
 
 def _int(body: dict, field: str, *, low: int, high: int, default=None, required=False) -> int | None:
@@ -222,7 +226,7 @@ def template(body: dict, template_id: str, *, now: datetime | None = None) -> Te
         valid_from=valid_from, valid_until=valid_until, valid_days_after_claim=days, total_stock=stock,
         per_member_limit=_int(body, "per_member_limit", low=1, high=1000, default=1),
         store_ids=store_ids, claim_starts_at=claim_starts, claim_ends_at=claim_ends, flash_sale=flash,
-        shards=shard_count(stock, flash, rate), reversal_voids=voids)
+        shards=shard_count(stock, flash, rate), reversal_voids=voids, claims_counted=False)
 
 
 # ---- claiming, validity ---------------------------------------------------------------------

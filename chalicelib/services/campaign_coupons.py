@@ -73,12 +73,15 @@ class CampaignCoupons:
         brand_id, t = self.brand.brand_id, self.template
         if self.by_code:
             # the put under the member's limit code is the limit; the claims counter only holds what
-            # was counted before the code carried the limit (read with the member when the chunk
-            # does not carry its first touch)
-            if touch is None:
+            # was counted before the code carried the limit, so it is read for templates made before
+            # (with the member when the chunk does not carry its first touch)
+            member, claimed = None, 0
+            if t.claims_counted and touch is None:
                 member, claimed = campaign_coupon_store.member_and_claims(brand_id, member_id, t.template_id)
-            else:
-                member, claimed = None, campaign_coupon_store.claimed(brand_id, member_id, t.template_id)
+            elif t.claims_counted:
+                claimed = campaign_coupon_store.claimed(brand_id, member_id, t.template_id)
+            elif touch is None:
+                member = members.get_member(brand_id, member_id)
             if claimed >= t.per_member_limit:
                 return "none"
             coupon = campaign_coupon_store.put_limited(self._new(member_id, claimed_at, member, touch))

@@ -113,7 +113,7 @@ def create_template(brand_id: str, t: rules.Template, now: datetime) -> CouponTe
         per_member_limit=t.per_member_limit, store_ids=list(t.store_ids) if t.store_ids is not None else None,
         claim_starts_at=iso(t.claim_starts_at) if t.claim_starts_at else None,
         claim_ends_at=iso(t.claim_ends_at) if t.claim_ends_at else None, flash_sale=t.flash_sale, shards=t.shards,
-        reversal_voids=t.reversal_voids, created_at=iso(now),
+        reversal_voids=t.reversal_voids, created_at=iso(now), limit_code=True if not t.claims_counted else None,
         gsi1pk=templates_pk(brand_id), gsi1sk=f"{iso(now)}#{t.template_id}")    # the brand's list, newest first
     try:
         item.save(condition=CouponTemplate.pk.does_not_exist())
@@ -134,7 +134,8 @@ def to_rules(item: CouponTemplate) -> rules.Template:
         per_member_limit=int(item.per_member_limit),
         store_ids=tuple(item.store_ids) if item.store_ids is not None else None,
         claim_starts_at=parse(item.claim_starts_at), claim_ends_at=parse(item.claim_ends_at),
-        flash_sale=bool(item.flash_sale), shards=int(item.shards), reversal_voids=bool(item.reversal_voids))
+        flash_sale=bool(item.flash_sale), shards=int(item.shards), reversal_voids=bool(item.reversal_voids),
+        claims_counted=not item.limit_code)
 
 
 def get_template(brand_id: str, template_id: str) -> rules.Template | None:
@@ -220,7 +221,8 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
     claims = MemberClaims(*claims_key(brand_id, member_id, t.template_id))
     under_limit = MemberClaims.claimed.does_not_exist() | (MemberClaims.claimed < t.per_member_limit)
     if limit_by_code:
-        tx.check("limit", MemberClaims, claims.pk, claims.sk, condition=under_limit)
+        if t.claims_counted:       # a template older than limit codes: its old claims still count
+            tx.check("limit", MemberClaims, claims.pk, claims.sk, condition=under_limit)
     else:
         tx.update("limit", claims, [MemberClaims.claimed.add(1), _kind(MemberClaims)], condition=under_limit)
     tx.save("coupon", coupon, condition=Coupon.pk.does_not_exist())

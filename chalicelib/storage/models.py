@@ -269,6 +269,8 @@ class CouponTemplate(Item, discriminator="coupon_template"):
     flash_sale = BooleanAttribute()
     shards = NumberAttribute()
     reversal_voids = BooleanAttribute(default=False)
+    # created when a limit of 1 was carried by the coupon's code (domain.coupons.Template.claims_counted)
+    limit_code = BooleanAttribute(null=True)
     created_at = UnicodeAttribute()
 
 
