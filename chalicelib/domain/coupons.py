@@ -117,7 +117,9 @@ class Template:
     reversal_voids: bool = False
     # whether the member's claims counter may hold claims of this template: those counted before a
     # limit of 1 was carried by the coupon's code (limited_by_code). A template created since never
-    # had one written (there is no counter to read before issuing)
+    # had one written (there is no counter to read before issuing). The one gap: older code still
+    # running while this deploys, issuing a template this code has just created (it counts, the
+    # campaign path no longer reads the count); a deploy lasts minutes, a template's life much longer
     claims_counted: bool = True
 
 
