@@ -509,7 +509,8 @@ def request_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
 SCALE_INPUTS: dict = {}
 
 
-def cost_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
+def priced(result: dict, recipients: int):
+    """A fire's bill per million deliveries: (costs by line, billed units, SQS requests, GB-s)."""
     calls = result["planner"]["calls"] + result["sender"]["calls"]
     billed = units(calls, item_sizes(_written(calls)))
     pollers = [result["planner"]["poller"], result["sender"]["poller"]]
@@ -521,6 +522,11 @@ def cost_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
     costs = {"DynamoDB writes": wru * PRICE_WRU, "DynamoDB reads": rru * PRICE_RRU, "SQS": sqs * PRICE_SQS,
              "Scheduler": per_million * PRICE_SCHEDULER,           # one invocation per fire of `recipients`
              "Lambda": gb_s * PRICE_LAMBDA_GB_S + invocations * PRICE_LAMBDA_REQUEST}
+    return costs, billed, sqs, gb_s
+
+
+def cost_rows(result: dict, recipients: int) -> list[tuple[str, str]]:
+    costs, billed, sqs, gb_s = priced(result, recipients)
     requests = sum(v for p in ("planner", "sender") for k, v in result[p]["window"].by_operation.items()
                    if k.startswith("dynamodb."))
     SCALE_INPUTS["figures"] = (billed["wru"] / recipients, billed["rru"] / recipients, requests / recipients,
@@ -572,27 +578,36 @@ def variant_rows(stack, openids) -> tuple[list[tuple[str, str]], dict]:
     template without a total stock goes through the delivery ledger (services.campaign_coupons); one
     with a total stock keeps a transaction per coupon (its row shows what that costs)."""
     from chalicelib.services import coupons
+    # the usual campaign coupon: one per member (per_member_limit 1, the default), a template of its
+    # own per variant so that no member of a sample holds one already (every delivery issues one)
     coupon = {"name": "bench 10 off", "kind": "cash_off", "value": 1000, "valid_days_after_claim": 30,
-              "per_member_limit": 5}
-    template = coupons.create_template("demo", coupon)["template_id"]
-    stocked = coupons.create_template("demo", {**coupon, "total_stock": 100_000})["template_id"]
+              "per_member_limit": 1}
     sample = {"audience": {"sample_percent": VARIANT_SAMPLE}}
-    variants = {"no cap, no coupon": {}, f"cap {CAP}/day": {"limits": {"frequency_cap_per_day": CAP}},
-                "coupon (no total stock: through the ledger)": {"coupon_template_id": template},
-                f"coupon + cap {CAP}/day": {"coupon_template_id": template,
+    variants = {BASE: {}, f"cap {CAP}/day": {"limits": {"frequency_cap_per_day": CAP}},
+                "coupon (no total stock: through the ledger)": {"coupon_template_id": coupon},
+                f"coupon + cap {CAP}/day": {"coupon_template_id": coupon,
                                             "limits": {"frequency_cap_per_day": CAP}},
-                "coupon with a total stock (a transaction per coupon)": {"coupon_template_id": stocked}}
+                "coupon with a total stock (a transaction per coupon)": {
+                    "coupon_template_id": {**coupon, "total_stock": 100_000}}}
     import os
     only = os.environ.get("BENCH_VARIANTS")          # e.g. "coupon": only the variants naming it (quick mode)
     rows, per = [], {}
+    dollars_of: dict[str, tuple[float, float, float]] = {}
     for name, variant in variants.items():
-        if only and only not in name:
+        if only and only not in name and name != BASE:     # the base always: the others' marginal is over it
             continue
+        if "coupon_template_id" in variant:
+            variant = {**variant, "coupon_template_id": coupons.create_template(
+                "demo", variant["coupon_template_id"])["template_id"]}
         regrant_credits(openids)
         started = time.monotonic()
         result = fire_campaign(stack, None, **sample, **variant)
         print(f"variant {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
         n = result["campaign"]["stats"]["sent"]
+        if "coupon_template_id" in variant:
+            issued = coupons.get_template("demo", variant["coupon_template_id"])["issued"]
+            if issued != n:
+                raise RuntimeError(f"{name}: {issued} coupons issued for {n} deliveries")
         figures, kinds = {}, {}
         for phase in ("planner", "sender"):
             calls = result[phase]["calls"]
@@ -610,6 +625,7 @@ def variant_rows(stack, openids) -> tuple[list[tuple[str, str]], dict]:
         lam = (sum(p.gb_seconds for p in pollers) * PRICE_LAMBDA_GB_S
                + sum(p.invocations for p in pollers) * PRICE_LAMBDA_REQUEST) * per_million
         sqs = sum(p.billed for p in pollers) * per_million * PRICE_SQS
+        dollars_of[name] = (dollars, lam, sqs)
         by_item = ", ".join(f"{k} {w:.2f}" for k, w in sorted(kinds.items(), key=lambda kv: -kv[1]) if w >= 0.005)
         rows.append((f"DynamoDB per recipient, {name} ({n:,} recipients: WRU / RRU / requests)",
                      "; ".join(f"{phase} {w:.2f} / {r:.2f} / {q:.2f}" for phase, (w, r, q) in figures.items())
@@ -617,21 +633,86 @@ def variant_rows(stack, openids) -> tuple[list[tuple[str, str]], dict]:
                        f"deliveries; all in ${dollars + lam + sqs:.2f} (Lambda ${lam:.2f} at this fire's handler "
                        f"durations, SQS ${sqs:.3f}); WRU by item: {by_item} (goal: <= $1.50 all in without a "
                        f"coupon, <= $2.50 with one)"
-                     + (CAP_FLOOR if name.startswith("cap") or "+ cap" in name else "")))
+                     + (CAP_FLOOR if name.startswith("cap") or "+ cap" in name else "")
+                     + (at_headline(name, dollars_of) if name != BASE else "")))
         print(f"row: {rows[-1][0]}: {rows[-1][1]}", file=sys.stderr, flush=True)
     return rows, per
 
 
+BASE = "no cap, no coupon"
+
+
+def coupon_headline_row(stack, openids) -> tuple[str, str]:
+    """The coupon case at the headline's size: the same fire of MEMBERS with a coupon attached (a
+    template of its own, per_member_limit 1: every delivery issues one), priced as the headline is,
+    so its delivery groups, chunks and Lambda time are those of the headline fire. Fired first after
+    the headline fire (its table as the headline found it, not after five more fires)."""
+    from chalicelib.services import coupons
+    template = coupons.create_template("demo", {"name": "bench 10 off", "kind": "cash_off", "value": 1000,
+                                                "valid_days_after_claim": 30, "per_member_limit": 1})["template_id"]
+    regrant_credits(openids)
+    started = time.monotonic()
+    result = fire_campaign(stack, MEMBERS, coupon_template_id=template)
+    print(f"coupon at the headline's size: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    issued = coupons.get_template("demo", template)["issued"]
+    if issued != MEMBERS:
+        raise RuntimeError(f"{issued} coupons issued for {MEMBERS} deliveries")
+    costs, billed, _sqs, _gb_s = priced(result, MEMBERS)
+    kinds = ", ".join(f"{kind} {w / MEMBERS:.2f}" for kind, w in
+                      sorted(billed["by_kind"].items(), key=lambda kv: -kv[1]) if w / MEMBERS >= 0.005)
+    row = (f"projected AWS cost per million deliveries with a coupon (no total stock, per_member_limit 1), measured "
+           f"at the headline's size (one fire to {MEMBERS:,}, every delivery issued a coupon)",
+           f"${sum(costs.values()):.2f}: " + ", ".join(f"{k} ${v:.3f}" for k, v in costs.items())
+           + f"; {billed['wru'] / MEMBERS:.2f} WRU, {billed['rru'] / MEMBERS:.2f} RRU per recipient; WRU by item: "
+             f"{kinds} (goal: <= $2.50 with a coupon; same prices and method as the headline)")
+    print(f"row: {row[0]}: {row[1]}", file=sys.stderr, flush=True)
+    return row
+
+
+def headline() -> tuple[float, str]:
+    """The headline's all-in $ per million deliveries: measured in this run (the full bench), or in
+    quick mode the README's last measured figure (its row is read, and said so)."""
+    if "figures" in SCALE_INPUTS:
+        return SCALE_INPUTS["figures"][3], f"the headline fire of {MEMBERS:,} measured in this run"
+    import pathlib
+    import re
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(r"\| projected AWS cost per million deliveries[^|]*\| \$([0-9.]+):", text)
+    if not found:
+        raise RuntimeError("quick mode: no headline figure in README.md to add the marginal cost to")
+    return float(found.group(1)), f"the headline fire of {MEMBERS:,} as last measured (README; quick mode does not fire it)"
+
+
+def at_headline(name: str, dollars_of: dict) -> str:
+    """A case's all-in cost at the headline fire's size: what it costs per recipient beyond the
+    no-cap, no-coupon fire of the same sample size in this run (DynamoDB, Lambda, SQS: the fixed
+    per-fire costs, which weigh ~6x more in a sample fire of ~430 than in the headline's 2,800,
+    cancel out), added to the headline's all-in figure."""
+    (d, lam, sqs), (d0, lam0, sqs0) = dollars_of[name], dollars_of[BASE]
+    base, source = headline()
+    extra = (d - d0) + (lam - lam0) + (sqs - sqs0)
+    return (f"; at the headline's size: ${base + extra:.2f} all in = ${base:.2f} ({source}) + this case's "
+            f"marginal ${extra:.2f} per million over the no-coupon, no-cap sample fire of this run (DynamoDB "
+            f"${d - d0:+.2f}, Lambda ${lam - lam0:+.2f}, SQS ${sqs - sqs0:+.3f})"
+            + ("; an overestimate for a coupon: its per-group items (scoreboard, outbox, template stock) are "
+               "shared by the sample's small groups (chunks of ~26) instead of the headline's 50, see the row "
+               "measured at the headline's size" if "coupon" in name else ""))
+
+
 def quick() -> list[tuple[str, str]]:
     """`BENCH_CAMPAIGNS=variants python -m bench --rows bench.campaigns`: only the per-recipient
-    rows (cap, coupon), without the throughput fire and the scale rows: a few minutes, not ~14."""
+    rows (cap, coupon) and the coupon fire at the headline's size, without the headline fire and
+    the scale rows: a few minutes, not ~14."""
+    import os
     stack = _setup()
     try:
         openids = set(seed_audience(MEMBERS))
         set_concurrency(CONCURRENCY)
         sim(stack, "POST", "faults", {"api": SEND_API, "errcode": None, "rate": 0.0, "latency_ms": LATENCY_MS})
         warm_container(stack)
-        return variant_rows(stack, sorted(openids))[0]
+        coupon_rows = ([coupon_headline_row(stack, sorted(openids))]
+                       if "coupon" in (os.environ.get("BENCH_VARIANTS") or "coupon") else [])
+        return variant_rows(stack, sorted(openids))[0] + coupon_rows
     finally:
         stack.stop()
 
@@ -699,8 +780,11 @@ def run() -> list[tuple[str, str]]:
         # own): measured here, with all three in one interpreter, it measured the bench, not the sender
         rows = request_rows(result, MEMBERS)
         rows += cost_rows(result, MEMBERS)
+        # the coupon fire at the headline's size next, in the headline's conditions (before the variants)
+        coupon_row = coupon_headline_row(stack, sorted(openids))
         more, per = variant_rows(stack, sorted(openids))
         rows += more
+        rows.append(coupon_row)
         rows += scale_rows(*SCALE_INPUTS["figures"])
         rows.append(("setup, not in the figures above",
                      f"{MEMBERS:,} members + credits seeded in {seeded:.0f} s; planner phase "

@@ -81,6 +81,10 @@ class Recipient:
     mp_openid: str | None = None
     oa_openid: str | None = None
     oa_subscribed: bool | None = None
+    # the member's first touch (store, guide, scene), as the planner read it, when the campaign gives a
+    # coupon: it keys the coupon's counters, so the sender need not read the member again (None: not
+    # carried, e.g. a chunk planned before it was; the sender reads the member then)
+    touch: tuple[str | None, str | None, str | None] | None = None
 
     def pack(self) -> dict:
         out = {"m": self.member_id}
@@ -90,12 +94,16 @@ class Recipient:
             out["oa"] = self.oa_openid
         if self.oa_subscribed is not None:
             out["s"] = int(self.oa_subscribed)
+        if self.touch is not None:
+            out["t"] = list(self.touch)
         return out
 
     @classmethod
     def unpack(cls, data: dict) -> "Recipient":
         subscribed = data.get("s")
-        return cls(data["m"], data.get("mp"), data.get("oa"), None if subscribed is None else bool(subscribed))
+        touch = data.get("t")
+        return cls(data["m"], data.get("mp"), data.get("oa"), None if subscribed is None else bool(subscribed),
+                   tuple(touch) if isinstance(touch, list) and len(touch) == 3 else None)
 
     def openid(self, medium: str) -> str | None:
         return self.mp_openid if medium == "mp_subscribe" else self.oa_openid

@@ -64,6 +64,21 @@ def derived_code(key: bytes, *parts: str) -> str:
     return body + check_char(body)
 
 
+def limited_by_code(t: "Template") -> bool:
+    """A template whose per-member limit is its coupon's code: with a limit of 1, every issue path
+    (a claim, a welcome, a campaign) writes the member's coupon under limit_code(template, member),
+    so one conditional put on that code is the limit for all of them at once (two racing issuers
+    put the same key: one wins), and no per-member counter item is written. Templates never change
+    after creation (there is no update), so a template stays on one side of this for its life."""
+    return t.per_member_limit == 1
+
+
+def limit_code(key: bytes, template_id: str, member_id: str) -> str:
+    """The code of the member's one coupon of a template limited by code (`key`: the brand's key for
+    these codes, a purpose of its own, so they never meet a campaign run's derived codes)."""
+    return derived_code(key, template_id, member_id)
+
+
 def normalize_code(raw: object) -> str | None:
     """The code as stored, or None when it cannot be one (wrong length, alphabet or check character).
     Tolerates what a person types: lower case, spaces, dashes."""
@@ -100,6 +115,12 @@ class Template:
     flash_sale: bool
     shards: int
     reversal_voids: bool = False
+    # whether the member's claims counter may hold claims of this template: those counted before a
+    # limit of 1 was carried by the coupon's code (limited_by_code). A template created since never
+    # had one written (there is no counter to read before issuing). The one gap: older code still
+    # running while this deploys, issuing a template this code has just created (it counts, the
+    # campaign path no longer reads the count); a deploy lasts minutes, a template's life much longer
+    claims_counted: bool = True
 
 
 def _int(body: dict, field: str, *, low: int, high: int, default=None, required=False) -> int | None:
@@ -207,7 +228,7 @@ def template(body: dict, template_id: str, *, now: datetime | None = None) -> Te
         valid_from=valid_from, valid_until=valid_until, valid_days_after_claim=days, total_stock=stock,
         per_member_limit=_int(body, "per_member_limit", low=1, high=1000, default=1),
         store_ids=store_ids, claim_starts_at=claim_starts, claim_ends_at=claim_ends, flash_sale=flash,
-        shards=shard_count(stock, flash, rate), reversal_voids=voids)
+        shards=shard_count(stock, flash, rate), reversal_voids=voids, claims_counted=False)
 
 
 # ---- claiming, validity ---------------------------------------------------------------------

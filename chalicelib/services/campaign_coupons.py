@@ -7,6 +7,9 @@ send per run per member, the coupon's code is derived from (campaign, run, membe
 PutItem, no issue-key item), and the per-member limit is one conditional UpdateItem naming the run.
 The counters (template issued, scoreboard coupons_issued) and the `coupon.issued` events are added
 per delivery group in the group's record transaction, so they are exact and never counted twice.
+A template whose limit is 1 (domain.coupons.limited_by_code) takes no allowance: its coupon's code
+is the member's code of the template, the same for every issuer (claims, welcomes, every run), so
+the conditional put is the limit; the coupon names the run (`issued_by`) so a retry finds its own.
 A template with a total stock keeps services.coupons.issue_coupon (a transaction per coupon): its
 stock shards cap every issuer at once, which a per-group count could not do without reserving stock.
 
@@ -48,29 +51,70 @@ class CampaignCoupons:
         self.brand, self.campaign_id, self.run_id = brand, campaign_id, run_id
         self.template = coupons.cached_template(brand.brand_id, template_id)
         self.fast = fast_path(self.template)
+        self.by_code = self.fast and rules.limited_by_code(self.template)
+        self.issue_id = f"{campaign_id}#{run_id}"
         self._key = code_key(brand) if self.fast else b""
+        self._limit_key = coupons.limit_key(brand) if self.by_code else b""
         self._issued: dict[str, tuple[score.Keys, str, str]] = {}     # member -> (touch keys, day, valid_until)
 
     def code(self, member_id: str) -> str:
+        """The member's code: of the template (a limit of 1, any issuer) or of this run (a higher limit)."""
+        if self.by_code:
+            return rules.limit_code(self._limit_key, self.template.template_id, member_id)
+        return self._run_code(member_id)
+
+    def _run_code(self, member_id: str) -> str:
         return rules.derived_code(self._key, self.campaign_id, self.run_id, member_id)
 
-    def issue(self, member_id: str, claimed_at: datetime) -> str:
+    def issue(self, member_id: str, claimed_at: datetime, touch: tuple | None = None) -> str:
         """After WeChat accepted the message: the member's coupon, or "none" at the member's limit.
-        `claimed_at`: the recipient's claim time (its group's), so a group's coupons share a validity."""
+        `claimed_at`: the recipient's claim time (its group's), so a group's coupons share a validity;
+        `touch`: the member's first touch (store, guide, scene) as the chunk carries it (None: read)."""
         brand_id, t = self.brand.brand_id, self.template
-        if not campaign_coupon_store.take_allowance(brand_id, member_id, t.template_id, t.per_member_limit,
-                                    f"{self.campaign_id}#{self.run_id}"):
-            return "none"
-        touch = coupons._first_touch(members.get_member(brand_id, member_id))
-        coupon = campaign_coupon_store.put(coupon_store.new_coupon(
-            brand_id, t, member_id=member_id, code=self.code(member_id), now=claimed_at, source="campaign",
-            retention_days=coupons.retention(self.brand), touch=touch))
+        if self.by_code:
+            # the put under the member's limit code is the limit; the claims counter only holds what
+            # was counted before the code carried the limit, so it is read for templates made before
+            # (with the member when the chunk does not carry its first touch)
+            member, claimed = None, 0
+            if t.claims_counted and touch is None:
+                member, claimed = campaign_coupon_store.member_and_claims(brand_id, member_id, t.template_id)
+            elif t.claims_counted:
+                claimed = campaign_coupon_store.claimed(brand_id, member_id, t.template_id)
+            elif touch is None:
+                member = members.get_member(brand_id, member_id)
+            if claimed >= t.per_member_limit:
+                return "none"
+            coupon = campaign_coupon_store.put_limited(self._new(member_id, claimed_at, member, touch))
+            if coupon is None:
+                return "none"
+        else:
+            if not campaign_coupon_store.take_allowance(brand_id, member_id, t.template_id, t.per_member_limit,
+                                                        self.issue_id):
+                return "none"
+            member = members.get_member(brand_id, member_id) if touch is None else None
+            coupon = campaign_coupon_store.put(self._new(member_id, claimed_at, member, touch))
         self._remember(coupon)
         return coupon.code
 
+    def _new(self, member_id: str, claimed_at: datetime, member, touch: tuple | None):
+        keys = (dict(zip(("store_id", "guide_id", "scene"), touch)) if touch is not None
+                else coupons._first_touch(member))
+        return coupon_store.new_coupon(
+            self.brand.brand_id, self.template, member_id=member_id, code=self.code(member_id), now=claimed_at,
+            source="campaign", retention_days=coupons.retention(self.brand), touch=keys,
+            issued_by=self.issue_id if self.by_code else None)
+
     def evidence(self, member_id: str) -> str | None:
-        """The member's coupon of this run if it was written (so the message was sent), else None."""
-        found = campaign_coupon_store.evidence(self.brand.brand_id, self.code(member_id), member_id, self.template.template_id)
+        """The member's coupon of this run if it was written (so the message was sent), else None.
+        Under a limit code only the coupon this run wrote (`issued_by`) counts: the member may hold
+        one from an earlier run or a claim, which proves nothing of this send. (A claimant that ran
+        the code before limit codes wrote the run's derived code: looked for too.)"""
+        b, t = self.brand.brand_id, self.template.template_id
+        found = campaign_coupon_store.evidence(b, self.code(member_id), member_id, t,
+                                               self.issue_id if self.by_code else None)
+        if found is None and self.by_code:
+            found = campaign_coupon_store.evidence(b, rules.derived_code(code_key(self.brand), self.campaign_id,
+                                                                         self.run_id, member_id), member_id, t)
         if found is None:
             return None
         self._remember(found)

@@ -6,6 +6,7 @@ BatchGetItem (coupon + unknown-code guard + idempotency record) and one Transact
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import random
 import threading
@@ -156,6 +157,7 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
     oversold: each shard's write is conditional on its own quota."""
     key = (brand.brand_id, template.template_id)
     tries, busy = 0, False
+    by_code = rules.limited_by_code(template)
     # the member's first touch keys the scoreboard's coupons_issued (one GetItem); a flash-sale claim
     # counts in the by=day row only, so it reads nothing more (its redemption reads the member instead)
     touch = {} if template.flash_sale else _first_touch(members.get_member(brand.brand_id, member_id))
@@ -177,14 +179,18 @@ def _issue(brand: Brand, template: rules.Template, member_id: str, *, source: st
         shard = random.choice(candidates)
         tries += 1
         try:
-            code = rules.new_code()
+            # a limit of 1 is carried by the coupon's code (rules.limited_by_code): the member's code
+            # of the template, the same whichever path issues it; otherwise a fresh random code
+            code = (rules.limit_code(limit_key(brand), template.template_id, member_id) if by_code
+                    else rules.new_code())
             # a flash sale's claims spread over its stock shards, and so do its scoreboard counters
             # (each item then takes no more writes than a stock shard); others by a hash of the code
             shard_n = shard if template.flash_sale else counters.shard_of(code)
             return coupon_store.issue(brand.brand_id, template, member_id=member_id, shard=shard, code=code,
                                now=now, source=source, retention_days=retention(brand), issue_key=issue_key,
                                touch=touch, extend=counters.extender(brand.brand_id, deltas, shard_n,
-                                                                     flash=bool(template.flash_sale)))
+                                                                     flash=bool(template.flash_sale)),
+                               limit_by_code=by_code)
         except coupon_store.OutOfStock:
             busy = False
             with _empty_lock:
@@ -277,6 +283,11 @@ def my_wallet(brand_id: str, session: dict) -> dict:
 
 def _code_secret(brand: Brand) -> bytes:
     return secrets.brand_secrets(brand.secret_ref)["session_secret"].encode()
+
+
+def limit_key(brand: Brand) -> bytes:
+    """The brand's key for limit codes (rules.limit_code): an HMAC purpose of its own under the brand's secret."""
+    return hmac.new(_code_secret(brand), b"siyu per-member coupon code", hashlib.sha256).digest()
 
 
 def my_member_code(brand_id: str, session: dict, now: float | None = None) -> dict:

@@ -93,8 +93,13 @@ def fire(body: dict) -> None:
         return
 
 
-def _recipient(member) -> rules.Recipient:
-    return rules.Recipient(member.member_id, member.mp_openid, member.oa_openid, member.oa_subscribed)
+def _recipient(member, with_touch: bool = False) -> rules.Recipient:
+    """`with_touch` (the campaign gives a coupon): the member's first touch rides in the chunk, so the
+    sender keys each coupon's counters without reading the member again."""
+    touch = member.first_touch if with_touch else None
+    return rules.Recipient(member.member_id, member.mp_openid, member.oa_openid, member.oa_subscribed,
+                           (touch.store_id, touch.guide_id, touch.scene) if touch is not None
+                           else (None, None, None) if with_touch else None)
 
 
 def _facts(member) -> rules.MemberFacts:
@@ -201,7 +206,8 @@ def _plan(body: dict, item, owner: str, remaining: Callable[[], float]) -> None:
             page, more, read_at = reader.tagged(point.tags, read_at)
         else:
             page, more = reader.scan(read_at)
-        eligible = [(pos, _recipient(m)) for pos, m in page if rules.eligible(campaign_id, spec.audience, _facts(m))]
+        eligible = [(pos, _recipient(m, bool(spec.coupon_template_id))) for pos, m in page
+                    if rules.eligible(campaign_id, spec.audience, _facts(m))]
         if page and point.mode == "scan":
             read_at = page[-1][0]
         full = cutter.add(eligible)

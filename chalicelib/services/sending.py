@@ -53,6 +53,10 @@ from chalicelib.wechat.client import WeChatError
 CONCURRENCY = send_concurrency()   # WeChat calls in flight per container
 CLAIM_CONCURRENCY = 16       # per-recipient claims in flight per container (one UpdateItem each)
 GROUP = 50                   # recipients per claim group: their outcomes are one item, one transaction
+# a campaign with a coupon: each group's record also adds its coupons' counters (the scoreboard's
+# day/store/guide/channel and template rows, the template's issued count, one outbox item), a set of
+# items per group whatever its size, so bigger groups share them among more coupons (issue 10's cost)
+COUPON_GROUP = 100
 TRIAGE_BLOCK = 100           # recipients read ahead per BatchGetItem round (claim items)
 ATTEMPTS = 3                 # WeChat attempts per recipient per delivery of the chunk
 SEND_TIMEOUT = 3.0           # seconds per WeChat call
@@ -248,6 +252,7 @@ class ChunkRun:
         self.counts: dict[str, int] = {}
         self._outcomes_seen: dict[str, dict] = {}
         self._coupons = None                         # services.campaign_coupons.CampaignCoupons, once needed
+        self.group_size = COUPON_GROUP if spec.coupon_template_id else GROUP
         self._coupons_lock = threading.Lock()
         seen: set[str] = set()
         self.recipients = []
@@ -267,15 +272,15 @@ class ChunkRun:
         try:
             while ((todo or untriaged) and stop is None) or in_flight:
                 while ((todo or untriaged) and stop is None and self.config_error is None
-                       and len(in_flight) < CONCURRENCY + GROUP):
-                    if len(todo) < GROUP and untriaged:
+                       and len(in_flight) < CONCURRENCY + self.group_size):
+                    if len(todo) < self.group_size and untriaged:
                         # triage in blocks, the first one small: the first WeChat calls start after
                         # one small read and one round of claims, not after reading the whole chunk
-                        size = GROUP if len(untriaged) == len(self.recipients) else TRIAGE_BLOCK
+                        size = self.group_size if len(untriaged) == len(self.recipients) else TRIAGE_BLOCK
                         block, untriaged = untriaged[:size], untriaged[size:]
                         todo += self._triage(block)
                         continue
-                    group, todo = todo[:GROUP], todo[GROUP:]
+                    group, todo = todo[:self.group_size], todo[self.group_size:]
 
                     def start(t: Todo) -> None:
                         in_flight[pool().submit(self._send, t.recipient, t)] = t
@@ -523,7 +528,7 @@ class ChunkRun:
             # cannot be written, the recipient stays claimed: the chunk fails, and whoever closes the
             # claim after its lease finds the coupon (sent, counted then) or not (outcome_unknown)
             claimed_at = datetime.fromtimestamp(ledger.Mark.parse(t.mark).at, timezone.utc)
-            return self._retried(lambda: run_coupons.issue(r.member_id, claimed_at))
+            return self._retried(lambda: run_coupons.issue(r.member_id, claimed_at, r.touch))
         from chalicelib.services import coupons            # loaded only by campaigns that attach one
         try:
             code = self._retried(lambda: coupons.issue_coupon(

@@ -1,9 +1,13 @@
 """Campaign coupons on the delivery ledger (issue 10): what a delivered recipient's coupon writes, and
 what a delivery group's record adds for the coupons it holds.
 
-Per recipient: the member's allowance (MemberClaims, one conditional UpdateItem that also names the
-run, so a retried count is refused) and the coupon (one conditional PutItem of a small item; its code
-is derived from campaign, run and member, so a retry writes the same coupon or finds it written).
+Per recipient, a template with a limit of 1 (domain.coupons.limited_by_code): the coupon alone, one
+conditional PutItem under the member's limit code of the template, naming the run (`issued_by`), so
+a retry finds its own coupon and anything else there is the member's limit; every issue path writes
+that code, so a claim racing the campaign cannot give a second coupon. A higher limit: the member's
+allowance (MemberClaims, one conditional UpdateItem that also names the run, so a retried count is
+refused) and the coupon (one conditional PutItem; its code derived from campaign, run and member,
+so a retry writes the same coupon or finds it written).
 Per group, in the group's own record transaction (storage.ledger.record: conditional on the group
 part not being recorded yet, so a retried group counts nothing twice): the template's issued count
 (its stock shard's counter), the scoreboard's `coupons_issued` by day/store/guide/channel and the
@@ -19,16 +23,22 @@ from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from chalicelib.domain import coupons as rules
 from chalicelib.domain import scoreboard as score
 from chalicelib.storage import scoreboard as counters
-from chalicelib.storage.coupons import CodeTaken, get_coupon, stock_key
-from chalicelib.storage.members import outbox_item
-from chalicelib.storage.models import Coupon, MemberClaims, StockShard
+from chalicelib.storage.coupons import CodeTaken, claims_key, get_coupon, stock_key
+from chalicelib.storage.members import member_key, outbox_item
+from chalicelib.storage.models import Coupon, Item, Member, MemberClaims, StockShard
 from chalicelib.storage.tx import Tx, refused
 
 EVENT_TOPIC = "events"      # an outbox item standing for one event per coupon of a delivery group
 
 
-def claims_key(brand_id: str, member_id: str, template_id: str) -> tuple[str, str]:
-    return f"B#{brand_id}#CLAIMS#{member_id}#{template_id}", "CLAIMS"
+def member_and_claims(brand_id: str, member_id: str, template_id: str) -> tuple[Member | None, int]:
+    """The member (its first touch keys the coupon's counters) and the member's claims counter of
+    the template, in one BatchGetItem (eventually consistent: the counter of a template limited by
+    code only holds claims counted before codes carried the limit, long settled)."""
+    keys = [(member_key(brand_id, member_id), "MEMBER"), claims_key(brand_id, member_id, template_id)]
+    found = {(i.pk, i.sk): i for i in Item.batch_get(keys)}
+    claims = found.get(keys[1])
+    return found.get(keys[0]), int(claims.claimed or 0) if isinstance(claims, MemberClaims) else 0
 
 
 def take_allowance(brand_id: str, member_id: str, template_id: str, limit: int, issue: str) -> bool:
@@ -68,10 +78,40 @@ def put(coupon: Coupon) -> Coupon:
     return found
 
 
-def evidence(brand_id: str, code: str, member_id: str, template_id: str) -> Coupon | None:
-    """The coupon a campaign run derived for the member, if it was written (consistent read)."""
+def claimed(brand_id: str, member_id: str, template_id: str) -> int:
+    """The member's claims counter of the template (eventually consistent, as member_and_claims)."""
+    try:
+        return int(MemberClaims.get(*claims_key(brand_id, member_id, template_id)).claimed or 0)
+    except DoesNotExist:
+        return 0
+
+
+def put_limited(coupon: Coupon) -> Coupon | None:
+    """Write the member's coupon under its template's limit code (domain.coupons.limited_by_code)
+    unless one is there: the coupon written now or by an earlier try of the same issue
+    (`issued_by`), or None when the member holds the template's coupon from anything else (another
+    run, a claim, a welcome: the limit)."""
+    try:
+        coupon.save(condition=Coupon.pk.does_not_exist())
+        return coupon
+    except PutError as err:
+        if not refused(err):
+            raise
+    found = get_coupon(coupon.brand_id, coupon.code)
+    if found is None:          # TTL deleted it between the put and the read: the limit still held then
+        return None
+    if found.member_id != coupon.member_id or found.template_id != coupon.template_id:
+        raise CodeTaken()
+    return found if found.issued_by == coupon.issued_by else None
+
+
+def evidence(brand_id: str, code: str, member_id: str, template_id: str, issued_by: str | None = None) -> Coupon | None:
+    """The coupon a campaign run derived for the member, if it was written (consistent read); with
+    `issued_by`, only if that run wrote it (a template's limit code is per member, not per run)."""
     found = get_coupon(brand_id, code)
     if found is None or found.member_id != member_id or found.template_id != template_id:
+        return None
+    if issued_by is not None and found.issued_by != issued_by:
         return None
     return found
 

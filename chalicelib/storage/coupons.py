@@ -113,7 +113,7 @@ def create_template(brand_id: str, t: rules.Template, now: datetime) -> CouponTe
         per_member_limit=t.per_member_limit, store_ids=list(t.store_ids) if t.store_ids is not None else None,
         claim_starts_at=iso(t.claim_starts_at) if t.claim_starts_at else None,
         claim_ends_at=iso(t.claim_ends_at) if t.claim_ends_at else None, flash_sale=t.flash_sale, shards=t.shards,
-        reversal_voids=t.reversal_voids, created_at=iso(now),
+        reversal_voids=t.reversal_voids, created_at=iso(now), limit_code=True if not t.claims_counted else None,
         gsi1pk=templates_pk(brand_id), gsi1sk=f"{iso(now)}#{t.template_id}")    # the brand's list, newest first
     try:
         item.save(condition=CouponTemplate.pk.does_not_exist())
@@ -134,7 +134,8 @@ def to_rules(item: CouponTemplate) -> rules.Template:
         per_member_limit=int(item.per_member_limit),
         store_ids=tuple(item.store_ids) if item.store_ids is not None else None,
         claim_starts_at=parse(item.claim_starts_at), claim_ends_at=parse(item.claim_ends_at),
-        flash_sale=bool(item.flash_sale), shards=int(item.shards), reversal_voids=bool(item.reversal_voids))
+        flash_sale=bool(item.flash_sale), shards=int(item.shards), reversal_voids=bool(item.reversal_voids),
+        claims_counted=not item.limit_code)
 
 
 def get_template(brand_id: str, template_id: str) -> rules.Template | None:
@@ -180,7 +181,7 @@ def shard_issued(brand_id: str, template_id: str, shards: int, *, consistent: bo
 
 
 def new_coupon(brand_id: str, t: rules.Template, *, member_id: str, code: str, now: datetime, source: str,
-               retention_days: int, touch: dict | None = None) -> Coupon:
+               retention_days: int, touch: dict | None = None, issued_by: str | None = None) -> Coupon:
     """A coupon item as issued: in the member's wallet (gsi1) until it expires, kept `retention_days` after."""
     touch = touch or {}
     valid_from, valid_until = rules.validity(t, now)
@@ -191,17 +192,23 @@ def new_coupon(brand_id: str, t: rules.Template, *, member_id: str, code: str, n
                   source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
                   expires_at=valid_until + timedelta(days=retention_days),
                   touch_store_id=touch.get("store_id"), touch_guide_id=touch.get("guide_id"),
-                  touch_scene=touch.get("scene"))
+                  touch_scene=touch.get("scene"), issued_by=issued_by)
 
 
 def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code: str, now: datetime,
           source: str, retention_days: int, issue_key: str | None = None, touch: dict | None = None,
-          extend=None) -> Coupon:
+          extend=None, limit_by_code: bool = False) -> Coupon:
     """Issue one coupon from one stock shard. Raises OutOfStock, LimitReached, AlreadyIssued, CodeTaken
     or ShardBusy. `touch`: the member's first touch (store_id, guide_id, scene) kept on the coupon;
-    `extend(tx)` adds the scoreboard's counters to the same transaction."""
+    `extend(tx)` adds the scoreboard's counters to the same transaction.
+
+    `limit_by_code` (domain.coupons.limited_by_code): `code` is the member's limit code, so the
+    coupon's own put is the limit (a coupon there: LimitReached, or AlreadyIssued when it carries
+    this `issue_key`); the member's claims counter is only checked (claims counted before codes
+    carried the limit), not written."""
     coupon = new_coupon(brand_id, t, member_id=member_id, code=code, now=now, source=source,
-                        retention_days=retention_days, touch=touch)
+                        retention_days=retention_days, touch=touch,
+                        issued_by=issue_key if limit_by_code else None)
     valid_until = parse(coupon.valid_until)
     tx = Tx()
     shard_item = StockShard(*stock_key(brand_id, t.template_id, shard))
@@ -211,9 +218,13 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
         quota = rules.shard_quota(t.total_stock, t.shards, shard)
         tx.update("stock", shard_item, [StockShard.issued.add(1), _kind(StockShard)],
                   condition=StockShard.issued.does_not_exist() | (StockShard.issued < quota))
-    tx.update("limit", MemberClaims(f"B#{brand_id}#CLAIMS#{member_id}#{t.template_id}", "CLAIMS"),
-              [MemberClaims.claimed.add(1), _kind(MemberClaims)],
-              condition=MemberClaims.claimed.does_not_exist() | (MemberClaims.claimed < t.per_member_limit))
+    claims = MemberClaims(*claims_key(brand_id, member_id, t.template_id))
+    under_limit = MemberClaims.claimed.does_not_exist() | (MemberClaims.claimed < t.per_member_limit)
+    if limit_by_code:
+        if t.claims_counted:       # a template older than limit codes: its old claims still count
+            tx.check("limit", MemberClaims, claims.pk, claims.sk, condition=under_limit)
+    else:
+        tx.update("limit", claims, [MemberClaims.claimed.add(1), _kind(MemberClaims)], condition=under_limit)
     tx.save("coupon", coupon, condition=Coupon.pk.does_not_exist())
     if issue_key:
         tx.save("issue", IssueKey(f"B#{brand_id}#ISSUE#{issue_key}", "ISSUE", code=code),
@@ -227,7 +238,26 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
         tx.commit({"issue": AlreadyIssued(), "stock": OutOfStock(), "limit": LimitReached(), "coupon": CodeTaken()})
     except Conflicted:
         raise ShardBusy() from None
+    except CodeTaken:
+        if limit_by_code:
+            raise _held(brand_id, code, issue_key) from None
+        raise
     return coupon
+
+
+def _held(brand_id: str, code: str, issue_key: str | None) -> Exception:
+    """Why a limit code's put was refused: the member's coupon of the template is there already,
+    written by this issue key before (AlreadyIssued: a retry) or by anything else (LimitReached)."""
+    found = get_coupon(brand_id, code)
+    if issue_key and found is not None and found.issued_by == issue_key:
+        return AlreadyIssued()
+    return LimitReached()
+
+
+def claims_key(brand_id: str, member_id: str, template_id: str) -> tuple[str, str]:
+    """The member's claims counter of a template (per_member_limit > 1; and the claims counted before
+    a limit of 1 was carried by the coupon's code: domain.coupons.limited_by_code)."""
+    return f"B#{brand_id}#CLAIMS#{member_id}#{template_id}", "CLAIMS"
 
 
 def issued_for_key(brand_id: str, issue_key: str) -> str | None:

@@ -269,6 +269,8 @@ class CouponTemplate(Item, discriminator="coupon_template"):
     flash_sale = BooleanAttribute()
     shards = NumberAttribute()
     reversal_voids = BooleanAttribute(default=False)
+    # created when a limit of 1 was carried by the coupon's code (domain.coupons.Template.claims_counted)
+    limit_code = BooleanAttribute(null=True)
     created_at = UnicodeAttribute()
 
 
@@ -309,6 +311,9 @@ class Coupon(Item, discriminator="coupon"):
     touch_store_id = UnicodeAttribute(null=True)
     touch_guide_id = UnicodeAttribute(null=True)
     touch_scene = UnicodeAttribute(null=True)
+    # a coupon under its template's limit code (domain.coupons.limited_by_code): what wrote it (a
+    # campaign run `campaign#run`, an issue key, or none for a claim), so a retry knows its own
+    issued_by = UnicodeAttribute(null=True)
 
 
 class IssueKey(Item, discriminator="issue_key"):

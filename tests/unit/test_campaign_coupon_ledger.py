@@ -27,7 +27,7 @@ class FakeCoupons:
     def code(self, member_id):
         return coupon_rules.derived_code(b"k", "c1", "once", member_id)
 
-    def issue(self, member_id, claimed_at):
+    def issue(self, member_id, claimed_at, touch=None):
         assert claimed_at.tzinfo is not None and abs((claimed_at - NOW).total_seconds()) < 600
         self.issued[member_id] += 1
         return self.code(member_id)
