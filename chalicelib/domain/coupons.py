@@ -73,6 +73,18 @@ def limited_by_code(t: "Template") -> bool:
     return t.per_member_limit == 1
 
 
+def kept_until(t: "Template", valid_until: datetime, retention_days: int) -> datetime | None:
+    """When the table's TTL may delete a coupon of `t` that expires at `valid_until`: `retention_days`
+    after, unless the coupon is its member's limit (limited_by_code) and the template can issue
+    again after that (its validity runs from each issue, and campaigns and welcomes are not held
+    to the claim window): then the coupon is the limit for as long as the template lives, like the
+    claims counter it replaces, and is kept (None: no TTL). With a fixed validity nothing is issued
+    usefully after the coupon's own expiry, so it goes with the usual retention."""
+    if limited_by_code(t) and t.valid_days_after_claim is not None:
+        return None
+    return valid_until + timedelta(days=retention_days)
+
+
 def limit_code(key: bytes, template_id: str, member_id: str) -> str:
     """The code of the member's one coupon of a template limited by code (`key`: the brand's key for
     these codes, a purpose of its own, so they never meet a campaign run's derived codes)."""

@@ -182,7 +182,8 @@ def shard_issued(brand_id: str, template_id: str, shards: int, *, consistent: bo
 
 def new_coupon(brand_id: str, t: rules.Template, *, member_id: str, code: str, now: datetime, source: str,
                retention_days: int, touch: dict | None = None, issued_by: str | None = None) -> Coupon:
-    """A coupon item as issued: in the member's wallet (gsi1) until it expires, kept `retention_days` after."""
+    """A coupon item as issued: in the member's wallet (gsi1) until it expires, kept `retention_days`
+    after (or for good when it is the member's limit: rules.kept_until)."""
     touch = touch or {}
     valid_from, valid_until = rules.validity(t, now)
     return Coupon(coupon_pk(brand_id, code), "COUPON", brand_id=brand_id, code=code, template_id=t.template_id,
@@ -190,7 +191,7 @@ def new_coupon(brand_id: str, t: rules.Template, *, member_id: str, code: str, n
                   min_spend_cents=t.min_spend_cents, store_ids=list(t.store_ids) if t.store_ids is not None else None,
                   name=t.name, valid_from=iso(valid_from), valid_until=iso(valid_until), claimed_at=iso(now),
                   source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
-                  expires_at=valid_until + timedelta(days=retention_days),
+                  expires_at=rules.kept_until(t, valid_until, retention_days),
                   touch_store_id=touch.get("store_id"), touch_guide_id=touch.get("guide_id"),
                   touch_scene=touch.get("scene"), issued_by=issued_by)
 

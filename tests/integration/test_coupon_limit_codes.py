@@ -57,6 +57,7 @@ def test_a_claim_then_a_campaign_gives_one_coupon_and_writes_no_claims_counter(b
     assert run.evidence(member) is None                 # the claim's coupon proves nothing of this run's send
     coupons = _coupons_of(brand, member, template)
     assert [c.code for c in coupons] == [r.json()["coupon"]["code"]] and coupons[0].source == "claim"
+    assert coupons[0].expires_at is None        # the limit: kept while the template can issue (rules.kept_until)
     assert table_kinds(brand.brand_id, f"B#{brand.brand_id}#CLAIMS#") == 0
     assert claim(brand, session, template).json()["error"]["code"] == "limit_reached"
 

@@ -41,3 +41,17 @@ def test_the_planner_packs_the_first_touch_only_for_a_campaign_with_a_coupon():
     assert planning._recipient(member).touch is None
     untouched = SimpleNamespace(**{**vars(member), "first_touch": None})
     assert planning._recipient(untouched, True).touch == (None, None, None)
+
+
+def test_a_limit_code_coupon_is_kept_while_its_template_can_issue_again():
+    """The coupon under a limit code is the member's limit (no claims counter is kept for it): the
+    TTL must not delete it while the template could issue another, or a later run or claim would give
+    the member a second. Relative validity: any later issue is possible, so no TTL; a fixed validity
+    or a counted limit: the usual retention."""
+    from datetime import datetime, timedelta, timezone
+    until = datetime(2026, 12, 31, tzinfo=timezone.utc)
+    assert rules.kept_until(_template(1), until, 30) is None
+    assert rules.kept_until(_template(2), until, 30) == until + timedelta(days=30)
+    fixed = rules.template({"name": "t", "kind": "cash_off", "value": 100, "valid_until": "2026-12-31T00:00:00Z",
+                            "per_member_limit": 1}, "tpl_2")
+    assert rules.kept_until(fixed, until, 30) == until + timedelta(days=30)
