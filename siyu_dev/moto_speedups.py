@@ -269,6 +269,27 @@ def _install_serializer() -> None:
     cls._serialize_type_structure = _serialize_type_structure
 
 
+def _install_parser() -> None:
+    """The request's attribute values, parsed the way the answer's are serialized above: moto's JSON
+    parser walks an AttributeValue's ten member shapes for every value (a transaction's five items:
+    ~5% of it), and for a value of plain types (strings, numbers, booleans, NULL, SS, NS and L/M of
+    them) that walk returns the value as it stands (strings and booleans parse to themselves, lists
+    and maps member by member, in dicts: the parser's map type is dict here). Binary values (base64
+    decoded by moto) and anything unexpected (a None, a second key, a wrong type) take moto's path."""
+    from moto.core import parse
+    cls = parse.BaseJSONParser
+    original = ORIGINALS["parse_structure"] = cls._parse_structure
+
+    def _parse_structure(self, shape, value):
+        if shape.name == "AttributeValue" and self.MAP_TYPE is dict:
+            plain = plain_attribute_value(value)
+            if plain is not None:
+                return plain
+        return original(self, shape, value)
+
+    cls._parse_structure = _parse_structure
+
+
 # -- which backend serves a host ---------------------------------------------------------------------
 def _install_backend_lookup() -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -353,6 +374,7 @@ def install() -> None:
     _install_validator()
     _install_condition_cache()
     _install_serializer()
+    _install_parser()
     _install_backend_lookup()
     _install_request_shortcuts()
     _install_item_size_check()

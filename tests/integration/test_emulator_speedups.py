@@ -171,3 +171,45 @@ def test_request_ids_have_moto_s_form_on_the_wire(ddb, table):
     headers = {}
     rid = responses.gen_amzn_requestid_long(headers)
     assert headers == {"x-amzn-requestid": rid} and re.fullmatch(r"[A-Za-z0-9]{52}", rid)
+
+
+def test_request_attribute_values_parse_as_moto_parses_them(stack):
+    from moto.core.parse import BaseJSONParser, JSONParser
+    from moto.core.utils import get_service_model
+    from siyu_dev import moto_speedups
+    model = get_service_model("dynamodb")
+    wire = {k: v for k, v in ITEM.items() if k not in ("b", "bs", "l")}
+    odd = [{"S": None}, {"S": "a", "N": "1"}, {"S": 5}, {"NULL": False}, {"BOOL": "yes"}, {"SS": ["a", 1]},
+           {"M": {"k": {"S": None}}}, {"L": [{"S": "x"}, {"B": "AQ=="}]}, {"B": "AP8="}, {"BS": ["AQ=="]}, {},
+           {"X": "1"}, "text", None, {"L": "x"}, {"M": []}]
+    requests = [
+        ("PutItem", {"TableName": "t", "Item": {"pk": {"S": "a"}, "sk": {"S": "x"}, **wire},
+                     "ConditionExpression": "attribute_not_exists(pk)"}),
+        ("TransactWriteItems", {"TransactItems": [
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "b"}, "sk": {"S": "y"}, "l": {"L": [{"N": "1"}]},
+                                                "m": {"M": {"n": {"NULL": True}}}}}},
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "c"}, "sk": {"S": "z"}}, "UpdateExpression": "ADD #n :one",
+                        "ExpressionAttributeNames": {"#n": "n"}, "ExpressionAttributeValues": {":one": {"N": "1"}}}}]}),
+    ] + [("UpdateItem", {"TableName": "t", "Key": {"pk": {"S": "a"}, "sk": {"S": "x"}}, "UpdateExpression": "SET #a = :v",
+                         "ExpressionAttributeNames": {"#a": "a"}, "ExpressionAttributeValues": {":v": v}}) for v in odd]
+
+    def parsed(action, body):
+        parser = JSONParser(model.operation_model(action), map_type=dict)
+        try:
+            return parser.parse({"method": "POST", "values": {}, "headers": {}, "body": json.dumps(body).encode(),
+                                 "url_path": "/", "url_params": {}})
+        except Exception as error:  # noqa: BLE001 - moto's parser refuses it: so must the shortcut
+            return ("raised", type(error).__name__, str(error))
+
+    for action, body in requests:
+        fast = parsed(action, body)
+        patched = BaseJSONParser._parse_structure
+        BaseJSONParser._parse_structure = moto_speedups.ORIGINALS["parse_structure"]
+        try:
+            slow = parsed(action, body)
+        finally:
+            BaseJSONParser._parse_structure = patched
+        assert patched is not moto_speedups.ORIGINALS["parse_structure"]
+        assert fast == slow, action
+        assert repr(fast) == repr(slow), action         # the same types and key order too
+    assert parsed(*requests[0])["Item"]["ss"] == {"SS": ["a", "b"]}
