@@ -87,6 +87,7 @@ _TEXTS: dict[int, tuple[object, str]] = {}
 _PASSED: set[tuple] = set()            # (expression, names, table keys) the structural passes accepted
 _LIMIT = 65536
 _IS_NODE: dict[type, bool] = {}
+_IDLE: dict[str, frozenset] = {}        # expression text -> the passes with nothing to process in its tree
 
 
 def remember_text(tree, text: str):
@@ -142,6 +143,7 @@ def _install_validator() -> None:
     traverser.traverse = traverse
     cls = validators.UpdateExpressionValidator
     original_init = cls.__init__
+    ORIGINALS["validate"] = cls.validate
 
     def __init__(self, expression, expression_attribute_names, expression_attribute_values, item, table):
         known = _TEXTS.get(id(expression))
@@ -152,9 +154,12 @@ def _install_validator() -> None:
     def validate(self):
         key = self._structure_key
         skip = key is not None and key in _PASSED
+        idle = _idle_passes(key[0], self.node_to_validate, self.processors) if key is not None else ()
         n = self.node_to_validate
         for processor in self.processors:
             if skip and type(processor).__name__ in _STRUCTURAL:
+                continue
+            if type(processor) in idle:
                 continue
             n = processor.traverse(n)
         if key is not None and not skip and len(_PASSED) < _LIMIT:
@@ -163,6 +168,30 @@ def _install_validator() -> None:
 
     cls.__init__ = __init__
     cls.validate = validate
+    made = (ast_nodes.DDBTypedValue, ast_nodes.NoneExistingPath)
+
+    def _idle_passes(text, tree, processors) -> frozenset:
+        """The passes that would find no node to process in a tree parsed from `text`: which node
+        types a tree holds depends on its text alone, and the passes make no node but DDBTypedValue
+        and NoneExistingPath (a pass that processes either is never idle). Such a pass keeps moto's
+        do-nothing hook before each child, so its traversal only visits: skipped, the tree is the same."""
+        known = _IDLE.get(text)
+        if known is None:
+            kinds, stack = set(made), [tree]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, node_type):
+                    kinds.add(type(node))
+                    stack.extend(node.children or ())
+            known = frozenset(
+                type(p) for p in processors
+                if type(p).traverse is traverse and type(p).traverse_node_recursively is recursive
+                and type(p).nodes_to_be_processed is traverser.nodes_to_be_processed
+                and type(p).pre_processing_of_child is no_pre
+                and not any(issubclass(kind, p.nodes_to_be_processed()) for kind in kinds))
+            if len(_IDLE) < _LIMIT:
+                _IDLE[text] = known
+        return known
 
 
 # -- the condition expression ------------------------------------------------------------------------

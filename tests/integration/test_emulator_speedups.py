@@ -213,3 +213,51 @@ def test_request_attribute_values_parse_as_moto_parses_them(stack):
         assert fast == slow, action
         assert repr(fast) == repr(slow), action         # the same types and key order too
     assert parsed(*requests[0])["Item"]["ss"] == {"SS": ["a", "b"]}
+
+
+def _shape(node):
+    """A validated update tree as data: node types, children, and the values it resolved."""
+    from moto.dynamodb.parsing.ast_nodes import Node
+    if isinstance(node, Node):
+        extra = {k: repr(v) for k, v in vars(node).items() if k not in ("children", "parent")}
+        return type(node).__name__, extra, [_shape(c) for c in node.children or ()]
+    return repr(node)
+
+
+def test_update_validation_is_moto_s_pass_for_pass(ddb, table):
+    """Every pass moto's validator runs, against the same trees with the shortcuts (structural passes
+    remembered, passes with nothing to process skipped): the same validated tree or the same refusal,
+    for items that exist or not, with values of the right type or not."""
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from siyu_dev import moto_speedups
+    pk = f"EMU#{uuid.uuid4().hex}"
+    ddb.put_item(TableName=table, Item={**key(pk), "n": {"N": "3"}, "s": {"S": "text"}, "l": {"L": [{"N": "1"}]}})
+    backend_table = next(b.tables[table] for account in dynamodb_backends.values() for b in account.values()
+                         if table in b.tables)
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    stored = backend_table.get_item(DynamoType({"S": pk}), DynamoType({"S": "x"}))
+    assert stored is not None
+    names = {"#n": "n", "#s": "s", "#l": "l", "#x": "x", "#k": "pk", "#e": ""}
+    values = {":one": {"N": "1"}, ":t": {"S": "t"}, ":empty": {"S": ""}, ":l": {"L": [{"N": "2"}]}}
+    texts = ["SET #n = :one ADD #x :one", "ADD #n :one, #x :one", "ADD #s :one", "SET #n = #n + :one",
+             "SET #s = #s + :one", "SET #x = if_not_exists(#x, :one) + :one", "SET #l = list_append(#l, :l)",
+             "REMOVE #x", "REMOVE #n, #s", "SET #k = :t", "SET #n = :one, #n = :t", "SET #n = :t SET #s = :t",
+             "SET #x = #x + :one", "SET #x = :missing", "SET #e = :t", "ADD #n :one REMOVE #n", "SET #n = :empty"]
+    outcomes = set()
+    for text in texts:
+        for item in (stored, None):
+            results = []
+            for validate in (validators.UpdateExpressionValidator.validate, moto_speedups.ORIGINALS["validate"]):
+                for _ in range(2):          # the second time with what the first remembered
+                    tree = UpdateExpressionParser.make(text)
+                    validator = validators.UpdateExpressionValidator(tree, names, values, item, backend_table)
+                    try:
+                        results.append(("ok", _shape(validate(validator))))
+                    except Exception as error:  # noqa: BLE001 - a refusal: the same one both ways
+                        results.append(("refused", type(error).__name__, str(error)))
+            assert all(r == results[-1] for r in results), (text, item is None, results)
+            outcomes.add(results[0][0])
+    assert outcomes == {"ok", "refused"}
+    assert moto_speedups._IDLE["ADD #n :one, #x :one"]        # some passes were skipped on this text
