@@ -39,6 +39,12 @@ Then on a coupon claim's ~5-item TransactWriteItems (~13 ms of emulator CPU per 
   attribute it adds by summing the sizes of all the attributes already in it: quadratic in the
   attributes (~15% of a claim). The sum only grows, so the first addition that would pass the limit
   is found with a running total: the same ItemSizeTooLarge at the same attribute, the same item.
+
+Then (tests/integration/test_emulator_speedups.py compares each with moto's own code):
+- a request's attribute values parse to themselves when plain (the serializer's shortcut, reversed):
+  a 5-item transaction's parse ~0.24 -> ~0.12 ms.
+- an update's validation skips the passes that find no node to process in its tree (which node types
+  a tree holds depends on its text): an ADD-only update runs 3 of the 10 once its text has passed.
 """
 from __future__ import annotations
 
