@@ -33,6 +33,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from siyu_dev import key_limits, moto_speedups
+from siyu_dev.dynamodb_direct import DirectDynamoDB
 from siyu_dev.keepalive import KeepAliveServer
 from siyu_dev.listen import listen
 
@@ -204,7 +205,8 @@ class EmulatorServer(ThreadedMotoServer):
         moto_speedups.install()
         if listening is None:
             listening = listen(self._ip_address, self._port, "SIYU_AWS_PORT")
-        app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        # DynamoDB's requests skip Flask (siyu_dev.dynamodb_direct: moto's handler, the same answers)
+        app = SerializedDynamoDB(DirectDynamoDB(DomainDispatcherApplication(create_backend_app)))
         try:
             # werkzeug serves a duplicate of the descriptor, listening with the backlog we gave it
             self._server = KeepAliveServer(self._ip_address, self._port, app, fd=listening.fileno())

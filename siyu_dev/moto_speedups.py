@@ -39,6 +39,12 @@ Then on a coupon claim's ~5-item TransactWriteItems (~13 ms of emulator CPU per 
   attribute it adds by summing the sizes of all the attributes already in it: quadratic in the
   attributes (~15% of a claim). The sum only grows, so the first addition that would pass the limit
   is found with a running total: the same ItemSizeTooLarge at the same attribute, the same item.
+
+Then (tests/integration/test_emulator_speedups.py compares each with moto's own code):
+- a request's attribute values parse to themselves when plain (the serializer's shortcut, reversed):
+  a 5-item transaction's parse ~0.24 -> ~0.12 ms.
+- an update's validation skips the passes that find no node to process in its tree (which node types
+  a tree holds depends on its text): an ADD-only update runs 3 of the 10 once its text has passed.
 """
 from __future__ import annotations
 
@@ -87,6 +93,7 @@ _TEXTS: dict[int, tuple[object, str]] = {}
 _PASSED: set[tuple] = set()            # (expression, names, table keys) the structural passes accepted
 _LIMIT = 65536
 _IS_NODE: dict[type, bool] = {}
+_IDLE: dict[str, frozenset] = {}        # expression text -> the passes with nothing to process in its tree
 
 
 def remember_text(tree, text: str):
@@ -142,6 +149,7 @@ def _install_validator() -> None:
     traverser.traverse = traverse
     cls = validators.UpdateExpressionValidator
     original_init = cls.__init__
+    ORIGINALS["validate"] = cls.validate
 
     def __init__(self, expression, expression_attribute_names, expression_attribute_values, item, table):
         known = _TEXTS.get(id(expression))
@@ -152,9 +160,12 @@ def _install_validator() -> None:
     def validate(self):
         key = self._structure_key
         skip = key is not None and key in _PASSED
+        idle = _idle_passes(key[0], self.node_to_validate, self.processors) if key is not None else ()
         n = self.node_to_validate
         for processor in self.processors:
             if skip and type(processor).__name__ in _STRUCTURAL:
+                continue
+            if type(processor) in idle:
                 continue
             n = processor.traverse(n)
         if key is not None and not skip and len(_PASSED) < _LIMIT:
@@ -163,6 +174,30 @@ def _install_validator() -> None:
 
     cls.__init__ = __init__
     cls.validate = validate
+    made = (ast_nodes.DDBTypedValue, ast_nodes.NoneExistingPath)
+
+    def _idle_passes(text, tree, processors) -> frozenset:
+        """The passes that would find no node to process in a tree parsed from `text`: which node
+        types a tree holds depends on its text alone, and the passes make no node but DDBTypedValue
+        and NoneExistingPath (a pass that processes either is never idle). Such a pass keeps moto's
+        do-nothing hook before each child, so its traversal only visits: skipped, the tree is the same."""
+        known = _IDLE.get(text)
+        if known is None:
+            kinds, stack = set(made), [tree]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, node_type):
+                    kinds.add(type(node))
+                    stack.extend(node.children or ())
+            known = frozenset(
+                type(p) for p in processors
+                if type(p).traverse is traverse and type(p).traverse_node_recursively is recursive
+                and type(p).nodes_to_be_processed is traverser.nodes_to_be_processed
+                and type(p).pre_processing_of_child is no_pre
+                and not any(issubclass(kind, p.nodes_to_be_processed()) for kind in kinds))
+            if len(_IDLE) < _LIMIT:
+                _IDLE[text] = known
+        return known
 
 
 # -- the condition expression ------------------------------------------------------------------------
@@ -269,6 +304,27 @@ def _install_serializer() -> None:
     cls._serialize_type_structure = _serialize_type_structure
 
 
+def _install_parser() -> None:
+    """The request's attribute values, parsed the way the answer's are serialized above: moto's JSON
+    parser walks an AttributeValue's ten member shapes for every value (a transaction's five items:
+    ~5% of it), and for a value of plain types (strings, numbers, booleans, NULL, SS, NS and L/M of
+    them) that walk returns the value as it stands (strings and booleans parse to themselves, lists
+    and maps member by member, in dicts: the parser's map type is dict here). Binary values (base64
+    decoded by moto) and anything unexpected (a None, a second key, a wrong type) take moto's path."""
+    from moto.core import parse
+    cls = parse.BaseJSONParser
+    original = ORIGINALS["parse_structure"] = cls._parse_structure
+
+    def _parse_structure(self, shape, value):
+        if shape.name == "AttributeValue" and self.MAP_TYPE is dict:
+            plain = plain_attribute_value(value)
+            if plain is not None:
+                return plain
+        return original(self, shape, value)
+
+    cls._parse_structure = _parse_structure
+
+
 # -- which backend serves a host ---------------------------------------------------------------------
 def _install_backend_lookup() -> None:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -353,6 +409,7 @@ def install() -> None:
     _install_validator()
     _install_condition_cache()
     _install_serializer()
+    _install_parser()
     _install_backend_lookup()
     _install_request_shortcuts()
     _install_item_size_check()

@@ -171,3 +171,93 @@ def test_request_ids_have_moto_s_form_on_the_wire(ddb, table):
     headers = {}
     rid = responses.gen_amzn_requestid_long(headers)
     assert headers == {"x-amzn-requestid": rid} and re.fullmatch(r"[A-Za-z0-9]{52}", rid)
+
+
+def test_request_attribute_values_parse_as_moto_parses_them(stack):
+    from moto.core.parse import BaseJSONParser, JSONParser
+    from moto.core.utils import get_service_model
+    from siyu_dev import moto_speedups
+    model = get_service_model("dynamodb")
+    wire = {k: v for k, v in ITEM.items() if k not in ("b", "bs", "l")}
+    odd = [{"S": None}, {"S": "a", "N": "1"}, {"S": 5}, {"NULL": False}, {"BOOL": "yes"}, {"SS": ["a", 1]},
+           {"M": {"k": {"S": None}}}, {"L": [{"S": "x"}, {"B": "AQ=="}]}, {"B": "AP8="}, {"BS": ["AQ=="]}, {},
+           {"X": "1"}, "text", None, {"L": "x"}, {"M": []}]
+    requests = [
+        ("PutItem", {"TableName": "t", "Item": {"pk": {"S": "a"}, "sk": {"S": "x"}, **wire},
+                     "ConditionExpression": "attribute_not_exists(pk)"}),
+        ("TransactWriteItems", {"TransactItems": [
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "b"}, "sk": {"S": "y"}, "l": {"L": [{"N": "1"}]},
+                                                "m": {"M": {"n": {"NULL": True}}}}}},
+            {"Update": {"TableName": "t", "Key": {"pk": {"S": "c"}, "sk": {"S": "z"}}, "UpdateExpression": "ADD #n :one",
+                        "ExpressionAttributeNames": {"#n": "n"}, "ExpressionAttributeValues": {":one": {"N": "1"}}}}]}),
+    ] + [("UpdateItem", {"TableName": "t", "Key": {"pk": {"S": "a"}, "sk": {"S": "x"}}, "UpdateExpression": "SET #a = :v",
+                         "ExpressionAttributeNames": {"#a": "a"}, "ExpressionAttributeValues": {":v": v}}) for v in odd]
+
+    def parsed(action, body):
+        parser = JSONParser(model.operation_model(action), map_type=dict)
+        try:
+            return parser.parse({"method": "POST", "values": {}, "headers": {}, "body": json.dumps(body).encode(),
+                                 "url_path": "/", "url_params": {}})
+        except Exception as error:  # noqa: BLE001 - moto's parser refuses it: so must the shortcut
+            return ("raised", type(error).__name__, str(error))
+
+    for action, body in requests:
+        fast = parsed(action, body)
+        patched = BaseJSONParser._parse_structure
+        BaseJSONParser._parse_structure = moto_speedups.ORIGINALS["parse_structure"]
+        try:
+            slow = parsed(action, body)
+        finally:
+            BaseJSONParser._parse_structure = patched
+        assert patched is not moto_speedups.ORIGINALS["parse_structure"]
+        assert fast == slow, action
+        assert repr(fast) == repr(slow), action         # the same types and key order too
+    assert parsed(*requests[0])["Item"]["ss"] == {"SS": ["a", "b"]}
+
+
+def _shape(node):
+    """A validated update tree as data: node types, children, and the values it resolved."""
+    from moto.dynamodb.parsing.ast_nodes import Node
+    if isinstance(node, Node):
+        extra = {k: repr(v) for k, v in vars(node).items() if k not in ("children", "parent")}
+        return type(node).__name__, extra, [_shape(c) for c in node.children or ()]
+    return repr(node)
+
+
+def test_update_validation_is_moto_s_pass_for_pass(ddb, table):
+    """Every pass moto's validator runs, against the same trees with the shortcuts (structural passes
+    remembered, passes with nothing to process skipped): the same validated tree or the same refusal,
+    for items that exist or not, with values of the right type or not."""
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from siyu_dev import moto_speedups
+    pk = f"EMU#{uuid.uuid4().hex}"
+    ddb.put_item(TableName=table, Item={**key(pk), "n": {"N": "3"}, "s": {"S": "text"}, "l": {"L": [{"N": "1"}]}})
+    backend_table = next(b.tables[table] for account in dynamodb_backends.values() for b in account.values()
+                         if table in b.tables)
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    stored = backend_table.get_item(DynamoType({"S": pk}), DynamoType({"S": "x"}))
+    assert stored is not None
+    names = {"#n": "n", "#s": "s", "#l": "l", "#x": "x", "#k": "pk", "#e": ""}
+    values = {":one": {"N": "1"}, ":t": {"S": "t"}, ":empty": {"S": ""}, ":l": {"L": [{"N": "2"}]}}
+    texts = ["SET #n = :one ADD #x :one", "ADD #n :one, #x :one", "ADD #s :one", "SET #n = #n + :one",
+             "SET #s = #s + :one", "SET #x = if_not_exists(#x, :one) + :one", "SET #l = list_append(#l, :l)",
+             "REMOVE #x", "REMOVE #n, #s", "SET #k = :t", "SET #n = :one, #n = :t", "SET #n = :t SET #s = :t",
+             "SET #x = #x + :one", "SET #x = :missing", "SET #e = :t", "ADD #n :one REMOVE #n", "SET #n = :empty"]
+    outcomes = set()
+    for text in texts:
+        for item in (stored, None):
+            results = []
+            for validate in (validators.UpdateExpressionValidator.validate, moto_speedups.ORIGINALS["validate"]):
+                for _ in range(2):          # the second time with what the first remembered
+                    tree = UpdateExpressionParser.make(text)
+                    validator = validators.UpdateExpressionValidator(tree, names, values, item, backend_table)
+                    try:
+                        results.append(("ok", _shape(validate(validator))))
+                    except Exception as error:  # noqa: BLE001 - a refusal: the same one both ways
+                        results.append(("refused", type(error).__name__, str(error)))
+            assert all(r == results[-1] for r in results), (text, item is None, results)
+            outcomes.add(results[0][0])
+    assert outcomes == {"ok", "refused"}
+    assert moto_speedups._IDLE["ADD #n :one, #x :one"]        # some passes were skipped on this text
