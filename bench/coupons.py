@@ -108,8 +108,10 @@ def flash_sale_model(rate: int = 100_000, stock: int = 10_000, containers: int =
 
     Tx.commit, coupon_store.shard_issued, coupon_store.issue = record, read, issue
     service.time = types.SimpleNamespace(monotonic=lambda: clock[0], time=original_time.time)
+    from chalicelib.storage import tenancy
+    # the demo brand's secrets: a limit of 1 is carried by the coupon's code, derived with the brand's key
     brand = Brand("B#bench", "BRAND", brand_id="bench", name="b", timezone="Asia/Shanghai", created_at="",
-                  secret_ref="")
+                  secret_ref=tenancy.require_brand("demo").secret_ref)
     memories = [({}, {}) for _ in range(containers)]
     shared = service._empty_shards, service._shards_read_at
     issued = refused_claims = refused_with_stock_left = 0
