@@ -62,10 +62,11 @@ def take_allowance(brand_id: str, member_id: str, template_id: str, limit: int, 
     return current.last_issue == issue
 
 
-def put(coupon: Coupon) -> Coupon:
-    """Write the coupon unless it exists. Its code is derived from what it is issued for, so a
-    coupon found under that code is this one written by an earlier try (the same member and
-    template), returned as it is now (it may be redeemed already); anything else is a collision."""
+def _put_or_find(coupon: Coupon) -> Coupon | None:
+    """Write the coupon unless its code is taken: the coupon written, or the one found under its code
+    (the same member and template, as it is now: it may be redeemed already; anything else there is a
+    collision, CodeTaken), or None when the put was refused and nothing is there any more (the TTL
+    deleted it in between)."""
     try:
         coupon.save(condition=Coupon.pk.does_not_exist())
         return coupon
@@ -73,7 +74,17 @@ def put(coupon: Coupon) -> Coupon:
         if not refused(err):
             raise
     found = get_coupon(coupon.brand_id, coupon.code)
-    if found is None or found.member_id != coupon.member_id or found.template_id != coupon.template_id:
+    if found is not None and (found.member_id != coupon.member_id or found.template_id != coupon.template_id):
+        raise CodeTaken()
+    return found
+
+
+def put(coupon: Coupon) -> Coupon:
+    """Write the coupon unless it exists. Its code is derived from what it is issued for, so a
+    coupon found under that code is this one written by an earlier try (the same member and
+    template), returned as it is now (it may be redeemed already); anything else is a collision."""
+    found = _put_or_find(coupon)
+    if found is None:
         raise CodeTaken()
     return found
 
@@ -90,18 +101,10 @@ def put_limited(coupon: Coupon) -> Coupon | None:
     """Write the member's coupon under its template's limit code (domain.coupons.limited_by_code)
     unless one is there: the coupon written now or by an earlier try of the same issue
     (`issued_by`), or None when the member holds the template's coupon from anything else (another
-    run, a claim, a welcome: the limit)."""
-    try:
-        coupon.save(condition=Coupon.pk.does_not_exist())
-        return coupon
-    except PutError as err:
-        if not refused(err):
-            raise
-    found = get_coupon(coupon.brand_id, coupon.code)
-    if found is None:          # TTL deleted it between the put and the read: the limit still held then
-        return None
-    if found.member_id != coupon.member_id or found.template_id != coupon.template_id:
-        raise CodeTaken()
+    run, a claim, a welcome: the limit), or held one the TTL deleted since (the limit held then)."""
+    found = _put_or_find(coupon)
+    if found is None or found is coupon:
+        return found
     return found if found.issued_by == coupon.issued_by else None
 
 
