@@ -113,8 +113,7 @@ class CampaignCoupons:
         found = campaign_coupon_store.evidence(b, self.code(member_id), member_id, t,
                                                self.issue_id if self.by_code else None)
         if found is None and self.by_code:
-            found = campaign_coupon_store.evidence(b, rules.derived_code(code_key(self.brand), self.campaign_id,
-                                                                         self.run_id, member_id), member_id, t)
+            found = campaign_coupon_store.evidence(b, self._run_code(member_id), member_id, t)
         if found is None:
             return None
         self._remember(found)
@@ -139,17 +138,25 @@ class CampaignCoupons:
     def parts(self, finals: list, fixed_items: int) -> list[list]:
         """`finals` cut so that each part's transaction (its `fixed_items` outcome item and tallies, and
         the coupons' counters) stays within DynamoDB's 100 items, and each part's coupons share a
-        validity (one event item each). One part unless members of many stores/guides share a group."""
+        validity (one event item each). One part unless members of many stores/guides share a group.
+        The part's counter items and validities are kept as it grows (linear in the group)."""
         parts: list[list] = [[]]
+        keys: set = set()
+        untils: set = set()
         for f in finals:
-            trial = parts[-1] + [f]
-            issued = self._issued_in(trial)
-            untils = {self._issued[m][2] for m, *_ in issued}
-            if parts[-1] and (fixed_items + campaign_coupon_store.counter_items(self.template, issued) > MAX_TX_ITEMS - 2
-                              or len(untils) > 1):
+            mine_keys, mine_untils = set(), set()
+            for member_id, _code, touch, day in self._issued_in([f]):
+                mine_keys |= campaign_coupon_store.counter_keys(self.template, touch, day)
+                mine_untils.add(self._issued[member_id][2])
+            grown = len(keys | mine_keys)
+            if parts[-1] and (fixed_items + campaign_coupon_store.COUNTER_FIXED_ITEMS + grown > MAX_TX_ITEMS - 2
+                              or len(untils | mine_untils) > 1):
                 parts.append([f])
+                keys, untils = mine_keys, mine_untils
             else:
-                parts[-1] = trial
+                parts[-1].append(f)
+                keys |= mine_keys
+                untils |= mine_untils
         return parts
 
     def extension(self, finals: list):

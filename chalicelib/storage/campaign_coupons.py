@@ -134,8 +134,11 @@ def add_issued(tx: Tx, brand_id: str, t: rules.Template, issued: list[tuple[str,
         "campaign_id": campaign_id, "run_id": run_id, "outcomes": list(outcome_key)}, now))
 
 
-def counter_items(t: rules.Template, issued: list[tuple[str, str, score.Keys, str]]) -> int:
-    """How many items add_issued writes for `issued` (a transaction holds at most 100)."""
-    deltas = score.merge([d for _member, _code, keys, day in issued
-                          for d in score.coupon_issued(day=day, member=keys, template_id=t.template_id)])
-    return len(deltas) + 2
+COUNTER_FIXED_ITEMS = 2     # add_issued's template stock counter and outbox item, besides the scoreboard's
+
+
+def counter_keys(t: rules.Template, member: score.Keys, day: str) -> set[tuple[str, str, str | None]]:
+    """The scoreboard items one coupon of `t` issued on `day` to a member of first touch `member`
+    adds to (add_issued writes each once per transaction, merged: a coupon's count is never zero),
+    so a transaction's items are COUNTER_FIXED_ITEMS + the size of its coupons' union."""
+    return {(dim, d, key) for dim, d, key, _m in score.coupon_issued(day=day, member=member, template_id=t.template_id)}
