@@ -12,7 +12,8 @@ from chalicelib.services import campaign_coupons
 from chalicelib.storage import ledger as real
 from chalicelib.storage.ledger_memory import MemoryLedger
 from chalicelib.wechat.client import OutcomeUnknown, WeChatError
-from tests.unit.test_sender_seam import NOW, TEMPLATE, Api, FakeClock, chunk, credit_all, recipients
+from tests.unit.test_sender_seam import (NOW, TEMPLATE, Api, FakeClock, chunk, credit_all, held_by_another,
+                                         recipients)
 
 
 class FakeCoupons:
@@ -101,10 +102,7 @@ def test_a_coupon_only_for_sent_once_per_member_and_counted_with_its_group():
 def test_a_dead_claimant_whose_coupon_exists_is_closed_sent_and_counted_then():
     ledger, clock, people = MemoryLedger(), FakeClock(), recipients(3)
     credit_all(ledger, people)
-    key = ledger.claim_item("m001", "o001", TEMPLATE)
-    lease = clock.time() + 60
-    mark = real.Mark("c", real.new_group(), lease, int(clock.time()))
-    assert ledger.claim(real.Claim("m001", key, mark, credit=True)) == "claimed"
+    _key, lease = held_by_another(ledger, clock, "m001")
     coupons, api = FakeCoupons(written={"m001"}), Api()
     clock.t = lease + 1                                          # the claimant died after its send and coupon
     run_with(ledger, api, people, coupons, clock=clock).go()
@@ -116,10 +114,7 @@ def test_a_dead_claimant_whose_coupon_exists_is_closed_sent_and_counted_then():
 def test_a_dead_claimant_without_a_coupon_is_an_unknown_outcome_and_gets_none():
     ledger, clock, people = MemoryLedger(), FakeClock(), recipients(2)
     credit_all(ledger, people)
-    key = ledger.claim_item("m000", "o000", TEMPLATE)
-    lease = clock.time() + 60
-    assert ledger.claim(real.Claim("m000", key, real.Mark("c", real.new_group(), lease, int(clock.time())),
-                                   credit=True)) == "claimed"
+    _key, lease = held_by_another(ledger, clock, "m000")
     coupons, api = FakeCoupons(), Api()
     clock.t = lease + 1
     run_with(ledger, api, people, coupons, clock=clock).go()

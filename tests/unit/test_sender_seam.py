@@ -104,6 +104,16 @@ def no_real_backoff(monkeypatch):
     monkeypatch.setattr(sending, "COUPON_ATTEMPTS", 1)
 
 
+
+def held_by_another(ledger, clock, member_id: str, lease_seconds: float = 60) -> tuple:
+    """Another attempt claimed `member_id` (its credit taken) and holds it for `lease_seconds`; returns
+    the claim item's key and the lease's end."""
+    key = ledger.claim_item(member_id, "o" + member_id[1:], TEMPLATE)
+    lease = clock.time() + lease_seconds
+    mark = real.Mark("c", real.new_group(), lease, int(clock.time()))
+    assert ledger.claim(real.Claim(member_id, key, mark, credit=True)) == "claimed"
+    return key, lease
+
 def test_each_credit_is_taken_once_and_a_redelivered_chunk_sends_nobody_twice():
     ledger, api, people = MemoryLedger(), Api(), recipients(120)
     credit_all(ledger, people[:100])
@@ -148,11 +158,7 @@ def test_the_frequency_cap_is_counted_in_the_claim_and_skips_once_reached():
 def test_a_claim_held_by_a_live_attempt_is_rechecked_after_its_lease_then_closed_as_unknown():
     ledger, clock, people = MemoryLedger(), FakeClock(), recipients(3)
     credit_all(ledger, people)
-    # another attempt claimed m001 (credit taken) and is still within its lease
-    key = ledger.claim_item("m001", "o001", TEMPLATE)
-    lease = clock.time() + 60
-    held = real.Mark("c", real.new_group(), lease, int(clock.time()))
-    assert ledger.claim(real.Claim("m001", key, held, credit=True)) == "claimed"
+    key, lease = held_by_another(ledger, clock, "m001")            # still within its lease
     api, requeued = Api(), []
     chunk(ledger, api, people, clock=clock, requeued=requeued).go()
     assert "o001" not in api.calls and set(api.calls) == {"o000", "o002"}
