@@ -9,7 +9,6 @@ from collections import Counter
 from chalicelib.domain import campaigns as rules
 from chalicelib.domain import coupons as coupon_rules
 from chalicelib.services import campaign_coupons
-from chalicelib.storage import ledger as real
 from chalicelib.storage.ledger_memory import MemoryLedger
 from chalicelib.wechat.client import OutcomeUnknown, WeChatError
 from tests.unit.test_sender_seam import (NOW, TEMPLATE, Api, FakeClock, chunk, credit_all, held_by_another,
