@@ -10,7 +10,7 @@ from chalicelib import health as readiness
 from chalicelib import chalice_errors, ids, untrusted
 from chalicelib.errors import ApiError, BadRequest, NotFound, Unavailable, dependency_outage
 from chalicelib.observability import flush_metrics, logger, traced
-from chalicelib.services import admin, auth, callbacks, mp_sessions, onboarding
+from chalicelib.services import admin, auth, callbacks, mp_sessions
 
 app = Chalice(app_name="siyu")
 
@@ -225,7 +225,7 @@ def mp_scan(brand_id):
     if isinstance(fields.get("scene"), str) and fields["scene"].startswith("pk."):     # a package code (§2)
         status, answer = package_codes.scan(brand_id, session, fields["scene"])
         return Response(answer, status_code=status)
-    return onboarding.scan_from_mini_program(brand_id, session, fields)
+    return mp_sessions.scan(brand_id, session, fields)
 
 
 # ---- coupons ---------------------------------------------------------------------------------

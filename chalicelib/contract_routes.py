@@ -246,7 +246,10 @@ ROUTES: dict[tuple[str, str], Op] = {
                                          tag="mini-program", request_example={"code": "081abc"}),
     ("POST", "/mp/{brand_id}/scan"): Op("The shopper opened the mini-program from a code", MP,
                                         {200: out("member_id", "created", member_id={"type": "string"},
-                                                  created={"type": "boolean"}, scene=STR_OUT)},
+                                                  created={"type": "boolean"}, scene=STR_OUT,
+                                                  session={"type": "string", "description":
+                                                           "the caller's session again, naming the member "
+                                                           "(same expiry): use it from now on"})},
                                         request=obj(["scene"], scene=s(pattern=SCENE)), tag="mini-program"),
     # coupons
     ("POST", "/admin/{brand_id}/coupon-templates"): Op(

@@ -97,6 +97,22 @@ def choose_member(found: dict[tuple[str, str], str]) -> str | None:
     return None
 
 
+def settled_member(found: dict[tuple[str, str], str], identities: list[tuple[str, str]]) -> str | None:
+    """The member the shopper is for good, or None while an identity they brought is not linked yet.
+    Identity links are written once and never change, so once every identity resolves no later touch
+    can make choose_member answer otherwise (a session may then carry the member: mp_sessions)."""
+    if found and all(identity in found for identity in identities):
+        return choose_member(found)
+    return None
+
+
+def session_member(claims: dict) -> str | None:
+    """The member a mini-program session names (services.mp_sessions.naming_member: only once every
+    identity it carries resolves to them for good), or None for a session that names none."""
+    member_id = claims.get("m")
+    return member_id if isinstance(member_id, str) and member_id else None
+
+
 def audience_shard(member_id: str) -> int:
     return sum(member_id.encode()) % AUDIENCE_SHARDS
 

@@ -18,7 +18,7 @@ from chalicelib import secrets
 from chalicelib.cache import TTLCache
 from chalicelib.domain import coupons as rules
 from chalicelib.domain import scoreboard as score
-from chalicelib.domain.members import choose_member
+from chalicelib.domain.members import choose_member, session_member
 from chalicelib.errors import ApiError, BadRequest, Conflict, NotFound, TooManyRequests
 from chalicelib.ids import new_id
 from chalicelib.observability import count, logger
@@ -217,6 +217,9 @@ def _learn_empty_shards(brand_id: str, template: rules.Template, empty: set[int]
 
 
 def _member_of(brand_id: str, session: dict) -> str:
+    named = session_member(session)
+    if named is not None:
+        return named
     identities = [("mp", session["o"])] + ([("unionid", session["u"])] if session.get("u") else [])
     ctx = members.load_touch_context(brand_id, scene=None, identities=identities)
     member_id = choose_member(ctx.found)

@@ -12,8 +12,9 @@ import time
 from chalicelib import secrets
 from chalicelib.errors import ApiError, Unauthorized
 from chalicelib.observability import logger
+from chalicelib.domain.members import Shopper
 from chalicelib.services.wechat_apps import api_for, app_for
-from chalicelib.storage import tenancy
+from chalicelib.storage import members as member_store, tenancy
 from chalicelib.wechat.client import WeChatError
 
 SESSION_TTL = 2 * 3600
@@ -35,8 +36,8 @@ def _key(brand, purpose: str = "") -> bytes:
 
 
 def issue(brand, claims: dict, *, now: float | None = None, purpose: str = "",
-          ttl: int = SESSION_TTL) -> tuple[str, int]:
-    expires = int(now or time.time()) + ttl
+          ttl: int = SESSION_TTL, expires: int | None = None) -> tuple[str, int]:
+    expires = int(now or time.time()) + ttl if expires is None else expires
     payload = _b64(json.dumps({**claims, "b": brand.brand_id, "exp": expires}, separators=(",", ":")).encode())
     mac = _b64(hmac.new(_key(brand, purpose), payload.encode(), hashlib.sha256).digest())
     return f"{payload}.{mac}", expires
@@ -81,5 +82,32 @@ def login(brand_id: str, code: str) -> dict:
     claims = {"o": session["openid"]}
     if session.get("unionid"):
         claims["u"] = session["unionid"]
+    # a returning shopper's session names their member (one BatchGetItem here, none in every later call)
+    member_id = member_store.settled_member_of(brand_id, _identities(claims))
+    if member_id is not None:
+        claims["m"] = member_id
     token, expires = issue(brand, claims)
     return {"session": token, "expires_at": expires, "openid": session["openid"]}
+
+
+def _identities(claims: dict) -> list[tuple[str, str]]:
+    return Shopper(mp=claims["o"], unionid=claims.get("u")).identities()
+
+
+def naming_member(brand_id: str, claims: dict, member_id: str) -> str:
+    """The caller's session again (same shopper, same expiry), now naming the member it belongs to
+    for good: `member_id` must be what every identity the session carries resolves to
+    (domain.members.settled_member, as after a touch that linked them all). Calls made with it
+    (a claim, the wallet, the member code) then read no identity link (domain.members.session_member).
+    A session naming no member keeps working: those calls resolve the member from the links."""
+    kept = {k: v for k, v in claims.items() if k not in ("b", "exp")}
+    token, _expires = issue(tenancy.require_brand(brand_id), {**kept, "m": member_id}, expires=claims.get("exp"))
+    return token
+
+
+def scan(brand_id: str, claims: dict, body: dict) -> dict:
+    """POST /mp/{brand}/scan: the touch (services.onboarding), answered with the session renamed: the
+    touch linked every identity the session carries to the member, so from now on it names them."""
+    from chalicelib.services import onboarding
+    answer = onboarding.scan_from_mini_program(brand_id, claims, body)
+    return {**answer, "session": naming_member(brand_id, claims, answer["member_id"])}

@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from chalicelib.domain.members import (MINI_PROGRAM_SOURCE, UNKNOWN_SOURCE, Shopper, attribute, choose_member,
-                                       plan_touch)
+from chalicelib.domain.members import (MINI_PROGRAM_SOURCE, UNKNOWN_SOURCE, Shopper, attribute, plan_touch,
+                                       session_member, settled_member)
 from chalicelib.ids import new_id, scene as valid_scene
 from chalicelib.observability import count, logger
 from chalicelib.storage import members as member_store
@@ -58,8 +58,9 @@ def touch(brand_id: str, shopper: Shopper, *, scene: str | None, via: str, now: 
             if unionid:
                 shopper = replace(shopper, unionid=unionid)
                 continue                    # resolve again, now with the unionid
-        if join_only and len(ctx.found) == len(shopper.identities()):
-            return TouchResult(choose_member(ctx.found), False, False)
+        settled = settled_member(ctx.found, shopper.identities())
+        if join_only and settled is not None:
+            return TouchResult(settled, False, False)
         at = iso(now)
         plan = plan_touch(brand_id=brand_id, shopper=shopper, found=ctx.found,
                           touch=attribute(ctx.channel, scene=scene, via=via, at=at, guide=ctx.guide,
@@ -112,6 +113,9 @@ def join_from_mini_program(brand_id: str, session: dict, *, now: datetime | None
     scene, one `member.joined`. A known member is returned untouched (once their mini-program openid is
     linked). Concurrent first calls from one
     session make one member (the identity links are conditional puts; the losers find the winner)."""
+    named = session_member(session)
+    if named is not None:
+        return named
     shopper = Shopper(mp=session["o"], unionid=session.get("u"))
     result = touch(brand_id, shopper, scene=None, via="mp", now=now or datetime.now(timezone.utc),
                    join_only=True, default_source=MINI_PROGRAM_SOURCE)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from chalicelib.domain.members import (MEMBER_FIELD, ChannelCode, GuideRef, Plan, audience_key)
+from chalicelib.domain.members import (MEMBER_FIELD, ChannelCode, GuideRef, Plan, audience_key, settled_member)
 from chalicelib.domain import scoreboard as score
 from chalicelib.ids import new_id
 from chalicelib.storage import scoreboard
@@ -74,6 +74,16 @@ def load_touch_context(brand_id: str, *, scene: str | None, identities: list[tup
     return TouchContext(channel=channel_from_item(channel) if channel else None,
                         guide=GuideRef(guide.guide_id, guide.store_id) if guide else None,
                         found=found, timezone=brand.timezone if brand is not None else None)
+
+
+def settled_member_of(brand_id: str, identities: list[tuple[str, str]]) -> str | None:
+    """One BatchGetItem of the identity links: the member they all resolve to for good, or None
+    while one is not linked (domain.members.settled_member)."""
+    keys = [(identity_key(brand_id, ns, value), "ID") for ns, value in identities]
+    linked = {item.pk: item.member_id for item in Item.batch_get(keys) if isinstance(item, Identity)}
+    found = {(ns, value): linked[identity_key(brand_id, ns, value)] for ns, value in identities
+             if identity_key(brand_id, ns, value) in linked}
+    return settled_member(found, identities)
 
 
 def outbox_item(topic: str, name: str, brand_id: str, detail: dict, now: datetime) -> Outbox:
