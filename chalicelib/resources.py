@@ -48,7 +48,8 @@ class Stream:
     key: str
     table: str
     handler: str
-    filter_pattern: dict = field(default_factory=dict)
+    # Lambda event filters: a record is delivered when it matches any of them (at most 5 per mapping)
+    filter_patterns: tuple[dict, ...] = ()
     batch_size: int = 100
     max_retry_attempts: int = 10
     consumer_timeout: int = 30
@@ -108,10 +109,13 @@ QUEUES: tuple[Queue, ...] = (
 
 STREAMS: tuple[Stream, ...] = (
     # Transactional outbox: items written with kind=outbox in the same transaction as the change
-    # they announce are published to the bus (domain events) or the follow-up queue (tasks).
+    # they announce are published to the bus (domain events) or the follow-up queue (tasks). A coupon
+    # issued one at a time announces itself: its own INSERT, carrying an event id, is its
+    # `coupon.issued` (storage.coupons.issue), so its transaction writes no outbox item.
     Stream(key="outbox", table="main", handler="handlers.outbox.handler",
-           filter_pattern={"eventName": ["INSERT"],
-                           "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}}}}),
+           filter_patterns=({"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": ["outbox"]}}}},
+                            {"eventName": ["INSERT"], "dynamodb": {"NewImage": {
+                                "kind": {"S": ["coupon"]}, "event_id": {"S": [{"prefix": "ev_"}]}}}})),
 )
 
 BUS = Bus()

@@ -398,7 +398,7 @@ class SiyuStack(cdk.Stack):
             self.tables[spec.table], starting_position=lambda_.StartingPosition.LATEST, batch_size=spec.batch_size,
             retry_attempts=spec.max_retry_attempts, bisect_batch_on_error=True, report_batch_item_failures=True,
             on_failure=sources.SqsDlq(failures),
-            filters=[lambda_.FilterCriteria.filter(spec.filter_pattern)]))
+            filters=[lambda_.FilterCriteria.filter(p) for p in spec.filter_patterns]))
         return fn
 
     def _api(self):

@@ -40,12 +40,26 @@ def resolve(handler: str) -> Callable:
 
 
 def matches(pattern, value) -> bool:
-    """EventBridge-style pattern match, the subset Lambda event filters use here (nested keys, value lists)."""
+    """EventBridge-style pattern match, the subset Lambda event filters use here (nested keys, value
+    lists, `{"prefix": ...}` among a list's values)."""
     if isinstance(pattern, dict):
         return isinstance(value, dict) and all(k in value and matches(p, value[k]) for k, p in pattern.items())
     if isinstance(pattern, list):
-        return value in pattern
+        return any(_matches_value(p, value) for p in pattern)
     return pattern == value
+
+
+def _matches_value(allowed, value) -> bool:
+    if isinstance(allowed, dict):
+        if set(allowed) != {"prefix"}:
+            raise ValueError(f"unsupported filter rule {allowed!r}")
+        return isinstance(value, str) and value.startswith(allowed["prefix"])
+    return value == allowed
+
+
+def delivered(spec, record: dict) -> bool:
+    """Whether the stream's event source mapping would deliver `record` (its filters: any matches)."""
+    return any(matches(pattern, record) for pattern in spec.filter_patterns)
 
 
 class Pump:
@@ -175,7 +189,7 @@ class Pump:
                 if got:
                     last_seen[shard_id] = got[-1]["dynamodb"]["SequenceNumber"]
                 records = [dict(r, eventSourceARN=stream_arn) for r in got
-                           if matches(spec.filter_pattern, _jsonable(r))]
+                           if delivered(spec, _jsonable(r))]
                 if records:
                     found = True
                     self._deliver_stream(spec, records)

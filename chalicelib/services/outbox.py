@@ -16,8 +16,17 @@ class PublishFailed(Exception):
     pass
 
 
+COUPON_EVENT_FIELDS = ("brand_id", "member_id", "code", "template_id", "source", "valid_until")
+
+
 def publish(item: dict) -> None:
-    """Publish one outbox item (the stream's NewImage, deserialized). Raises so the record is retried."""
+    """Publish one outbox item (the stream's NewImage, deserialized), or the `coupon.issued` of a coupon
+    that announces itself (an inserted coupon with an `event_id`: storage.coupons.issue). Raises so the
+    record is retried."""
+    if item.get("kind") == "coupon":
+        item = {"topic": "event", "name": "coupon.issued", "detail": json.dumps(
+            {**{k: item[k] for k in COUPON_EVENT_FIELDS}, "event_id": item["event_id"]}, ensure_ascii=False,
+            separators=(",", ":"))}
     topic, name, detail = item["topic"], item["name"], item["detail"]
     if topic == "event":
         result = aws.client("events").put_events(Entries=[{

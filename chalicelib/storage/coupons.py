@@ -20,6 +20,7 @@ from pynamodb.exceptions import DoesNotExist, PutError
 
 from chalicelib.domain import coupons as rules
 from chalicelib.errors import Conflict
+from chalicelib.ids import new_id
 from chalicelib.storage.members import outbox_item
 from chalicelib.storage.models import (Coupon, CouponTemplate, IdempotencyRecord, IssueKey, Item,
                                        MemberClaims, Redemption, StockShard, TemplateTotals, UnknownCodeGuard)
@@ -181,7 +182,8 @@ def shard_issued(brand_id: str, template_id: str, shards: int, *, consistent: bo
 
 
 def new_coupon(brand_id: str, t: rules.Template, *, member_id: str, code: str, now: datetime, source: str,
-               retention_days: int, touch: dict | None = None, issued_by: str | None = None) -> Coupon:
+               retention_days: int, touch: dict | None = None, issued_by: str | None = None,
+               event_id: str | None = None) -> Coupon:
     """A coupon item as issued: in the member's wallet (gsi1) until it expires, kept `retention_days`
     after (or for good when it is the member's limit: rules.kept_until)."""
     touch = touch or {}
@@ -193,7 +195,7 @@ def new_coupon(brand_id: str, t: rules.Template, *, member_id: str, code: str, n
                   source=source, gsi1pk=wallet_pk(brand_id, member_id), gsi1sk=f"{iso(valid_until)}#{code}",
                   expires_at=rules.kept_until(t, valid_until, retention_days),
                   touch_store_id=touch.get("store_id"), touch_guide_id=touch.get("guide_id"),
-                  touch_scene=touch.get("scene"), issued_by=issued_by)
+                  touch_scene=touch.get("scene"), issued_by=issued_by, event_id=event_id)
 
 
 def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code: str, now: datetime,
@@ -207,10 +209,10 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
     coupon's own put is the limit (a coupon there: LimitReached, or AlreadyIssued when it carries
     this `issue_key`); the member's claims counter is only checked (claims counted before codes
     carried the limit), not written."""
+    # the coupon announces itself (its INSERT is its coupon.issued: services.outbox): no outbox item
     coupon = new_coupon(brand_id, t, member_id=member_id, code=code, now=now, source=source,
                         retention_days=retention_days, touch=touch,
-                        issued_by=issue_key if limit_by_code else None)
-    valid_until = parse(coupon.valid_until)
+                        issued_by=issue_key if limit_by_code else None, event_id=new_id("ev", 20))
     tx = Tx()
     shard_item = StockShard(*stock_key(brand_id, t.template_id, shard))
     if t.total_stock is None:
@@ -230,9 +232,6 @@ def issue(brand_id: str, t: rules.Template, *, member_id: str, shard: int, code:
     if issue_key:
         tx.save("issue", IssueKey(f"B#{brand_id}#ISSUE#{issue_key}", "ISSUE", code=code),
                 condition=IssueKey.pk.does_not_exist())
-    tx.save("outbox", outbox_item("event", "coupon.issued", brand_id, {
-        "brand_id": brand_id, "member_id": member_id, "code": code, "template_id": t.template_id,
-        "source": source, "valid_until": iso(valid_until)}, now))
     if extend:
         extend(tx)
     try:

@@ -314,6 +314,10 @@ class Coupon(Item, discriminator="coupon"):
     # a coupon under its template's limit code (domain.coupons.limited_by_code): what wrote it (a
     # campaign run `campaign#run`, an issue key, or none for a claim), so a retry knows its own
     issued_by = UnicodeAttribute(null=True)
+    # a coupon issued on its own (storage.coupons.issue) announces itself: its INSERT on the stream is
+    # its `coupon.issued` with this event id (services.outbox); a campaign's coupons have none (their
+    # delivery group's outbox item announces them)
+    event_id = UnicodeAttribute(null=True)
 
 
 class IssueKey(Item, discriminator="issue_key"):

@@ -17,7 +17,7 @@ import requests
 
 from chalicelib import resources
 from siyu_dev import phone
-from siyu_dev.pump import _jsonable, matches
+from siyu_dev.pump import _jsonable, delivered
 from tests.lambda_smoke.conftest import RUNTIME_SDK
 from tests.lambda_smoke.events import rest_event, sqs_event
 
@@ -129,7 +129,7 @@ def test_the_outbox_worker_publishes_the_callbacks_stream_records(start_function
         it = streams.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
                                         ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         records += [dict(_jsonable(r), eventSourceARN=arn) for r in streams.get_records(ShardIterator=it)["Records"]]
-    records = [r for r in records if matches(spec.filter_pattern, r)]     # the event source mapping's filter
+    records = [r for r in records if delivered(spec, r)]     # the event source mapping's filters
     assert records, "the callback wrote no outbox item"
     fn = start_function("siyu-outbox", spec.handler, memory=spec.consumer_memory, timeout=spec.consumer_timeout)
     reply, _trace = fn.invoke({"Records": records})

@@ -1,14 +1,30 @@
+import pytest
+
 from chalicelib.cache import TTLCache
 from chalicelib.resources import STREAMS
-from siyu_dev.pump import matches
+from siyu_dev.pump import delivered, matches
 
 
-def test_outbox_filter_selects_only_inserted_outbox_items():
-    pattern = STREAMS[0].filter_pattern
-    outbox = {"eventName": "INSERT", "dynamodb": {"NewImage": {"kind": {"S": "outbox"}, "pk": {"S": "OUT#1"}}}}
-    member = {"eventName": "INSERT", "dynamodb": {"NewImage": {"kind": {"S": "member"}}}}
-    modify = {"eventName": "MODIFY", "dynamodb": {"NewImage": {"kind": {"S": "outbox"}}}}
-    assert matches(pattern, outbox) and not matches(pattern, member) and not matches(pattern, modify)
+def _record(event: str, **image) -> dict:
+    return {"eventName": event, "dynamodb": {"NewImage": {k: {"S": v} for k, v in image.items()}}}
+
+
+def test_outbox_filters_select_inserted_outbox_items_and_coupons_that_announce_themselves():
+    spec = STREAMS[0]
+    assert delivered(spec, _record("INSERT", kind="outbox", pk="OUT#1"))
+    assert delivered(spec, _record("INSERT", kind="coupon", event_id="ev_abc"))
+    assert not delivered(spec, _record("INSERT", kind="member"))
+    assert not delivered(spec, _record("MODIFY", kind="outbox"))
+    assert not delivered(spec, _record("MODIFY", kind="coupon", event_id="ev_abc"))        # a redemption
+    assert not delivered(spec, _record("INSERT", kind="coupon"))           # a campaign's: its group announces it
+    assert not delivered(spec, _record("INSERT", kind="coupon", event_id="xev_abc"))
+
+
+def test_prefix_rules_match_strings_only():
+    assert matches({"a": [{"prefix": "ev_"}, "x"]}, {"a": "x"})
+    assert not matches({"a": [{"prefix": "ev_"}]}, {"a": 5})
+    with pytest.raises(ValueError):
+        matches({"a": [{"suffix": "x"}]}, {"a": "x"})
 
 
 def test_ttl_cache_reloads_after_expiry_and_does_not_cache_misses():
