@@ -232,7 +232,8 @@ def cmd_scan(args) -> None:
 
 def _mp_shopper(state: dict, brand_id: str, openid: str, unionid: str | None, scene: str | None) -> str:
     """Log in to the mini-program as `openid` (a one-time wx.login code from the simulator) and open it
-    from `scene`'s code; returns the siyu session."""
+    from `scene`'s code; returns the siyu session the scan answered (it names the member, as a
+    mini-program keeps it for its later calls)."""
     api, sim = state["api_url"], state["wechat_url"]
     status, code = http("POST", f"{sim}/__sim/codes", {"openid": openid, "unionid": unionid,
                                                        "app_id": state["brand"]["wechat"]["mp"]["app_id"]})
@@ -242,7 +243,7 @@ def _mp_shopper(state: dict, brand_id: str, openid: str, unionid: str | None, sc
         raise SystemExit(1)
     status, result = http("POST", f"{api}/mp/{brand_id}/scan", {"scene": scene}, session["session"])
     print(f"scan  → {status} {json.dumps(result, ensure_ascii=False)}")
-    return session["session"]
+    return result.get("session", session["session"])
 
 
 def _show(step: str, status: int, answer) -> None:
