@@ -1,6 +1,7 @@
 """The local stack, once per test session, on ephemeral 127.0.0.1 ports; each test gets its own brand."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
@@ -211,3 +212,20 @@ def table_items() -> int:
     from chalicelib.storage.models import Item
     from siyu_dev.emulator import item_count
     return item_count(Item.Meta.table_name)
+
+
+@contextlib.contextmanager
+def dynamodb_calls():
+    """The DynamoDB operations this process sends through PynamoDB's client while the block runs
+    (`with dynamodb_calls() as calls: ...`; `calls` lists operation names, and may be cleared)."""
+    from chalicelib.storage.models import Item
+    client = Item._get_connection().connection.client
+    calls: list[str] = []
+
+    def count(event_name, **_kw):
+        calls.append(event_name.rsplit(".", 1)[1])
+    client.meta.events.register("before-send.dynamodb", count)
+    try:
+        yield calls
+    finally:
+        client.meta.events.unregister("before-send.dynamodb", count)

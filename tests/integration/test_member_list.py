@@ -11,6 +11,7 @@ import pytest
 
 from chalicelib.domain import member_list
 from chalicelib.domain.members import AUDIENCE_SHARDS, Shopper, audience_shard
+from tests.integration.conftest import dynamodb_calls
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +181,7 @@ def test_lookup_by_identity_still_answers_one_member(listed):
 def test_aws_requests_per_page_are_bounded_by_the_shards_not_the_brand(listed, inproc):
     """Every page costs DynamoDB Queries on the index only (no Scan, no GetItem per member), at most
     member_list.MAX_QUERIES, about one per shard."""
-    from chalicelib.storage.models import Member
-    client = Member._get_connection().connection.client
-    calls: list[str] = []
-
-    def count(event_name, **_kw):
-        calls.append(event_name.rsplit(".", 1)[1])
-    client.meta.events.register("before-send.dynamodb", count)
-    try:
+    with dynamodb_calls() as calls:
         brand = listed.via(inproc)
         cursor, pages = None, []
         while True:
@@ -201,8 +195,6 @@ def test_aws_requests_per_page_are_bounded_by_the_shards_not_the_brand(listed, i
         calls.clear()
         r = brand.admin("GET", "/members", params={"limit": "3", "store_id": "nowhere"})
         filtered = list(calls)
-    finally:
-        client.meta.events.unregister("before-send.dynamodb", count)
     for made in pages + [filtered]:
         assert made and set(made) == {"Query"}, made
         assert len(made) <= member_list.MAX_QUERIES, made

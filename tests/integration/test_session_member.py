@@ -7,9 +7,9 @@ import base64
 import json
 
 import pytest
-import requests
 
 from chalicelib.domain.members import settled_member
+from tests.integration.conftest import dynamodb_calls
 
 
 def claims_of(token: str) -> dict:
@@ -18,12 +18,9 @@ def claims_of(token: str) -> dict:
 
 
 def login(brand, openid: str, unionid: str | None = None) -> dict:
-    code = requests.post(f"{brand.stack.wechat_url}/__sim/codes",
-                         json={"openid": openid, "unionid": unionid, "app_id": brand.app("mp")["app_id"]},
-                         timeout=10).json()["code"]
-    r = brand.api.call("POST", f"/mp/{brand.brand_id}/login", json_body={"code": code})
-    assert r.status_code == 200, r.text
-    return r.json()
+    """The login's session token, as claims and as the token itself (`session`)."""
+    token = brand.mp_session(openid, unionid)
+    return {"session": token, **claims_of(token)}
 
 
 def scan(brand, session: str, scene: str = "S1") -> dict:
@@ -40,21 +37,6 @@ def shop(stack, api):
         "name": "flash", "kind": "cash_off", "value": 100, "valid_days_after_claim": 1, "total_stock": 50,
         "flash_sale": True, "per_member_limit": 1}).json()["template_id"]
     return brand, template
-
-
-def dynamodb_calls(inproc, fn):
-    from chalicelib.storage.models import Item
-    client = Item._get_connection().connection.client
-    calls: list[str] = []
-
-    def count(event_name, **_kw):
-        calls.append(event_name.rsplit(".", 1)[1])
-    client.meta.events.register("before-send.dynamodb", count)
-    try:
-        result = fn()
-    finally:
-        client.meta.events.unregister("before-send.dynamodb", count)
-    return result, calls
 
 
 def test_a_new_shoppers_session_names_no_member_until_the_scan_names_it(shop):
@@ -78,8 +60,8 @@ def test_a_named_sessions_claim_is_one_transaction_and_reads_no_identity(shop, i
     via = brand.via(inproc)
     warm = scan(brand, login(brand, "o_sm_warm")["session"])["session"]     # the brand and template, cached
     assert via.api.call("POST", f"/mp/{brand.brand_id}/coupon-templates/{template}/claim", warm).status_code == 201
-    r, calls = dynamodb_calls(inproc, lambda: via.api.call(
-        "POST", f"/mp/{brand.brand_id}/coupon-templates/{template}/claim", session))
+    with dynamodb_calls() as calls:
+        r = via.api.call("POST", f"/mp/{brand.brand_id}/coupon-templates/{template}/claim", session)
     assert r.status_code == 201, r.text
     assert calls == ["TransactWriteItems"]
     member_id = claims_of(session)["m"]
