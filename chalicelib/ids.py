@@ -1,6 +1,7 @@
 """Identifiers: what a caller may choose (validated) and what siyu mints (random, unguessable)."""
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 
@@ -84,5 +85,8 @@ def path_params(params: dict) -> None:
 
 
 def new_id(prefix: str, random_chars: int = 16) -> str:
-    """A random id with `random_chars * 5` bits of entropy, e.g. m_k2v7...; safe in keys and URLs."""
-    return prefix + "_" + "".join(secrets.choice(_ALPHABET) for _ in range(random_chars))
+    """A random id with `random_chars * 5` bits of entropy, e.g. m_k2v7...; safe in keys and URLs.
+    Base32 of random bytes is _ALPHABET (upper-cased), 5 random bits a character: one call to the OS
+    instead of one secrets.choice per character (a tenth of a coupon claim's own CPU)."""
+    raw = secrets.token_bytes((random_chars * 5 + 7) // 8)
+    return prefix + "_" + base64.b32encode(raw).decode("ascii")[:random_chars].lower()
