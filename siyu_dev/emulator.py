@@ -32,7 +32,7 @@ from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-from siyu_dev import item_copies, key_limits, moto_speedups, stream_sizes, update_plans
+from siyu_dev import item_copies, key_limits, key_lookups, moto_speedups, stream_sizes, update_plans
 from siyu_dev.dynamodb_direct import DirectDynamoDB
 from siyu_dev.keepalive import KeepAliveServer
 from siyu_dev.listen import listen
@@ -206,6 +206,7 @@ class EmulatorServer(ThreadedMotoServer):
         update_plans.install()
         item_copies.install()
         stream_sizes.install()
+        key_lookups.install()
         if listening is None:
             listening = listen(self._ip_address, self._port, "SIYU_AWS_PORT")
         # DynamoDB's requests skip Flask (siyu_dev.dynamodb_direct: moto's handler, the same answers)
