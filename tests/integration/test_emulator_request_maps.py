@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.integration.test_emulator_speedups import ITEM
 
 WIRE = {k: v for k, v in ITEM.items() if k not in ("b", "bs", "l")}
@@ -65,3 +67,31 @@ def test_request_maps_parse_as_moto_parses_them(stack):
         assert repr(fast) == repr(slow), (action, body)        # the same values, types and key order
         refused += fast[0] == "raised" if isinstance(fast, tuple) else 0
     assert refused > 3
+
+
+def test_an_update_expression_s_clauses_are_moto_s_every_time(ddb, table):
+    """The handlers' question "which names and values does this expression use" (remembered per text)
+    gets moto's walk's answer, for texts seen before or not, and a name left unused is still refused."""
+    import uuid
+    from moto.dynamodb.parsing import ast_nodes
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from siyu_dev import moto_speedups
+    kinds = [[ast_nodes.ExpressionAttributeName], [ast_nodes.ExpressionAttributeValue],
+             [ast_nodes.UpdateExpressionAddClause], [ast_nodes.UpdateExpressionSetAction, ast_nodes.UpdateExpressionRemoveAction]]
+    texts = ["SET #1 = :1 ADD #0 :2", "SET #a = if_not_exists(#a, :a0), #b = list_append(#b, :l) REMOVE #p0, x",
+             "ADD #c :minus", "SET a.b[1] = :v DELETE #s :set"]
+    for text in texts:
+        for _ in range(2):
+            tree = UpdateExpressionParser.make(text)
+            for types in kinds:
+                mine = tree.find_clauses(types)
+                moto = moto_speedups.ORIGINALS["find_clauses"](tree, types)
+                assert [id(n) for n in mine] == [id(n) for n in moto] and mine == moto, (text, types)
+                mine.append("a caller's own list")
+    key = {"pk": {"S": f"CLAUSE#{uuid.uuid4().hex}"}, "sk": {"S": "x"}}
+    for _ in range(2):
+        with pytest.raises(ddb.exceptions.ClientError) as refused:
+            ddb.update_item(TableName=table, Key=key, UpdateExpression="ADD #c :minus",
+                            ExpressionAttributeNames={"#c": "credits", "#unused": "x"},
+                            ExpressionAttributeValues={":minus": {"N": "-1"}})
+        assert "unused in expressions" in refused.value.response["Error"]["Message"]
