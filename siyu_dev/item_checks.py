@@ -1,0 +1,35 @@
+"""moto's type check of a written item, without its recursive call for attributes it cannot refuse.
+
+Table.put_item (every Put, and every item an UpdateItem creates) walks the item with
+_validate_item_types, one recursive call per attribute. For an attribute holding a single string
+({"S": "..."}), that call looks at the key "S" with a str value and can raise nothing (it refuses an
+int under "S", or a map under "S" for a key attribute). A coupon claim's Put holds ~20 of them. Here
+such attributes are skipped and everything else (numbers, NULL, maps, lists, sets, and any value of
+another shape) gets moto's own check, in the item's order, so the first refusal is moto's.
+tests/integration/test_emulator_item_checks.py compares both on many items.
+"""
+from __future__ import annotations
+
+ORIGINALS: dict[str, object] = {}
+_installed = False
+
+
+def install() -> None:
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    from moto.dynamodb.models.table import Table
+    original = ORIGINALS["validate_item_types"] = Table._validate_item_types
+
+    def _validate_item_types(self, item_attrs, attr=None):
+        if attr is not None or type(item_attrs) is not dict:
+            return original(self, item_attrs, attr)
+        for key, value in item_attrs.items():
+            if type(value) is dict and len(value) == 1 and type(value.get("S")) is str:
+                continue                # moto's check of {"S": str}: nothing to refuse
+            # moto's loop body for this one attribute (a top-level name is never checked itself when
+            # its value is a map; a name such as "N" or "NULL" with another value is, as in moto)
+            original(self, {key: value}, None)
+
+    Table._validate_item_types = _validate_item_types
