@@ -47,3 +47,36 @@ def test_a_bad_number_is_refused_on_the_wire(ddb, table):
         ddb.put_item(TableName=table, Item={"pk": {"S": pk}, "sk": {"S": "x"}, "name": {"S": "n"}, "n": {"N": "1e999"}})
     assert refused.value.response["Error"]["Code"] == "ValidationException"
     assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": "x"}}, ConsistentRead=True)
+
+
+def test_assignments_near_the_size_limit_are_kept_or_refused_as_moto_s(stack):
+    from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
+    from siyu_dev import item_checks
+    moto_setitem = item_checks.ORIGINALS["limited_setitem"]
+    assert LimitedSizeDict.__setitem__ is not moto_setitem
+    rng = random.Random(9)
+    refused = kept = 0
+    for case in range(150):
+        steps = []
+        for i in range(rng.randint(1, 12)):
+            size = rng.choice([0, 3, 1000, 60_000, 150_000, 250_000])
+            value = rng.choice([{"S": "x" * size}, {"S": "中" * (size // 3)}, {"N": "9" * min(size, 38) or "0"},
+                                {"SS": ["y" * (size // 2)]}, {"M": {"k": {"S": "m" * size}}}, {"B": b"b" * size},
+                                {"L": [{"S": "l" * (size // 2)}]}, {"BOOL": True}, {"NULL": True}])
+            steps.append((rng.choice([f"a{i}", "again", "名前"]), DynamoType(value)))
+        if case % 10 == 0:
+            steps.append(("plain", "not a DynamoType"))
+        outcomes = []
+        for setitem in (LimitedSizeDict.__setitem__, moto_setitem):
+            held, log = LimitedSizeDict(), []
+            for name, value in steps:
+                try:
+                    setitem(held, name, value)
+                    log.append("kept")
+                except Exception as error:  # noqa: BLE001 - the refusal is what is compared
+                    log.append(type(error).__name__)
+            outcomes.append((log, list(held.items())))
+        assert outcomes[0] == outcomes[1], case
+        refused += "ItemSizeTooLarge" in outcomes[0][0]
+        kept += "kept" in outcomes[0][0]
+    assert refused > 10 and kept > 10
