@@ -12,7 +12,8 @@ every name and value already in the item (a list built per assignment, DynamoTyp
 five type tests per value): ~6% of a plain UpdateItem's emulator CPU. The same sum is taken here
 without the list, with a string's size taken as the UTF-8 length and a number's as its text's
 length (what size() returns for them), and size() for everything else; the same limit, raised at
-the same assignment.
+the same assignment. DynamoType.size() itself answers strings and numbers that way too (every
+attribute of every item written is measured).
 
 tests/integration/test_emulator_item_checks.py compares both on many items.
 """
@@ -69,3 +70,17 @@ def install() -> None:
         dict.__setitem__(self, key, value)
 
     LimitedSizeDict.__setitem__ = __setitem__
+
+    # and every other size moto takes (each attribute of each item written, nested values, key sizes)
+    moto_size = ORIGINALS["size"] = DynamoType.size
+
+    def size(self) -> int:
+        if type(self) is DynamoType:
+            kind, inner = self.type, self.value
+            if kind == "S" and type(inner) is str:
+                return len(inner.encode("utf-8"))
+            if kind == "N" and type(inner) is str:
+                return len(inner)
+        return moto_size(self)
+
+    DynamoType.size = size

@@ -80,3 +80,26 @@ def test_assignments_near_the_size_limit_are_kept_or_refused_as_moto_s(stack):
         refused += "ItemSizeTooLarge" in outcomes[0][0]
         kept += "kept" in outcomes[0][0]
     assert refused > 10 and kept > 10
+
+
+def test_value_sizes_are_moto_s(stack):
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from siyu_dev import item_checks
+    assert DynamoType.size is not item_checks.ORIGINALS["size"]
+    rng = random.Random(4)
+    values = [_random_value(rng) for _ in range(300)] + [
+        {"S": "中文🎟"}, {"S": ""}, {"N": "-1.5e3"}, {"N": 5}, {"S": b"bytes"}, {"S": True}, {"B": "AQ=="}]
+    for value in values:
+        typed = DynamoType(value)
+        outcomes = []
+        for size in (DynamoType.size, item_checks.ORIGINALS["size"]):
+            try:
+                outcomes.append(size(typed))
+            except Exception as error:  # noqa: BLE001 - the refusal is what is compared
+                outcomes.append(type(error).__name__)
+        assert outcomes[0] == outcomes[1], value
+    surrogate = DynamoType({"S": "\ud800"})
+    with pytest.raises(UnicodeEncodeError):
+        surrogate.size()
+    with pytest.raises(UnicodeEncodeError):
+        item_checks.ORIGINALS["size"](surrogate)
