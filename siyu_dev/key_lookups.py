@@ -43,6 +43,18 @@ def install() -> None:
             return kind != other.type or self.value != other.value
         return moto_ne(self, other)
 
+    moto_init = ORIGINALS["init"] = DynamoType.__init__
+
+    def __init__(self, type_as_dict):
+        if type(type_as_dict) is dict and len(type_as_dict) == 1:
+            (kind, value), = type_as_dict.items()
+            if kind != "L" and kind != "M":
+                self.type = kind
+                self.value = value
+                return
+        moto_init(self, type_as_dict)
+
+    DynamoType.__init__ = __init__
     DynamoType.__hash__ = __hash__
     DynamoType.__eq__ = __eq__
     DynamoType.__ne__ = __ne__

@@ -51,3 +51,24 @@ def test_string_keyed_items_are_found_and_overwritten(ddb, table):
     assert [(i["sk"]["S"], i["n"]["N"]) for i in found] == [("x", "3"), ("y", "2")]
     got = ddb.get_item(TableName=table, Key={"pk": {"S": pk}, "sk": {"S": "y"}}, ConsistentRead=True)["Item"]
     assert got["n"] == {"N": "2"}
+
+
+def test_values_are_built_as_moto_builds_them(stack):
+    import random
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from siyu_dev import key_lookups
+    from tests.integration.test_emulator_item_copies import _random_value
+    assert DynamoType.__init__ is not key_lookups.ORIGINALS["init"]
+    rng = random.Random(8)
+    values = VALUES + [_random_value(rng) for _ in range(300)] + [
+        {"S": "a", "N": "1"}, {}, {"L": []}, {"M": {}}, {"S": None}, DynamoType({"S": "x"}), DynamoType({"L": [{"N": "1"}]})]
+    for value in values:
+        built = []
+        for init in (DynamoType.__init__, key_lookups.ORIGINALS["init"]):
+            typed = DynamoType.__new__(DynamoType)
+            try:
+                init(typed, value)
+                built.append((list(vars(typed)), repr(typed.to_json()), typed.type, repr(typed.value)))
+            except Exception as error:  # noqa: BLE001 - the refusal is what is compared
+                built.append((type(error).__name__, str(error)))
+        assert built[0] == built[1], value
