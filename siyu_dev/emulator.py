@@ -32,7 +32,8 @@ from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-from siyu_dev import key_limits, moto_speedups
+from siyu_dev import (item_checks, item_copies, key_limits, key_lookups, moto_speedups, stream_sizes,
+                      update_plans)
 from siyu_dev.dynamodb_direct import DirectDynamoDB
 from siyu_dev.keepalive import KeepAliveServer
 from siyu_dev.listen import listen
@@ -203,6 +204,11 @@ class EmulatorServer(ThreadedMotoServer):
         Table.query = query
         UpdateExpressionParser.make = classmethod(parse_update_expression)
         moto_speedups.install()
+        update_plans.install()
+        item_copies.install()
+        stream_sizes.install()
+        key_lookups.install()
+        item_checks.install()
         if listening is None:
             listening = listen(self._ip_address, self._port, "SIYU_AWS_PORT")
         # DynamoDB's requests skip Flask (siyu_dev.dynamodb_direct: moto's handler, the same answers)
