@@ -261,6 +261,7 @@ class SiyuStack(cdk.Stack):
         self.stream_workers = {spec.key: self._stream_worker(spec) for spec in resources.STREAMS}
         self.api = self._api()
         self.api_function_name = self.api.get_resource("APIHandler").ref
+        self._stream_filters_first()
         self._grants(secrets_prefix)
         self._log_groups()
         self._alarms()
@@ -387,6 +388,17 @@ class SiyuStack(cdk.Stack):
             self.queues[spec.key], batch_size=spec.batch_size, report_batch_item_failures=True,
             max_batching_window=cdk.Duration.seconds(spec.max_batching_window) if spec.max_batching_window else None))
         return fn
+
+    def _stream_filters_first(self) -> None:
+        """Every function that writes what a stream consumer must see updates after the consumer's
+        event source mapping (its filters): a coupon that announces itself (storage.coupons.issue)
+        written by new code while the old filter (outbox items only) still stood would never be
+        published. The consumer's own code updates before its mapping (the mapping refers to it)."""
+        mappings = [child for fn in self.stream_workers.values() for child in fn.node.children
+                    if isinstance(child, lambda_.EventSourceMapping)]
+        for writer in [*self.workers.values(), self.api]:
+            for mapping in mappings:
+                writer.node.add_dependency(mapping)
 
     def _stream_worker(self, spec: resources.Stream) -> lambda_.Function:
         fn = self._function(f"{spec.key.title()}StreamWorker", spec.handler, spec.consumer_timeout,

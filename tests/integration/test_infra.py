@@ -149,6 +149,20 @@ def test_stream_consumer_filters_to_the_outbox(template):
     assert "OnFailure" in mapping["Properties"]["DestinationConfig"]
 
 
+def test_every_other_function_updates_after_the_stream_consumers_filters(deployed):
+    """A coupon written by new code must meet the new filter (it announces itself): every function but
+    the consumer depends on the stream's event source mapping."""
+    mapping = next(k for k, m in of_type(deployed, "AWS::Lambda::EventSourceMapping").items()
+                   if "StartingPosition" in m["Properties"])
+    ours = {"app.app", *(q.handler for q in resources.QUEUES)}
+    writers = {k: r for k, r in deployed["Resources"].items()
+               if r["Type"] in ("AWS::Lambda::Function", "AWS::Serverless::Function")
+               and r["Properties"].get("Handler") in ours}
+    assert sorted(r["Properties"]["Handler"] for r in writers.values()) == sorted(ours)
+    for key, resource in writers.items():
+        assert mapping in resource.get("DependsOn", []), key
+
+
 def test_workers_run_handlers_from_the_resource_list_on_arm64(template):
     functions = of_type(template, "AWS::Lambda::Function")
     handlers = sorted(f["Properties"]["Handler"] for f in functions.values())
