@@ -55,6 +55,29 @@ def table(stack) -> str:
     return stack.env["SIYU_TABLE"]
 
 
+@pytest.fixture(scope="module")
+def scratch_table(stack) -> str:
+    """A table shaped like the main one (keys, indexes, stream) that no worker reads, for tests that
+    write to the emulator's backend directly: moto's own path, given what its request checks would
+    refuse, can store an item no client could parse, and on the main table its stream record would
+    stop the pump's outbox consumer for the rest of the session."""
+    import uuid
+    from chalicelib import aws
+    ddb = aws.client("dynamodb")
+    main = ddb.describe_table(TableName=stack.env["SIYU_TABLE"])["Table"]
+    name = f"scratch-{uuid.uuid4().hex[:12]}"
+    indexes = [{k: i[k] for k in ("IndexName", "KeySchema", "Projection")} for i in main.get("GlobalSecondaryIndexes", [])]
+    ddb.create_table(TableName=name, KeySchema=main["KeySchema"], AttributeDefinitions=main["AttributeDefinitions"],
+                     BillingMode="PAY_PER_REQUEST", StreamSpecification=main["StreamSpecification"],
+                     **({"GlobalSecondaryIndexes": indexes} if indexes else {}))
+    yield name
+    from moto.dynamodb.models import dynamodb_backends      # the shipped client's model has no DeleteTable
+    from siyu_dev.emulator import DYNAMODB_LOCK
+    with DYNAMODB_LOCK:
+        for backend in [b for account in dynamodb_backends.values() for b in account.values() if name in b.tables]:
+            backend.delete_table(name)
+
+
 @pytest.fixture(scope="session")
 def api(stack) -> Api:
     return Api(stack.api_url)

@@ -10,6 +10,12 @@ import uuid
 import pytest
 
 
+@pytest.fixture
+def table(scratch_table) -> str:
+    """Written through moto's backend directly: a scratch table, not the main one (conftest.scratch_table)."""
+    return scratch_table
+
+
 def _walk(obj, seen: dict, mutable: set):
     """The copy as data: types, values, and which DynamoType / list / dict objects recur."""
     from moto.dynamodb.models.dynamo_type import DynamoType, Item

@@ -8,7 +8,15 @@ import json
 import random
 import uuid
 
+import pytest
+
 from tests.integration.test_emulator_item_copies import _random_value
+
+
+@pytest.fixture
+def table(scratch_table) -> str:
+    """Written through moto's backend directly: a scratch table, not the main one (conftest.scratch_table)."""
+    return scratch_table
 
 
 def _records(rng: random.Random):

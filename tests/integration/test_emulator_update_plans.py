@@ -38,6 +38,12 @@ STATES = {
 
 
 @pytest.fixture
+def table(scratch_table) -> str:
+    """Written through moto's backend directly: a scratch table, not the main one (conftest.scratch_table)."""
+    return scratch_table
+
+
+@pytest.fixture
 def backend(stack, table):
     from moto.dynamodb.models import dynamodb_backends
     found = [b for account in dynamodb_backends.values() for b in account.values() if table in b.tables]
