@@ -49,14 +49,8 @@ def install() -> None:
     ORIGINALS["limited_setitem"] = LimitedSizeDict.__setitem__
 
     def size_of(value) -> int:
-        if type(value) is DynamoType:
-            kind, inner = value.type, value.value
-            if kind == "S" and type(inner) is str:
-                return len(inner.encode("utf-8"))
-            if kind == "N" and type(inner) is str:
-                return len(inner)
-            return value.size()
-        return bytesize(str(value))
+        # DynamoType.size is the direct one below (installed with this)
+        return value.size() if type(value) is DynamoType else bytesize(str(value))
 
     def __setitem__(self, key, value):
         total = 0

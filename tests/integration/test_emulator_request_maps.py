@@ -3,11 +3,9 @@ own parser parses them: the same values, types and key order, and the same refus
 one, for every request that carries items, keys or expression values."""
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from tests.integration.test_emulator_speedups import ITEM
+from tests.integration.test_emulator_speedups import ITEM, parsed_request
 
 WIRE = {k: v for k, v in ITEM.items() if k not in ("b", "bs", "l")}
 ODD = [{"S": None}, {"S": "a", "N": "1"}, {"S": 5}, {"NULL": False}, {"BOOL": "yes"}, {"SS": ["a", 1]},
@@ -40,18 +38,13 @@ def _requests():
 
 
 def test_request_maps_parse_as_moto_parses_them(stack):
-    from moto.core.parse import BaseJSONParser, JSONParser
+    from moto.core.parse import BaseJSONParser
     from moto.core.utils import get_service_model
     from siyu_dev import moto_speedups
     model = get_service_model("dynamodb")
 
     def parsed(action, body):
-        parser = JSONParser(model.operation_model(action), map_type=dict)
-        try:
-            return parser.parse({"method": "POST", "values": {}, "headers": {}, "body": json.dumps(body).encode(),
-                                 "url_path": "/", "url_params": {}})
-        except Exception as error:  # noqa: BLE001 - moto's parser refuses it: so must the shortcut
-            return ("raised", type(error).__name__, str(error))
+        return parsed_request(model, action, body)
 
     patched = BaseJSONParser._parse_map, BaseJSONParser._parse_structure
     assert patched[0] is not moto_speedups.ORIGINALS["parse_map"]

@@ -174,7 +174,7 @@ def test_request_ids_have_moto_s_form_on_the_wire(ddb, table):
 
 
 def test_request_attribute_values_parse_as_moto_parses_them(stack):
-    from moto.core.parse import BaseJSONParser, JSONParser
+    from moto.core.parse import BaseJSONParser
     from moto.core.utils import get_service_model
     from siyu_dev import moto_speedups
     model = get_service_model("dynamodb")
@@ -194,12 +194,7 @@ def test_request_attribute_values_parse_as_moto_parses_them(stack):
                          "ExpressionAttributeNames": {"#a": "a"}, "ExpressionAttributeValues": {":v": v}}) for v in odd]
 
     def parsed(action, body):
-        parser = JSONParser(model.operation_model(action), map_type=dict)
-        try:
-            return parser.parse({"method": "POST", "values": {}, "headers": {}, "body": json.dumps(body).encode(),
-                                 "url_path": "/", "url_params": {}})
-        except Exception as error:  # noqa: BLE001 - moto's parser refuses it: so must the shortcut
-            return ("raised", type(error).__name__, str(error))
+        return parsed_request(model, action, body)
 
     for action, body in requests:
         fast = parsed(action, body)
@@ -261,3 +256,14 @@ def test_update_validation_is_moto_s_pass_for_pass(ddb, table):
             outcomes.add(results[0][0])
     assert outcomes == {"ok", "refused"}
     assert moto_speedups._IDLE["ADD #n :one, #x :one"]        # some passes were skipped on this text
+
+
+def parsed_request(model, action: str, body: dict):
+    """moto's JSON parse of a DynamoDB request body, or what it raised (so a shortcut must raise it too)."""
+    from moto.core.parse import JSONParser
+    parser = JSONParser(model.operation_model(action), map_type=dict)
+    try:
+        return parser.parse({"method": "POST", "values": {}, "headers": {}, "body": json.dumps(body).encode(),
+                             "url_path": "/", "url_params": {}})
+    except Exception as error:  # noqa: BLE001 - moto's parser refuses it: so must the shortcut
+        return ("raised", type(error).__name__, str(error))
